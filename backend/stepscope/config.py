@@ -1,0 +1,33 @@
+"""One Settings object for every process; each field is read from STEPSCOPE_<FIELD>."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STEPSCOPE_", extra="ignore")
+
+    redis_url: str | None = Field(None, description="Redis to use; unset: `stepscope up` starts an embedded one")
+    store: str = Field("runs", description="run directories: a local path or an fsspec URL (s3://bucket/runs)")
+    cache_dir: str = Field(str(Path.home() / ".cache" / "stepscope"), description="fitted preview maps")
+    device: str = Field("cpu", description="torch device for workers and `stepscope run`")
+    dtype: str | None = Field(None, description="model dtype; default per preset")
+    offload: str = Field("none", description="none | model | sequential CPU offload")
+    token: str | None = Field(None, description="bearer token required on every API route when set")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    models: str = Field("tiny", description="comma-separated models the API offers (besides announced ones)")
+    job_timeout: int = Field(3600, description="seconds a job may run before the worker stops it")
+    result_ttl: int = Field(7 * 24 * 3600, description="seconds job records and event streams are kept")
+    max_queued: int = Field(1000, description="jobs waiting per queue before submissions get 503")
+    max_upload_bytes: int = Field(20 * 2**20)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

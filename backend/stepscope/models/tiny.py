@@ -1,0 +1,145 @@
+"""Tiny Wan pipelines built from config: offline, deterministic, fast on a CPU.
+
+They have the real diffusers classes (WanTransformer3DModel, AutoencoderKLWan, UMT5EncoderModel,
+UniPC flow scheduler) at toy sizes, with weights drawn from a fixed seed, so every code path
+of stepscope runs on a laptop exactly as it runs on a 14B model: only the numbers are small.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+import torch
+from diffusers import (
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+    WanImageToVideoPipeline,
+    WanPipeline,
+    WanTransformer3DModel,
+)
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+TEXT_DIM = 32
+# The real Wan pipelines pad prompts to 512 tokens; the tiny ones keep that contract.
+MAX_TEXT_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Sizes of one tiny pipeline; every field is a real diffusers/transformers config value."""
+
+    image_to_video: bool = False
+    two_experts: bool = False
+    boundary_ratio: float | None = None
+    scheduler: str = "unipc"  # "unipc" (Wan's default) or "euler" (FlowMatchEulerDiscrete)
+    flow_shift: float = 3.0
+    num_layers: int = 8
+    num_attention_heads: int = 2
+    attention_head_dim: int = 16
+    ffn_dim: int = 64
+    vae_base_dim: int = 8
+    weight_seed: int = 0
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer built in memory, so that different prompts give different ids."""
+    specials = ["<pad>", "</s>", "<unk>"]
+    chars = string.ascii_lowercase + string.digits + string.punctuation + " "
+    vocab = {tok: i for i, tok in enumerate(specials + list(chars))}
+    tok = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", vocab["</s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def build_text_encoder(vocab_size: int) -> UMT5EncoderModel:
+    config = UMT5Config(
+        vocab_size=vocab_size,
+        d_model=TEXT_DIM,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        dropout_rate=0.0,
+        feed_forward_proj="gated-gelu",
+    )
+    return UMT5EncoderModel(config).eval()
+
+
+def build_transformer(cfg: TinyConfig) -> WanTransformer3DModel:
+    in_channels = 36 if cfg.image_to_video else 16  # I2V: latents + 4 mask + 16 image channels
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=cfg.num_attention_heads,
+        attention_head_dim=cfg.attention_head_dim,
+        in_channels=in_channels,
+        out_channels=16,
+        text_dim=TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    ).eval()
+
+
+def build_vae(cfg: TinyConfig) -> AutoencoderKLWan:
+    return AutoencoderKLWan(
+        base_dim=cfg.vae_base_dim,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    ).eval()
+
+
+def build_scheduler(cfg: TinyConfig):
+    if cfg.scheduler == "euler":
+        return FlowMatchEulerDiscreteScheduler(shift=cfg.flow_shift)
+    if cfg.scheduler == "unipc":
+        return UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=cfg.flow_shift
+        )
+    raise ValueError(f"unknown tiny scheduler {cfg.scheduler!r}")
+
+
+def build_tiny_pipeline(cfg: TinyConfig) -> DiffusionPipeline:
+    """Build a tiny Wan T2V or I2V pipeline; the same cfg always gives the same weights."""
+    # One generator per component keeps weights stable if another component changes size.
+    torch.manual_seed(cfg.weight_seed)
+    tokenizer = build_tokenizer()
+    text_encoder = build_text_encoder(len(tokenizer))
+    torch.manual_seed(cfg.weight_seed + 1)
+    vae = build_vae(cfg)
+    torch.manual_seed(cfg.weight_seed + 2)
+    transformer = build_transformer(cfg)
+    transformer_2 = None
+    if cfg.two_experts:
+        torch.manual_seed(cfg.weight_seed + 3)
+        transformer_2 = build_transformer(cfg)
+    scheduler = build_scheduler(cfg)
+    common = dict(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        transformer_2=transformer_2,
+        boundary_ratio=cfg.boundary_ratio,
+    )
+    if cfg.image_to_video:
+        return WanImageToVideoPipeline(image_encoder=None, image_processor=None, **common)
+    return WanPipeline(**common)

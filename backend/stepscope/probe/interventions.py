@@ -1,0 +1,188 @@
+"""Interventions: what a variant changes about a run.
+
+Two kinds act at two places of the loop:
+- on the latent entering a step (noise_at_step, noise_at_frame): `perturb_latents(step, x)`;
+- on block outputs inside a forward (layer_swap, seed_ensemble): a `BlockRewrite`.
+Guidance changes act on the pipeline call itself (see `trajectory.TrajectoryInputs`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+
+import torch
+
+from stepscope.probe.hooks import wants_pass
+from stepscope.spec import LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble
+
+# Hidden states of a swap source are kept in host memory up to this many bytes, then on disk.
+DEFAULT_BANK_MEMORY = int(os.environ.get("STEPSCOPE_SWAP_MEMORY_BYTES", 4 * 2**30))
+
+
+def _noise_like(latents: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+    """Gaussian noise with its own seed (per step), drawn on the CPU so every device agrees."""
+    gen = torch.Generator("cpu").manual_seed((seed * 1_000_003 + step) % 2**63)
+    return torch.randn(latents.shape, generator=gen, dtype=torch.float32).to(latents.device)
+
+
+def _scale(latents: torch.Tensor, strength: float, relative: bool) -> torch.Tensor:
+    """Noise scale per batch member: strength × std of that member's latent, or strength itself."""
+    if not relative:
+        return torch.full((latents.shape[0], 1, 1, 1, 1), strength, device=latents.device)
+    std = latents.float().flatten(1).std(dim=1)
+    return (strength * std).view(-1, 1, 1, 1, 1)
+
+
+class LatentPerturbations:
+    """noise_at_step and noise_at_frame, applied to the latent that enters a step."""
+
+    def __init__(self, items: Iterable[NoiseAtStep | NoiseAtFrame]):
+        self.items = list(items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def perturb(self, step: int, latents: torch.Tensor) -> torch.Tensor:
+        for item in self.items:
+            if isinstance(item, NoiseAtStep) and step in item.steps:
+                noise = _noise_like(latents, item.seed, step)
+                latents = latents + _scale(latents, item.strength, item.relative) * noise.to(latents.dtype)
+            elif isinstance(item, NoiseAtFrame) and (item.steps is None or step in item.steps):
+                noise = _noise_like(latents, item.seed, step)
+                mask = torch.zeros(latents.shape[2], dtype=torch.bool, device=latents.device)
+                mask[item.frames] = True
+                scaled = _scale(latents, item.strength, item.relative) * noise.to(latents.dtype)
+                latents = latents + scaled * mask.view(1, 1, -1, 1, 1)
+        return latents
+
+
+def token_slice_for_frames(frames: list[int] | None, tokens_per_frame: int, num_tokens: int) -> torch.Tensor | None:
+    """Token indices of the given latent frames (tokens are frame-major), or None for all."""
+    if frames is None:
+        return None
+    idx = [torch.arange(f * tokens_per_frame, (f + 1) * tokens_per_frame) for f in frames]
+    out = torch.cat(idx)
+    if int(out.max()) >= num_tokens:
+        raise ValueError(f"frame {max(frames)} is beyond the {num_tokens // tokens_per_frame} token frames")
+    return out
+
+
+class HiddenStateBank:
+    """Block outputs of a swap source, keyed by (step, pass, layer).
+
+    States go to host memory (pinned when a GPU is used) until `memory_budget` bytes are held,
+    then to files in a scratch directory, so a swap over many steps of a 14B model stays
+    bounded in RAM. The scratch directory is removed by `close()`.
+    """
+
+    def __init__(self, memory_budget: int = DEFAULT_BANK_MEMORY, scratch_dir: str | None = None):
+        self.memory_budget = memory_budget
+        self.bytes_in_memory = 0
+        self._memory: dict[tuple[int, str, int], torch.Tensor] = {}
+        self._on_disk: dict[tuple[int, str, int], str] = {}
+        self._scratch_parent = scratch_dir
+        self._scratch: tempfile.TemporaryDirectory | None = None
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._on_disk)
+
+    def put(self, key: tuple[int, str, int], state: torch.Tensor) -> None:
+        size = state.numel() * state.element_size()
+        if self.bytes_in_memory + size <= self.memory_budget:
+            host = torch.empty(state.shape, dtype=state.dtype, pin_memory=state.is_cuda)
+            host.copy_(state)
+            self._memory[key] = host
+            self.bytes_in_memory += size
+            return
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="stepscope-swap-", dir=self._scratch_parent)
+        path = os.path.join(self._scratch.name, f"{key[0]}_{key[1]}_{key[2]}.pt")
+        torch.save(state.detach().cpu(), path)
+        self._on_disk[key] = path
+
+    def get(self, key: tuple[int, str, int], device: torch.device) -> torch.Tensor:
+        if key in self._memory:
+            return self._memory[key].to(device, non_blocking=True)
+        if key in self._on_disk:
+            return torch.load(self._on_disk[key], weights_only=True).to(device)
+        raise KeyError(f"no stored hidden state for step {key[0]}, pass {key[1]}, layer {key[2]}")
+
+    def close(self) -> None:
+        self._memory.clear()
+        self._on_disk.clear()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+
+class SwapRecorder:
+    """Stores the source run's block outputs that a layer swap will need."""
+
+    def __init__(self, swap: LayerSwap, bank: HiddenStateBank):
+        self.swap = swap
+        self.bank = bank
+
+    def __call__(self, step: int, expert: str, pass_name: str, layer: int, output: torch.Tensor):
+        if self._wanted(step, pass_name, layer):
+            self.bank.put((step, pass_name, layer), output)
+        return None
+
+    def _wanted(self, step: int, pass_name: str, layer: int) -> bool:
+        return (
+            layer in self.swap.layers
+            and (self.swap.steps is None or step in self.swap.steps)
+            and wants_pass(self.swap.passes, pass_name)
+        )
+
+
+class SwapReplayer(SwapRecorder):
+    """Replaces this run's block outputs by the source's (all tokens, or those of chosen frames)."""
+
+    def __init__(self, swap: LayerSwap, bank: HiddenStateBank, tokens_per_frame: int):
+        super().__init__(swap, bank)
+        self.tokens_per_frame = tokens_per_frame
+
+    def __call__(self, step: int, expert: str, pass_name: str, layer: int, output: torch.Tensor):
+        if not self._wanted(step, pass_name, layer):
+            return None
+        source = self.bank.get((step, pass_name, layer), output.device)
+        if source.shape != output.shape:
+            raise ValueError(f"swap source state {tuple(source.shape)} does not match {tuple(output.shape)}")
+        tokens = token_slice_for_frames(self.swap.frames, self.tokens_per_frame, output.shape[1])
+        if tokens is None:
+            return source.to(output.dtype)
+        replaced = output.clone()
+        tokens = tokens.to(output.device)
+        replaced[:, tokens] = source[:, tokens].to(output.dtype)
+        return replaced
+
+
+def default_ensemble_layers(num_layers: int) -> list[int]:
+    """The middle half of the depth: layers 20–29 of a 40-layer model, 2–5 of an 8-layer one."""
+    start, stop = num_layers // 2, (3 * num_layers) // 4
+    return list(range(start, max(stop, start + 1)))
+
+
+class EnsembleAverager:
+    """Averages block outputs across the batch (one member per seed) at chosen layers and steps.
+
+    The mean is taken in a wider type than the states (float64 for float32 states, float32 for
+    bf16/fp16), so k identical members average back to exactly their own value.
+    """
+
+    def __init__(self, ensemble: SeedEnsemble, layers: list[int]):
+        self.ensemble = ensemble
+        self.layers = layers
+
+    def __call__(self, step: int, expert: str, pass_name: str, layer: int, output: torch.Tensor):
+        if layer not in self.layers or step not in self.ensemble.steps:
+            return None
+        if not wants_pass(self.ensemble.passes, pass_name):
+            return None
+        wide = torch.float64 if output.dtype == torch.float32 else torch.float32
+        if output.device.type == "mps":
+            wide = torch.float32
+        mean = output.to(wide).mean(dim=0, keepdim=True).to(output.dtype)
+        return mean.expand_as(output).contiguous()

@@ -1,0 +1,222 @@
+"""Run one denoising trajectory of a diffusers Wan pipeline with probes and interventions.
+
+The pipeline's own `__call__` runs the loop; stepscope only adds forward hooks (expert and
+pass tracking, layer norms, block rewrites), a wrapper around `scheduler.step` that reads x̂₀,
+and `callback_on_step_end`, which hands each captured step to a sink, perturbs the next
+latent and checks for cancellation. With no interventions the final latents are bitwise those
+of the plain pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from stepscope.models import LoadedModel
+from stepscope.probe.hooks import BlockRewrite, HookSet, LayerNormProbe, PassTracker, X0Reader, install_block_rewrite
+from stepscope.probe.interventions import LatentPerturbations
+
+
+class Cancelled(Exception):
+    """Raised inside the loop when `should_stop()` turns true; the run ends at that step."""
+
+
+class ProbeError(RuntimeError):
+    """The pipeline is in a state the probes cannot see through (e.g. a block cache)."""
+
+
+@dataclass
+class TrajectoryInputs:
+    """Everything the pipeline call needs; one member per seed (several for an ensemble)."""
+
+    prompt: str
+    negative_prompt: str
+    seeds: list[int]
+    steps: int
+    guidance: float
+    guidance_2: float | None
+    height: int
+    width: int
+    frames: int
+    image: Image.Image | None = None
+
+
+@dataclass
+class StepCapture:
+    """One captured step, tensors still on the device; the sink copies what it keeps."""
+
+    index: int
+    timestep: float
+    sigma: float
+    expert: str
+    x0: torch.Tensor  # (B, C, F, H, W), x̂₀ = x_s − σ_s·v after CFG
+    layer_norms: dict[str, torch.Tensor]  # pass → (B, L, N) float32
+    started: float  # perf_counter when the step's first forward began
+    ended: float  # perf_counter right after scheduler.step (host side)
+
+
+class StepSink:
+    """Receives captured steps; the default keeps nothing."""
+
+    def on_step(self, capture: StepCapture) -> None:
+        pass
+
+
+@dataclass
+class TrajectoryResult:
+    final_latents: torch.Tensor
+    timesteps: list[float]
+    sigmas: list[float]  # σ of each step (the value x̂₀ used)
+    experts: list[str]  # which expert ran each step
+    step_seconds: list[float]
+    captured_steps: list[int] = field(default_factory=list)
+
+
+def captured_steps(steps: int, every: int) -> list[int]:
+    return [i for i in range(steps) if i % every == 0 or i == steps - 1]
+
+
+def check_probe_visibility(model: LoadedModel) -> None:
+    """Refuse pipeline states that would hide or fake what block hooks see."""
+    for name, module in model.experts.items():
+        if getattr(module, "is_cache_enabled", False):
+            raise ProbeError(
+                f"{name} has a diffusers cache enabled (FirstBlockCache, MagCache, PAB, FasterCache or "
+                "TaylorSeer): cached blocks are skipped, so their norms and x̂₀ would not be the model's; "
+                "disable it with `disable_cache()`"
+            )
+        if getattr(module, "_parallel_config", None) is not None:
+            raise ProbeError(f"{name} runs context parallel: block hooks would see one shard of the tokens")
+
+
+def initial_latents(model: LoadedModel, inputs: TrajectoryInputs) -> torch.Tensor:
+    """The starting noise, drawn exactly as the pipeline's prepare_latents draws it.
+
+    One CPU generator per seed, so a seed gives the same trajectory on any device and a
+    member of an ensemble starts from the same noise as that seed's single run.
+    """
+    info = model.info
+    shape = (
+        len(inputs.seeds),
+        info.latent_channels,
+        (inputs.frames - 1) // info.vae_temporal + 1,
+        inputs.height // info.vae_spatial,
+        inputs.width // info.vae_spatial,
+    )
+    generators = [torch.Generator("cpu").manual_seed(s) for s in inputs.seeds]
+    generator = generators[0] if len(generators) == 1 else generators
+    return randn_tensor(shape, generator=generator, device=torch.device(_execution_device(model)), dtype=torch.float32)
+
+
+def _execution_device(model: LoadedModel) -> str:
+    return str(model.pipe._execution_device)
+
+
+def run_trajectory(
+    model: LoadedModel,
+    inputs: TrajectoryInputs,
+    *,
+    capture: Iterable[int] | None = None,
+    layers: Sequence[int] = (),
+    passes: str = "cond",
+    perturbations: LatentPerturbations | None = None,
+    rewrites: Sequence[tuple[list[int], BlockRewrite]] = (),
+    sink: StepSink | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrajectoryResult:
+    """Run the pipeline once, handing the steps in `capture` (default: all) to `sink`."""
+    check_probe_visibility(model)
+    pipe = model.pipe
+    experts = model.experts
+    sink = sink or StepSink()
+    perturbations = perturbations or LatentPerturbations([])
+    capture_at = set(range(inputs.steps) if capture is None else capture)
+
+    hooks = HookSet()
+    tracker = PassTracker(experts)
+    x0_reader = X0Reader(pipe.scheduler)
+    norms = LayerNormProbe(tracker, list(layers), passes)
+    result = TrajectoryResult(None, [], [], [], [], sorted(capture_at))  # type: ignore[arg-type]
+    clock = {"step_started": 0.0}
+
+    def mark_step_start(module, args):
+        if tracker._forwards_this_step == 1:  # the pass tracker's pre-hook ran first
+            clock["step_started"] = time.perf_counter()
+
+    def on_step_end(pipeline, i: int, t, callback_kwargs: dict) -> dict:
+        ended = time.perf_counter()
+        estimate = x0_reader.pop()
+        expert = tracker.experts_this_step[-1] if tracker.experts_this_step else "transformer"
+        result.timesteps.append(float(t))
+        result.sigmas.append(estimate.sigma)
+        result.experts.append(expert)
+        result.step_seconds.append(ended - clock["step_started"])
+        if i in capture_at:
+            sink.on_step(
+                StepCapture(
+                    index=i,
+                    timestep=float(t),
+                    sigma=estimate.sigma,
+                    expert=expert,
+                    x0=estimate.x0,
+                    layer_norms=norms.collect(),
+                    started=clock["step_started"],
+                    ended=ended,
+                )
+            )
+        latents = callback_kwargs["latents"]
+        if perturbations and i + 1 < inputs.steps:
+            latents = perturbations.perturb(i + 1, latents)
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"cancelled after step {i}")
+        tracker.next_step()
+        norms.active = (i + 1) in capture_at
+        return {"latents": latents}
+
+    try:
+        # Interventions first: forward hooks run in registration order, so the norm probe
+        # records what the block hands to the next block, rewrites included.
+        tracker.install(hooks)
+        for module in experts.values():
+            hooks.add_handle(module.register_forward_pre_hook(mark_step_start))
+        for rewrite_layers, rewrite in rewrites:
+            install_block_rewrite(hooks, tracker, experts, rewrite_layers, rewrite)
+        if layers:
+            norms.install(hooks, experts)
+        x0_reader.install(hooks)
+        norms.active = 0 in capture_at
+
+        latents = initial_latents(model, inputs)
+        if perturbations:
+            latents = perturbations.perturb(0, latents)
+        call_kwargs = dict(
+            prompt=inputs.prompt,
+            negative_prompt=inputs.negative_prompt or None,
+            height=inputs.height,
+            width=inputs.width,
+            num_frames=inputs.frames,
+            num_inference_steps=inputs.steps,
+            guidance_scale=inputs.guidance,
+            num_videos_per_prompt=len(inputs.seeds),
+            latents=latents,
+            output_type="latent",
+            callback_on_step_end=on_step_end,
+            callback_on_step_end_tensor_inputs=["latents"],
+        )
+        if model.info.boundary_ratio is not None:
+            call_kwargs["guidance_scale_2"] = inputs.guidance_2
+        if model.info.task == "i2v":
+            if inputs.image is None:
+                raise ProbeError("this image-to-video model needs a first-frame image")
+            call_kwargs["image"] = inputs.image
+        output = pipe(**call_kwargs)
+        result.final_latents = output.frames
+        return result
+    finally:
+        hooks.remove()
+        pipe._interrupt = False

@@ -1,0 +1,150 @@
+"""Read a run directory back into numpy: `stepscope.load_run(path)`.
+
+    run = stepscope.load_run("runs/demo")
+    run.baseline.x0                 # (S, B, C, F, H, W) x̂₀ of every captured step
+    run.baseline.layer_norms()      # (S, B, L, F', H', W') per-token L2 norms, cond pass
+    run.baseline.previews           # (S, B, F, h, w, 3) uint8 linear previews
+    run.metrics("noise10")          # dict with 1 − CKA per step, commitment steps, ...
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cached_property
+
+import numpy as np
+from PIL import Image
+
+from stepscope.store import RunDir
+
+
+class Trajectory:
+    """One stored trajectory (baseline, variant or swap source); arrays load lazily."""
+
+    def __init__(self, run: RunDir, name: str, entry: dict, shapes: dict):
+        self._run = run
+        self.name = name
+        self.entry = entry
+        self._shapes = shapes
+
+    def __repr__(self) -> str:
+        return f"Trajectory({self.name!r}, kind={self.kind!r}, steps={self.steps})"
+
+    @property
+    def kind(self) -> str:
+        return self.entry["kind"]
+
+    @property
+    def status(self) -> str:
+        return self.entry["status"]
+
+    @property
+    def steps(self) -> list[int]:
+        """Indices of the stored (captured) steps, in order."""
+        return [s["index"] for s in self.entry["steps"]]
+
+    @property
+    def timesteps(self) -> np.ndarray:
+        return np.asarray(self.entry.get("timesteps", [s["t"] for s in self.entry["steps"]]))
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        return np.asarray(self.entry.get("sigmas", [s["sigma"] for s in self.entry["steps"]]))
+
+    @property
+    def experts(self) -> list[str]:
+        return self.entry.get("experts", [s["expert"] for s in self.entry["steps"]])
+
+    def _stack(self, key: str) -> np.ndarray:
+        paths = [s["artifacts"][key] for s in self.entry["steps"] if key in s["artifacts"]]
+        if not paths:
+            raise KeyError(f"trajectory {self.name} stored no {key!r} arrays")
+        return np.stack([self._run.read_array(p) for p in paths])
+
+    @cached_property
+    def x0(self) -> np.ndarray:
+        return self._stack("x0")
+
+    def layer_norms(self, pass_name: str = "cond") -> np.ndarray:
+        return self._stack(f"layer_norms.{pass_name}")
+
+    @cached_property
+    def previews(self) -> np.ndarray:
+        frames = self._shapes["latent"][1]
+        members = len(self.entry["seeds"])
+        out = []
+        for step in self.entry["steps"]:
+            strip = np.asarray(Image.open(io.BytesIO(self._run.read_bytes(step["artifacts"]["preview"]))))
+            h, w = strip.shape[0] // members, strip.shape[1] // frames
+            out.append(strip.reshape(members, h, frames, w, 3).transpose(0, 2, 1, 3, 4))
+        return np.stack(out)
+
+    @cached_property
+    def final_latents(self) -> np.ndarray:
+        return self._run.read_array(self.entry["final"]["latents"])
+
+    @cached_property
+    def convergence(self) -> np.ndarray:
+        return self._run.read_array(self.entry["convergence"]["file"])
+
+    @property
+    def commitment_step(self) -> int | None:
+        return self.entry.get("convergence", {}).get("commitment_step")
+
+    def _frames(self, rel_dir: str, count: int) -> np.ndarray:
+        return np.stack(
+            [np.asarray(Image.open(io.BytesIO(self._run.read_bytes(f"{rel_dir}/frame_{i:03d}.jpg")))) for i in range(count)]
+        )
+
+    def decoded(self, step: int) -> np.ndarray:
+        """Full-quality decode of a step (if one was made): (T, H, W, 3) uint8."""
+        for d in self.entry["decodes"]:
+            if d["step"] == step:
+                return self._frames(d["dir"], d["frames"])
+        raise KeyError(f"step {step} of {self.name} was not decoded; decoded: {[d['step'] for d in self.entry['decodes']]}")
+
+    @cached_property
+    def video(self) -> np.ndarray:
+        """The decoded output video: (T, H, W, 3) uint8."""
+        return self.decoded("final")
+
+
+class Run:
+    """A loaded run directory."""
+
+    def __init__(self, run: RunDir):
+        self.dir = run
+        self.manifest = run.manifest()
+        shapes = self.manifest["shapes"]
+        self.trajectories = {
+            name: Trajectory(run, name, entry, shapes) for name, entry in self.manifest["trajectories"].items()
+        }
+
+    def __repr__(self) -> str:
+        return f"Run({self.dir.path!r}, status={self.status!r}, trajectories={list(self.trajectories)})"
+
+    @property
+    def status(self) -> str:
+        return self.manifest["status"]
+
+    @property
+    def baseline(self) -> Trajectory:
+        return self.trajectories["baseline"]
+
+    def __getitem__(self, name: str) -> Trajectory:
+        return self.trajectories[name]
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.manifest.get("variants", []))
+
+    def metrics(self, variant: str) -> dict:
+        """The comparison of a variant with the baseline, with its difference maps as an array."""
+        entry = self.manifest["metrics"][variant]
+        data = self.dir.read_json(entry["file"])
+        data["difference"] = self.dir.read_array(entry["difference"])
+        return data
+
+
+def load_run(path: str) -> Run:
+    return Run(RunDir.at(path))

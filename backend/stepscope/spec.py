@@ -1,0 +1,315 @@
+"""The experiment spec: what a user asks stepscope to run, with a limit on every number.
+
+An experiment is a baseline trajectory plus optional variants (the same inputs with
+interventions applied). Everything here is checked without loading a model;
+`check_against_model` adds the checks that need the model's shape (depth, latent frames).
+Every error names the field it is about, as a dotted path such as `variants.0.interventions.0.steps`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+MAX_STEPS = 200
+MAX_SIDE = 1280
+MAX_FRAMES = 241
+MAX_VARIANTS = 16
+MAX_INTERVENTIONS = 8
+MAX_ENSEMBLE = 8  # seeds in one seed_ensemble batch: k latents live on the device at once
+MAX_SEED = 2**63 - 1
+MAX_STRENGTH = 100.0
+MAX_GUIDANCE = 30.0
+MAX_PROMPT_CHARS = 4000
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
+BASELINE = "baseline"
+
+Passes = Literal["cond", "uncond", "both"]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+StepIndex = Annotated[int, Field(ge=0, lt=MAX_STEPS)]
+LayerIndex = Annotated[int, Field(ge=0, le=255)]
+FrameIndex = Annotated[int, Field(ge=0, lt=MAX_FRAMES)]
+
+
+def _unique_sorted(values: list[int]) -> list[int]:
+    return sorted(set(values))
+
+
+# Index lists are kept sorted and free of repeats, so [3, 1, 3] and [1, 3] mean one thing.
+Steps = Annotated[list[StepIndex], AfterValidator(_unique_sorted)]
+Layers = Annotated[list[LayerIndex], AfterValidator(_unique_sorted)]
+Frames = Annotated[list[FrameIndex], AfterValidator(_unique_sorted)]
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; `field` is the dotted path of the offending value."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Probes(_Strict):
+    """What to record at each captured step."""
+
+    every: int = Field(1, ge=1, le=MAX_STEPS, description="capture every k-th step (the last step always)")
+    layers: Literal["all", "none"] | Layers = Field(
+        "all", description="blocks whose per-token output L2 norms are recorded, in every expert"
+    )
+    passes: Passes = Field("cond", description="which CFG pass the layer norms come from")
+    x0_arrays: bool = Field(True, description="store x̂₀ latents (float16) besides the RGB previews")
+    decode_every: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="full VAE decode of every k-th step, in the background"
+    )
+    decode_steps: Steps = Field(default_factory=list, description="steps to fully decode")
+    final_decode: bool = Field(True, description="decode the final latents into the output video")
+
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one layer, or 'none'")
+        return v
+
+
+class NoiseAtStep(_Strict):
+    """Add Gaussian noise to every frame of the latent entering each of `steps`."""
+
+    kind: Literal["noise_at_step"] = "noise_at_step"
+    steps: Steps = Field(min_length=1, max_length=MAX_STEPS)
+    strength: float = Field(ge=0.0, le=MAX_STRENGTH)
+    relative: bool = Field(True, description="strength in units of the latent's std at that step")
+    seed: Seed = 0
+
+
+
+class NoiseAtFrame(_Strict):
+    """Add Gaussian noise to chosen latent frames at every step (or the given steps)."""
+
+    kind: Literal["noise_at_frame"] = "noise_at_frame"
+    frames: Frames = Field(min_length=1, max_length=MAX_FRAMES)
+    steps: Steps | None = Field(None, description="steps to perturb; all steps when omitted")
+    strength: float = Field(ge=0.0, le=MAX_STRENGTH)
+    relative: bool = True
+    seed: Seed = 0
+
+
+
+class SourceRun(_Strict):
+    """Run B of a layer swap: the baseline's inputs with these fields replaced."""
+
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    seed: Seed | None = None
+    image: str | None = Field(None, description="first frame of B (I2V); same forms as the top-level image")
+
+
+class LayerSwap(_Strict):
+    """Replace block outputs of this run with those of run B at `layers` and `steps`."""
+
+    kind: Literal["layer_swap"] = "layer_swap"
+    layers: Layers = Field(min_length=1, max_length=256)
+    steps: Steps | None = Field(None, description="steps to swap at; all steps when omitted")
+    passes: Passes = "cond"
+    frames: Frames | None = Field(None, description="swap only the tokens of these latent frames")
+    source: SourceRun
+
+
+
+class SeedEnsemble(_Strict):
+    """Run the seeds as one batch and average their block outputs at `layers` and `steps`."""
+
+    kind: Literal["seed_ensemble"] = "seed_ensemble"
+    seeds: list[Seed] = Field(min_length=2, max_length=MAX_ENSEMBLE)
+    layers: Layers | None = Field(
+        None, description="layers to average; the middle half of the depth when omitted (20-29 of 40)"
+    )
+    steps: Steps = Field(default_factory=lambda: [0], min_length=1)
+    passes: Passes = "both"
+
+
+
+class Guidance(_Strict):
+    """Change classifier-free guidance; a scale of 1 or less turns CFG off."""
+
+    kind: Literal["guidance"] = "guidance"
+    scale: float = Field(ge=0.0, le=MAX_GUIDANCE)
+    scale_2: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE)
+
+
+Intervention = Annotated[
+    NoiseAtStep | NoiseAtFrame | LayerSwap | SeedEnsemble | Guidance, Field(discriminator="kind")
+]
+
+
+class Variant(_Strict):
+    name: str = Field(description="letters, digits, '_' and '-'; unique; not 'baseline'")
+    interventions: list[Intervention] = Field(min_length=1, max_length=MAX_INTERVENTIONS)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not VARIANT_NAME.match(v):
+            raise ValueError("use 1-48 letters, digits, '_' or '-', starting with a letter or digit")
+        if v == BASELINE:
+            raise ValueError("'baseline' is the name of the unperturbed run")
+        return v
+
+    @model_validator(mode="after")
+    def _composable(self):
+        kinds = [i.kind for i in self.interventions]
+        for kind in ("seed_ensemble", "guidance"):
+            if kinds.count(kind) > 1:
+                raise ValueError(f"at most one {kind} per variant")
+        if "seed_ensemble" in kinds and "layer_swap" in kinds:
+            raise ValueError("seed_ensemble and layer_swap do not compose: run them as two variants")
+        return self
+
+
+class ExperimentSpec(_Strict):
+    """One experiment: a baseline trajectory and its variants."""
+
+    model: str = Field("tiny", min_length=1, max_length=300)
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    image: str | None = Field(
+        None,
+        description="first frame for image-to-video models: a data: URL, or (CLI only) a file path; "
+        "the API stores uploads and rewrites this to the run directory's copy",
+    )
+    seed: Seed = 0
+    steps: int = Field(20, ge=1, le=MAX_STEPS)
+    guidance: float = Field(5.0, ge=0.0, le=MAX_GUIDANCE)
+    guidance_2: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, description="low-noise expert's guidance")
+    height: int = Field(64, ge=16, le=MAX_SIDE)
+    width: int = Field(64, ge=16, le=MAX_SIDE)
+    frames: int = Field(17, ge=1, le=MAX_FRAMES, description="video frames; 4k+1")
+    probes: Probes = Field(default_factory=Probes)
+    variants: list[Variant] = Field(default_factory=list, max_length=MAX_VARIANTS)
+
+    @field_validator("height", "width")
+    @classmethod
+    def _multiple_of_16(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"must be a multiple of 16, got {v}")
+        return v
+
+    @field_validator("frames")
+    @classmethod
+    def _frames(cls, v: int) -> int:
+        if (v - 1) % 4:
+            raise ValueError(f"must be 4k+1 (1, 5, 9, ..., 81), got {v}")
+        return v
+
+    @property
+    def latent_frames(self) -> int:
+        return (self.frames - 1) // 4 + 1
+
+    @model_validator(mode="after")
+    def _within_run(self):
+        names = [v.name for v in self.variants]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise SpecError(f"variants.{i}.name", f"duplicate variant name {name!r}")
+        for field, step in self._step_fields():
+            if step >= self.steps:
+                raise SpecError(field, f"step {step} is beyond the run's {self.steps} steps (0..{self.steps - 1})")
+        for field, frame in self._frame_fields():
+            if frame >= self.latent_frames:
+                raise SpecError(
+                    field,
+                    f"latent frame {frame} is out of range: {self.frames} frames give "
+                    f"{self.latent_frames} latent frames (0..{self.latent_frames - 1})",
+                )
+        return self
+
+    def _step_fields(self):
+        for s in self.probes.decode_steps:
+            yield "probes.decode_steps", s
+        for vi, variant in enumerate(self.variants):
+            for ii, iv in enumerate(variant.interventions):
+                for s in getattr(iv, "steps", None) or []:
+                    yield f"variants.{vi}.interventions.{ii}.steps", s
+
+    def _frame_fields(self):
+        for vi, variant in enumerate(self.variants):
+            for ii, iv in enumerate(variant.interventions):
+                for f in getattr(iv, "frames", None) or []:
+                    yield f"variants.{vi}.interventions.{ii}.frames", f
+
+    def layer_fields(self):
+        """(field, layer) for every layer index the spec names, for `check_against_model`."""
+        if isinstance(self.probes.layers, list):
+            for layer in self.probes.layers:
+                yield "probes.layers", layer
+        for vi, variant in enumerate(self.variants):
+            for ii, iv in enumerate(variant.interventions):
+                for layer in getattr(iv, "layers", None) or []:
+                    yield f"variants.{vi}.interventions.{ii}.layers", layer
+
+    def images(self):
+        """(field, value) for every first-frame image the spec names."""
+        if self.image is not None:
+            yield "image", self.image
+        for vi, variant in enumerate(self.variants):
+            for ii, iv in enumerate(variant.interventions):
+                if isinstance(iv, LayerSwap) and iv.source.image is not None:
+                    yield f"variants.{vi}.interventions.{ii}.source.image", iv.source.image
+
+
+def parse_spec(data: dict) -> ExperimentSpec:
+    """Validate a JSON object into a spec; raise SpecError naming the first bad field."""
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise spec_error_from(exc) from None
+
+
+def spec_error_from(exc: ValidationError) -> SpecError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "spec"
+    ctx_error = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, SpecError):
+        return ctx_error
+    message = err["msg"].removeprefix("Value error, ")
+    # Discriminated unions report the tag as part of the path; keep the path readable.
+    return SpecError(field, message)
+
+
+def check_against_model(spec: ExperimentSpec, info) -> None:
+    """Checks that need the model's shape (a `models.ModelInfo`); raise SpecError naming the field."""
+    multiple = info.vae_spatial * info.patch_size[1]
+    for field in ("height", "width"):
+        value = getattr(spec, field)
+        if value % multiple:
+            raise SpecError(field, f"must be a multiple of {multiple} for this model, got {value}")
+    for field, layer in spec.layer_fields():
+        if layer >= info.num_layers:
+            raise SpecError(field, f"layer {layer} is beyond the model's {info.num_layers} layers (0..{info.num_layers - 1})")
+    if spec.guidance_2 is not None and info.boundary_ratio is None:
+        raise SpecError("guidance_2", "this model has one expert; guidance_2 needs a two-expert model")
+    for vi, variant in enumerate(spec.variants):
+        for ii, iv in enumerate(variant.interventions):
+            if isinstance(iv, Guidance) and iv.scale_2 is not None and info.boundary_ratio is None:
+                raise SpecError(f"variants.{vi}.interventions.{ii}.scale_2", "needs a two-expert model")
+    images = list(spec.images())
+    if info.task == "i2v" and spec.image is None:
+        raise SpecError("image", "this image-to-video model needs a first-frame image")
+    if info.task != "i2v" and images:
+        raise SpecError(images[0][0], "this model is text-to-video and takes no image")
