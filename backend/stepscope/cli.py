@@ -88,26 +88,32 @@ def cmd_run(args) -> int:
             bar.refresh()
 
     try:
-        manifest = run_experiment(
-            model, spec, run, emit=on_event, cache_dir=settings.cache_dir, allow_paths=True
-        )
+        manifest = run_experiment(model, spec, run, emit=on_event, cache_dir=settings.cache_dir, allow_paths=True)
     except Cancelled:
         bar.close()
         print("cancelled", file=sys.stderr)
         return 130
     bar.close()
-    if not args.quiet:
-        summary = {name: t["status"] for name, t in manifest["trajectories"].items()}
-        print(json.dumps({"out": out, "status": manifest["status"], "trajectories": summary}))
+    summary = {name: t["status"] for name, t in manifest["trajectories"].items()}
+    print(json.dumps({"out": out, "status": manifest["status"], "trajectories": summary}))
     return 0
 
 
 def cmd_models(args) -> int:
     from stepscope.models import PRESETS
 
-    rows = [(p.name, p.source, p.info.task, len(p.info.experts), p.info.num_layers, p.description) for p in PRESETS.values()]
+    rows = [
+        (p.name, p.source, p.info.task, len(p.info.experts), p.info.num_layers, p.description) for p in PRESETS.values()
+    ]
     if args.json:
-        print(json.dumps([dict(zip(("name", "source", "task", "experts", "layers", "description"), r)) for r in rows]))
+        print(
+            json.dumps(
+                [
+                    dict(zip(("name", "source", "task", "experts", "layers", "description"), r, strict=True))
+                    for r in rows
+                ]
+            )
+        )
         return 0
     print(f"{'name':<18} {'task':<4} {'experts':>7} {'layers':>6}  source")
     for name, source, task, experts, layers, _ in rows:
@@ -132,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: STEPSCOPE_DEVICE or cpu)")
     run.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--offload", choices=["none", "model", "sequential"], default="none")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
     models = sub.add_parser("models", help="list model presets")

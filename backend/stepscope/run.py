@@ -1,10 +1,10 @@
 """Read a run directory back into numpy: `stepscope.load_run(path)`.
 
-    run = stepscope.load_run("runs/demo")
-    run.baseline.x0                 # (S, B, C, F, H, W) x̂₀ of every captured step
-    run.baseline.layer_norms()      # (S, B, L, F', H', W') per-token L2 norms, cond pass
-    run.baseline.previews           # (S, B, F, h, w, 3) uint8 linear previews
-    run.metrics("noise10")          # dict with 1 − CKA per step, commitment steps, ...
+run = stepscope.load_run("runs/demo")
+run.baseline.x0                 # (S, B, C, F, H, W) x̂₀ of every captured step
+run.baseline.layer_norms()      # (S, B, L, F', H', W') per-token L2 norms, cond pass
+run.baseline.previews           # (S, B, F, h, w, 3) uint8 linear previews
+run.metrics("noise10")          # dict with 1 − CKA per step, commitment steps, ...
 """
 
 from __future__ import annotations
@@ -93,7 +93,10 @@ class Trajectory:
 
     def _frames(self, rel_dir: str, count: int) -> np.ndarray:
         return np.stack(
-            [np.asarray(Image.open(io.BytesIO(self._run.read_bytes(f"{rel_dir}/frame_{i:03d}.jpg")))) for i in range(count)]
+            [
+                np.asarray(Image.open(io.BytesIO(self._run.read_bytes(f"{rel_dir}/frame_{i:03d}.jpg"))))
+                for i in range(count)
+            ]
         )
 
     def decoded(self, step: int) -> np.ndarray:
@@ -101,7 +104,9 @@ class Trajectory:
         for d in self.entry["decodes"]:
             if d["step"] == step:
                 return self._frames(d["dir"], d["frames"])
-        raise KeyError(f"step {step} of {self.name} was not decoded; decoded: {[d['step'] for d in self.entry['decodes']]}")
+        raise KeyError(
+            f"step {step} of {self.name} was not decoded; decoded: {[d['step'] for d in self.entry['decodes']]}"
+        )
 
     @cached_property
     def video(self) -> np.ndarray:

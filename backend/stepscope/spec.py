@@ -79,7 +79,6 @@ class Probes(_Strict):
     decode_steps: Steps = Field(default_factory=list, description="steps to fully decode")
     final_decode: bool = Field(True, description="decode the final latents into the output video")
 
-
     @field_validator("layers")
     @classmethod
     def _layers(cls, v):
@@ -98,7 +97,6 @@ class NoiseAtStep(_Strict):
     seed: Seed = 0
 
 
-
 class NoiseAtFrame(_Strict):
     """Add Gaussian noise to chosen latent frames at every step (or the given steps)."""
 
@@ -108,7 +106,6 @@ class NoiseAtFrame(_Strict):
     strength: float = Field(ge=0.0, le=MAX_STRENGTH)
     relative: bool = True
     seed: Seed = 0
-
 
 
 class SourceRun(_Strict):
@@ -131,7 +128,6 @@ class LayerSwap(_Strict):
     source: SourceRun
 
 
-
 class SeedEnsemble(_Strict):
     """Run the seeds as one batch and average their block outputs at `layers` and `steps`."""
 
@@ -144,7 +140,6 @@ class SeedEnsemble(_Strict):
     passes: Passes = "both"
 
 
-
 class Guidance(_Strict):
     """Change classifier-free guidance; a scale of 1 or less turns CFG off."""
 
@@ -153,9 +148,7 @@ class Guidance(_Strict):
     scale_2: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE)
 
 
-Intervention = Annotated[
-    NoiseAtStep | NoiseAtFrame | LayerSwap | SeedEnsemble | Guidance, Field(discriminator="kind")
-]
+Intervention = Annotated[NoiseAtStep | NoiseAtFrame | LayerSwap | SeedEnsemble | Guidance, Field(discriminator="kind")]
 
 
 class Variant(_Strict):
@@ -281,15 +274,26 @@ def parse_spec(data: dict) -> ExperimentSpec:
         raise spec_error_from(exc) from None
 
 
+INTERVENTION_KINDS = {"noise_at_step", "noise_at_frame", "layer_swap", "seed_ensemble", "guidance"}
+
+
 def spec_error_from(exc: ValidationError) -> SpecError:
+    """The first validation error as a SpecError with a plain dotted field path."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "spec"
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, SpecError):
         return ctx_error
+    # Unions put the member they tried into the path (`...interventions.0.noise_at_step`,
+    # `probes.layers.list[...]`); drop it so the path is the field the user wrote.
+    loc = list(err["loc"])
+    parts = []
+    for i, p in enumerate(loc):
+        union_tag = i >= 2 and loc[i - 2] == "interventions" and p in INTERVENTION_KINDS
+        if union_tag or (isinstance(p, str) and "[" in p):
+            continue
+        parts.append(str(p))
     message = err["msg"].removeprefix("Value error, ")
-    # Discriminated unions report the tag as part of the path; keep the path readable.
-    return SpecError(field, message)
+    return SpecError(".".join(parts) or "spec", message)
 
 
 def check_against_model(spec: ExperimentSpec, info) -> None:
@@ -301,7 +305,9 @@ def check_against_model(spec: ExperimentSpec, info) -> None:
             raise SpecError(field, f"must be a multiple of {multiple} for this model, got {value}")
     for field, layer in spec.layer_fields():
         if layer >= info.num_layers:
-            raise SpecError(field, f"layer {layer} is beyond the model's {info.num_layers} layers (0..{info.num_layers - 1})")
+            raise SpecError(
+                field, f"layer {layer} is beyond the model's {info.num_layers} layers (0..{info.num_layers - 1})"
+            )
     if spec.guidance_2 is not None and info.boundary_ratio is None:
         raise SpecError("guidance_2", "this model has one expert; guidance_2 needs a two-expert model")
     for vi, variant in enumerate(spec.variants):

@@ -65,7 +65,12 @@ def _tiny(name: str, description: str, cfg: TinyConfig, task: str = "t2v") -> Pr
     experts = ("transformer", "transformer_2") if cfg.two_experts else ("transformer",)
     info = ModelInfo(task=task, experts=experts, num_layers=cfg.num_layers, boundary_ratio=cfg.boundary_ratio)
     return Preset(
-        name, description, "tiny", info, tiny=cfg, dtype="float32",
+        name,
+        description,
+        "tiny",
+        info,
+        tiny=cfg,
+        dtype="float32",
         defaults={"height": 64, "width": 64, "frames": 17, "steps": 20},
     )
 
@@ -252,7 +257,7 @@ def _from_pretrained(source: str, torch_dtype: torch.dtype):
     dtypes = {"default": torch_dtype, "vae": torch.float32}
     try:
         return DiffusionPipeline.from_pretrained(str(Path(source).expanduser()) if is_dir else source, dtype=dtypes)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         hint = " (HF_HUB_OFFLINE is set: download the weights first)" if offline else ""
         raise ModelError(f"could not load {source!r}{hint}: {exc}") from exc

@@ -1,12 +1,12 @@
 """The probe engine: run a diffusers Wan pipeline with probes and interventions.
 
-    from stepscope.models import load_model
-    from stepscope.probe import run_experiment
-    from stepscope.spec import parse_spec
-    from stepscope.store import RunDir
+from stepscope.models import load_model
+from stepscope.probe import run_experiment
+from stepscope.spec import parse_spec
+from stepscope.store import RunDir
 
-    model = load_model("tiny")
-    manifest = run_experiment(model, parse_spec({"prompt": "a maze"}), RunDir.at("runs/demo"))
+model = load_model("tiny")
+manifest = run_experiment(model, parse_spec({"prompt": "a maze"}), RunDir.at("runs/demo"))
 """
 
 from stepscope.probe.experiment import Experiment, run_experiment

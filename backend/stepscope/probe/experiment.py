@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 import stepscope
+from stepscope.config import get_settings
 from stepscope.images import decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.models import LoadedModel
 from stepscope.preview import linear_preview_for
@@ -89,6 +90,8 @@ class Experiment:
         self.emit = emit or (lambda event: None)
         self.should_stop = should_stop
         self.allow_paths = allow_paths
+        if cache_dir is None:
+            cache_dir = get_settings().cache_dir
         self.preview = linear_preview_for(model.pipe.vae, cache_dir)
         info = model.info
         self.num_layers = info.num_layers
@@ -256,7 +259,10 @@ class Experiment:
                     self._swap_source(variant.name, index, iv, base, bank, field)
                     tokens_per_frame = self.token_grid[1] * self.token_grid[2]
                     rewrites.append((list(iv.layers), SwapReplayer(iv, bank, tokens_per_frame)))
-            meta = {"variant": variant.name, "interventions": [iv.model_dump(mode="json") for iv in variant.interventions]}
+            meta = {
+                "variant": variant.name,
+                "interventions": [iv.model_dump(mode="json") for iv in variant.interventions],
+            }
             if len(inputs.seeds) > 1:
                 # The seed ensemble returns member 0 (its first seed); every member is stored.
                 meta["returned_member"] = 0
@@ -325,7 +331,9 @@ class Experiment:
         self.steps_before += inputs.steps
         loop_seconds = time.perf_counter() - started
         base = trajectory_dir(name)
-        final = {"latents": self.run.write_array(f"{base}/final/latents.npy", result.final_latents.float().cpu().numpy())}
+        final = {
+            "latents": self.run.write_array(f"{base}/final/latents.npy", result.final_latents.float().cpu().numpy())
+        }
         if self.spec.probes.final_decode:
             self.decoder.submit(
                 f"{base}/final",
@@ -351,16 +359,30 @@ class Experiment:
                 step_seconds=[round(s, 6) for s in result.step_seconds],
                 loop_seconds=round(loop_seconds, 4),
                 final=final,
-                convergence={"file": conv_rel, "steps": steps, "commitment_step": commit,
-                             "threshold": metrics.COMMIT_THRESHOLD},
+                convergence={
+                    "file": conv_rel,
+                    "steps": steps,
+                    "commitment_step": commit,
+                    "threshold": metrics.COMMIT_THRESHOLD,
+                },
                 forward_to_stored_seconds={
-                    "p50": _percentile(recorder.latencies, 50), "p95": _percentile(recorder.latencies, 95)
+                    "p50": _percentile(recorder.latencies, 50),
+                    "p95": _percentile(recorder.latencies, 95),
                 },
             )
 
         self.manifest.update(done)
-        self.emit({"type": "trajectory_finished", "trajectory": name, "kind": kind, "final": final,
-                   "commitment_step": commit, "convergence": conv_rel, "progress": self._progress()})
+        self.emit(
+            {
+                "type": "trajectory_finished",
+                "trajectory": name,
+                "kind": kind,
+                "final": final,
+                "commitment_step": commit,
+                "convergence": conv_rel,
+                "progress": self._progress(),
+            }
+        )
         return recorder
 
     def _compare(self, variant: str, recorder: TrajectoryRecorder) -> None:
@@ -377,13 +399,13 @@ class Experiment:
             "cka_x0_distance": metrics.cka_distance_per_step(b_x0, v_x0),
             "difference": diff_rel,
             "difference_shape": list(diff.shape),
-            "final_relative_l2": float(
-                np.linalg.norm(v_x0[-1] - b_x0[-1]) / (np.linalg.norm(b_x0[-1]) + 1e-12)
-            ),
+            "final_relative_l2": float(np.linalg.norm(v_x0[-1] - b_x0[-1]) / (np.linalg.norm(b_x0[-1]) + 1e-12)),
         }
         norm_pass = self.passes[0]
-        if self.layers and all(norm_pass in base.kept_norms.get(s, {}) for s in steps) and all(
-            norm_pass in recorder.kept_norms.get(s, {}) for s in steps
+        if (
+            self.layers
+            and all(norm_pass in base.kept_norms.get(s, {}) for s in steps)
+            and all(norm_pass in recorder.kept_norms.get(s, {}) for s in steps)
         ):
             b_norms = np.stack([base.kept_norms[s][norm_pass] for s in steps])
             v_norms = np.stack([recorder.kept_norms[s][norm_pass] for s in steps])

@@ -163,7 +163,7 @@ def install_block_rewrite(
     rewrite: BlockRewrite,
 ) -> None:
     """Let `rewrite` replace the output of the given blocks of every expert."""
-    for expert_name, module in experts.items():
+    for module in experts.values():
         for layer in layers:
             hooks.add_handle(module.blocks[layer].register_forward_hook(_rewrite_hook(tracker, layer, rewrite)))
 
