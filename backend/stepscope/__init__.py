@@ -1,6 +1,11 @@
 """stepscope: watch a video diffusion transformer think, step by step and layer by layer."""
 
+import os
+
 __version__ = "0.1.0"
+
+# transformers warns at import that torchvision is absent; the Wan pipelines never need it.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def load_run(path):

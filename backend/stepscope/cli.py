@@ -121,6 +121,75 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _settings_with(**overrides):
+    from stepscope.config import get_settings
+
+    settings = get_settings()
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_worker(args) -> int:
+    import logging
+
+    from stepscope.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = _settings_with(redis_url=args.redis_url, store=args.store)
+    run_worker(args.model, device=args.device, name=args.name, burst=args.burst, settings=settings)
+    return 0
+
+
+def cmd_api(args) -> int:
+    import uvicorn
+
+    from stepscope.api import create_app
+
+    settings = _settings_with(redis_url=args.redis_url, store=args.store)
+    uvicorn.run(
+        create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_level="warning"
+    )
+    return 0
+
+
+def cmd_up(args) -> int:
+    """Redis (embedded unless STEPSCOPE_REDIS_URL is set), one worker per model, the API."""
+    import os
+    import subprocess
+
+    import uvicorn
+
+    from stepscope.api import create_app
+    from stepscope.embedded_redis import EmbeddedRedis
+
+    settings = _settings_with(redis_url=args.redis_url, store=args.store)
+    embedded = None
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(Path(args.data_dir) / "redis").start()
+        settings = settings.model_copy(update={"redis_url": embedded.url})
+        print(f"embedded Redis on {embedded.url} (data in {args.data_dir}/redis)", flush=True)
+    env = {**os.environ, "STEPSCOPE_REDIS_URL": settings.redis_url, "STEPSCOPE_STORE": settings.store}
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "stepscope.cli", "worker", "--model", model], env=env)
+        for model in args.model or ["tiny"]
+    ]
+    host, port = args.host or settings.host, args.port or settings.port
+    print(f"stepscope is up: http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl-C stops)", flush=True)
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if embedded is not None:
+            embedded.stop()
+        print("stopped", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +213,32 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list model presets")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    def service_flags(p):
+        p.add_argument("--redis-url", dest="redis_url", help="default: STEPSCOPE_REDIS_URL")
+        p.add_argument("--store", help="run directories: path or fsspec URL (default: STEPSCOPE_STORE or ./runs)")
+
+    worker = sub.add_parser("worker", help="serve one model's queue with the model resident")
+    worker.add_argument("--model", default="tiny")
+    worker.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: STEPSCOPE_DEVICE or cpu)")
+    worker.add_argument("--name", help="worker name (default: host.pid.random)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    service_flags(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    api = sub.add_parser("api", help="serve the REST API and the explorer")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    service_flags(api)
+    api.set_defaults(func=cmd_api)
+
+    up = sub.add_parser("up", help="start Redis (embedded), a worker and the API on this machine")
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+    up.add_argument("--model", action="append", help="model to serve (repeatable; default tiny)")
+    up.add_argument("--data-dir", default="var", help="where the embedded Redis keeps its data")
+    service_flags(up)
+    up.set_defaults(func=cmd_up)
     return parser
 
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     result_ttl: int = Field(7 * 24 * 3600, description="seconds job records and event streams are kept")
     max_queued: int = Field(1000, description="jobs waiting per queue before submissions get 503")
     max_upload_bytes: int = Field(20 * 2**20)
+    sse_heartbeat: float = Field(15.0, description="seconds between SSE heartbeat comments")
+    lost_after: float = Field(30.0, description="seconds without a worker heartbeat before its job fails")
+    janitor_every: float = Field(5.0, description="seconds between checks for lost workers")
 
 
 @lru_cache

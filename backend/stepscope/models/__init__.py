@@ -1,18 +1,20 @@
-"""Model presets and loading: `load_model(name)` gives a resident pipeline with its ModelInfo."""
+"""Model presets and loading: `load_model(name)` gives a resident pipeline with its ModelInfo.
 
-import os
+Presets and ModelInfo import without torch (the API uses them to check specs); the loading
+functions import the model stack on first use.
+"""
 
-# transformers warns at import that torchvision is absent (the Wan pipelines never need it).
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from stepscope.models.presets import PRESETS, ModelInfo, Preset, TinyConfig, model_info
 
-from stepscope.models.registry import (  # noqa: E402
-    PRESETS,
-    LoadedModel,
-    ModelError,
-    ModelInfo,
-    Preset,
-    load_model,
-    model_info,
-)
+_LAZY = {"LoadedModel", "ModelError", "load_model"}
 
-__all__ = ["PRESETS", "LoadedModel", "ModelError", "ModelInfo", "Preset", "load_model", "model_info"]
+
+def __getattr__(name):
+    if name in _LAZY:
+        from stepscope.models import loading
+
+        return getattr(loading, name)
+    raise AttributeError(name)
+
+
+__all__ = ["PRESETS", "LoadedModel", "ModelError", "ModelInfo", "Preset", "TinyConfig", "load_model", "model_info"]

@@ -8,7 +8,6 @@ of stepscope runs on a laptop exactly as it runs on a 14B model: only the number
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
 
 import torch
 from diffusers import (
@@ -24,26 +23,11 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
+from stepscope.models.presets import FAULT_TRIGGER, TinyConfig
+
 TEXT_DIM = 32
 # The real Wan pipelines pad prompts to 512 tokens; the tiny ones keep that contract.
 MAX_TEXT_TOKENS = 512
-
-
-@dataclass(frozen=True)
-class TinyConfig:
-    """Sizes of one tiny pipeline; every field is a real diffusers/transformers config value."""
-
-    image_to_video: bool = False
-    two_experts: bool = False
-    boundary_ratio: float | None = None
-    scheduler: str = "unipc"  # "unipc" (Wan's default) or "euler" (FlowMatchEulerDiscrete)
-    flow_shift: float = 3.0
-    num_layers: int = 8
-    num_attention_heads: int = 2
-    attention_head_dim: int = 16
-    ffn_dim: int = 64
-    vae_base_dim: int = 8
-    weight_seed: int = 0
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -112,6 +96,29 @@ def build_scheduler(cfg: TinyConfig):
     raise ValueError(f"unknown tiny scheduler {cfg.scheduler!r}")
 
 
+class FaultyWanPipeline(WanPipeline):
+    """A WanPipeline whose transformer fails mid-run on request, to test failure handling."""
+
+    fault_at_forward = 5
+
+    def __call__(self, *args, **kwargs):
+        prompt = kwargs.get("prompt", args[0] if args else "") or ""
+        if FAULT_TRIGGER not in prompt:
+            return super().__call__(*args, **kwargs)
+        forwards = {"n": 0}
+
+        def fail(module, inputs):
+            forwards["n"] += 1
+            if forwards["n"] >= self.fault_at_forward:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered (simulated by tiny-faulty)")
+
+        handle = self.transformer.register_forward_pre_hook(fail)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            handle.remove()
+
+
 def build_tiny_pipeline(cfg: TinyConfig) -> DiffusionPipeline:
     """Build a tiny Wan T2V or I2V pipeline; the same cfg always gives the same weights."""
     # One generator per component keeps weights stable if another component changes size.
@@ -138,4 +145,8 @@ def build_tiny_pipeline(cfg: TinyConfig) -> DiffusionPipeline:
     )
     if cfg.image_to_video:
         return WanImageToVideoPipeline(image_encoder=None, image_processor=None, **common)
+    if cfg.fault_at_forward is not None:
+        pipe = FaultyWanPipeline(**common)
+        pipe.fault_at_forward = cfg.fault_at_forward
+        return pipe
     return WanPipeline(**common)

@@ -22,7 +22,7 @@ from PIL import Image
 import stepscope
 from stepscope.config import get_settings
 from stepscope.images import decode_data_url, decode_image, encode_png, is_data_url
-from stepscope.models import LoadedModel
+from stepscope.models.loading import LoadedModel
 from stepscope.preview import linear_preview_for
 from stepscope.probe import metrics
 from stepscope.probe.interventions import (

@@ -17,7 +17,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from stepscope.models import LoadedModel
+from stepscope.models.loading import LoadedModel
 from stepscope.probe.hooks import BlockRewrite, HookSet, LayerNormProbe, PassTracker, X0Reader, install_block_rewrite
 from stepscope.probe.interventions import LatentPerturbations
 

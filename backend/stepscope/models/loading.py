@@ -1,4 +1,4 @@
-"""Named model presets and the one loading path every model goes through.
+"""The one loading path every model goes through.
 
 `tiny*` presets are built from config (offline, CPU, seconds). Every other preset, a Hugging
 Face id or a local diffusers directory is loaded with `DiffusionPipeline.from_pretrained`;
@@ -9,122 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from stepscope.models.tiny import TinyConfig, build_tiny_pipeline
+from stepscope.models.presets import PRESETS, ModelInfo
+from stepscope.models.tiny import build_tiny_pipeline
 from stepscope.preview import vae_scale_factors
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OFFLOAD_MODES = ("none", "model", "sequential")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the spec checks need to know about a model, without its weights."""
-
-    task: str  # "t2v" or "i2v"
-    experts: tuple[str, ...]  # ("transformer",) or ("transformer", "transformer_2")
-    num_layers: int
-    boundary_ratio: float | None = None
-    patch_size: tuple[int, int, int] = (1, 2, 2)
-    vae_temporal: int = 4
-    vae_spatial: int = 8
-    latent_channels: int = 16
-
-    @property
-    def size_multiple(self) -> int:
-        return self.vae_spatial * self.patch_size[1]
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> ModelInfo:
-        data = dict(data)
-        data["experts"] = tuple(data["experts"])
-        data["patch_size"] = tuple(data["patch_size"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    description: str
-    source: str  # "tiny" or a Hugging Face id
-    info: ModelInfo
-    tiny: TinyConfig | None = None
-    dtype: str = "bfloat16"
-    flow_shift: float | None = None  # override the scheduler's shift (Wan: 3.0 at 480p, 5.0 at 720p)
-    defaults: dict = field(default_factory=dict)  # suggested height/width/frames/steps
-
-
-def _tiny(name: str, description: str, cfg: TinyConfig, task: str = "t2v") -> Preset:
-    experts = ("transformer", "transformer_2") if cfg.two_experts else ("transformer",)
-    info = ModelInfo(task=task, experts=experts, num_layers=cfg.num_layers, boundary_ratio=cfg.boundary_ratio)
-    return Preset(
-        name,
-        description,
-        "tiny",
-        info,
-        tiny=cfg,
-        dtype="float32",
-        defaults={"height": 64, "width": 64, "frames": 17, "steps": 20},
-    )
-
-
-_REAL_DEFAULTS = {"height": 480, "width": 832, "frames": 81, "steps": 50}
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in [
-        _tiny("tiny", "Tiny Wan T2V built from config: CPU, offline, seconds (default)", TinyConfig()),
-        _tiny(
-            "tiny-moe",
-            "Tiny two-expert Wan2.2-style T2V (boundary 0.875)",
-            TinyConfig(two_experts=True, boundary_ratio=0.875),
-        ),
-        _tiny(
-            "tiny-i2v",
-            "Tiny two-expert Wan2.2-style I2V (36 input channels, boundary 0.9)",
-            TinyConfig(image_to_video=True, two_experts=True, boundary_ratio=0.9),
-            task="i2v",
-        ),
-        _tiny("tiny-euler", "Tiny Wan T2V with FlowMatchEulerDiscreteScheduler", TinyConfig(scheduler="euler")),
-        Preset(
-            "wan2.1-t2v-1.3b",
-            "Wan 2.1 text-to-video 1.3B",
-            "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-            ModelInfo(task="t2v", experts=("transformer",), num_layers=30),
-            flow_shift=3.0,
-            defaults=_REAL_DEFAULTS,
-        ),
-        Preset(
-            "wan2.2-ti2v-5b",
-            "Wan 2.2 text(+image)-to-video 5B (48-channel VAE, 16x spatial)",
-            "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
-            ModelInfo(task="t2v", experts=("transformer",), num_layers=30, vae_spatial=16, latent_channels=48),
-            flow_shift=5.0,
-            defaults={"height": 704, "width": 1280, "frames": 121, "steps": 50},
-        ),
-        Preset(
-            "wan2.2-i2v-a14b",
-            "Wan 2.2 image-to-video A14B: two 40-layer experts, boundary 0.9",
-            "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-            ModelInfo(task="i2v", experts=("transformer", "transformer_2"), num_layers=40, boundary_ratio=0.9),
-            defaults=_REAL_DEFAULTS,
-        ),
-        Preset(
-            "vbvr-wan2.2",
-            "VBVR-Wan2.2: Wan2.2-I2V-A14B fine-tuned for video reasoning",
-            "Video-Reason/VBVR-Wan2.2",
-            ModelInfo(task="i2v", experts=("transformer", "transformer_2"), num_layers=40, boundary_ratio=0.9),
-            defaults=_REAL_DEFAULTS,
-        ),
-    ]
-}
 
 
 class ModelError(ValueError):
@@ -179,36 +74,6 @@ def info_from_pipeline(pipe) -> ModelInfo:
         vae_spatial=spatial,
         latent_channels=pipe.vae.config.z_dim,
     )
-
-
-def info_from_directory(path: Path) -> ModelInfo:
-    """Read a local diffusers directory's configs (no weights) into a ModelInfo."""
-    index = json.loads((path / "model_index.json").read_text())
-    experts = tuple(n for n in ("transformer", "transformer_2") if (index.get(n) or [None])[0])
-    tcfg = json.loads((path / experts[0] / "config.json").read_text())
-    vcfg = json.loads((path / "vae" / "config.json").read_text())
-    temporal = vcfg.get("scale_factor_temporal") or 2 ** sum(vcfg.get("temperal_downsample", [False, True, True]))
-    spatial = vcfg.get("scale_factor_spatial") or 2 ** len(vcfg.get("temperal_downsample", [0, 0, 0]))
-    return ModelInfo(
-        task="i2v" if "ImageToVideo" in index.get("_class_name", "") else "t2v",
-        experts=experts,
-        num_layers=int(tcfg["num_layers"]),
-        boundary_ratio=index.get("boundary_ratio"),
-        patch_size=tuple(tcfg.get("patch_size", (1, 2, 2))),
-        vae_temporal=int(temporal),
-        vae_spatial=int(spatial),
-        latent_channels=int(vcfg.get("z_dim", 16)),
-    )
-
-
-def model_info(name: str) -> ModelInfo | None:
-    """Info for a preset or local directory without loading it; None for an unknown hub id."""
-    if name in PRESETS:
-        return PRESETS[name].info
-    path = Path(name).expanduser()
-    if (path / "model_index.json").is_file():
-        return info_from_directory(path)
-    return None
 
 
 def load_model(

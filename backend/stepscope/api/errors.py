@@ -1,0 +1,72 @@
+"""Every error leaves the API as JSON: {"detail": "<field>: <what is wrong>", "field": ...}."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from stepscope.images import ImageError
+from stepscope.spec import SpecError
+from stepscope.store import NotFound, StoreError
+
+log = logging.getLogger("stepscope.api")
+
+
+def error(status: int, detail: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
+    body = {"detail": detail}
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, raised by route code."""
+
+    def __init__(self, status: int, detail: str, field: str | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(request: Request, exc: ApiError):
+        return error(exc.status, exc.detail, exc.field)
+
+    @app.exception_handler(SpecError)
+    async def _spec(request: Request, exc: SpecError):
+        return error(422, str(exc), exc.field)
+
+    @app.exception_handler(ImageError)
+    async def _image(request: Request, exc: ImageError):
+        field = str(exc).split(":", 1)[0]
+        return error(422, str(exc), field)
+
+    @app.exception_handler(NotFound)
+    async def _missing(request: Request, exc: NotFound):
+        return error(404, str(exc))
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError):
+        return error(400, str(exc), "path")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or "request"
+        return error(422, f"{field}: {first.get('msg', 'invalid')}", field)
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis(request: Request, exc: redis.RedisError):
+        log.warning("redis unavailable: %s", exc)
+        return error(
+            503,
+            f"Redis is unreachable or failing ({type(exc).__name__}: {exc}); retry shortly",
+            headers={"Retry-After": "2"},
+        )

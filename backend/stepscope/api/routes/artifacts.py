@@ -1,0 +1,99 @@
+"""A job's run directory over HTTP: manifest, file list and every artifact.
+
+Arrays are served as NumPy .npy files (a documented binary format: a small header with dtype
+and shape, then the raw little-endian data); the headers X-Dtype and X-Shape repeat both so a
+client can skip parsing the header. Artifacts other than the manifest never change once
+written, so they are cacheable.
+"""
+
+from __future__ import annotations
+
+import ast
+import mimetypes
+
+from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from stepscope.api.deps import ServicesDep
+from stepscope.api.errors import ApiError
+from stepscope.api.routes.jobs import _record
+from stepscope.store import MANIFEST, NotFound, RunDir, safe_relpath
+
+router = APIRouter(prefix="/api/jobs", tags=["artifacts"])
+IMMUTABLE = "private, max-age=31536000, immutable"
+TYPES = {
+    ".npy": "application/x-npy",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".mp4": "video/mp4",
+    ".json": "application/json",
+    ".gif": "image/gif",
+    ".zip": "application/zip",
+}
+
+
+def open_run(services, job_id: str) -> RunDir:
+    _record(services, job_id)
+    try:
+        return services.store.open(job_id)
+    except NotFound:
+        raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
+
+
+def npy_header(head: bytes) -> tuple[str, list[int]] | None:
+    """(dtype, shape) from the first bytes of a .npy file (format 1.0 / 2.0)."""
+    if not head.startswith(b"\x93NUMPY"):
+        return None
+    major = head[6]
+    if major == 1:
+        length, start = int.from_bytes(head[8:10], "little"), 10
+    else:
+        length, start = int.from_bytes(head[8:12], "little"), 12
+    meta = ast.literal_eval(head[start : start + length].decode("latin1"))
+    return meta["descr"], list(meta["shape"])
+
+
+@router.get("/{job_id}/manifest", summary="The run's manifest.json (updated as the run goes)")
+def manifest(job_id: str, services: ServicesDep) -> Response:
+    run = open_run(services, job_id)
+    return Response(run.read_bytes(MANIFEST), media_type="application/json", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/{job_id}/files", summary="Every file of the run directory")
+def files(job_id: str, services: ServicesDep) -> dict:
+    run = open_run(services, job_id)
+    return {"files": list(run.files())}
+
+
+@router.api_route(
+    "/{job_id}/artifacts/{path:path}",
+    methods=["GET", "HEAD"],
+    summary="One artifact of the run (PNG/JPEG previews, .npy arrays, MP4, JSON)",
+    responses={200: {"content": {"application/x-npy": {}, "image/png": {}, "image/jpeg": {}, "video/mp4": {}}}},
+)
+def artifact(job_id: str, path: str, services: ServicesDep) -> Response:
+    rel = safe_relpath(path)
+    run = open_run(services, job_id)
+    suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
+    media = TYPES.get(suffix) or mimetypes.guess_type(rel)[0] or "application/octet-stream"
+    headers = {"Cache-Control": "no-cache" if rel == MANIFEST else IMMUTABLE}
+    if suffix == ".npy":
+        with run.open_file(rel) as f:
+            parsed = npy_header(f.read(4096))
+        if parsed:
+            headers["X-Dtype"], shape = parsed[0], parsed[1]
+            headers["X-Shape"] = ",".join(str(s) for s in shape)
+            headers["Access-Control-Expose-Headers"] = "X-Dtype, X-Shape"
+    local = run.local_path(rel)
+    if local is not None:
+        if not run.fs.isfile(local):
+            raise ApiError(404, f"no artifact {rel}", "path")
+        return FileResponse(local, media_type=media, headers=headers)
+    handle = run.open_file(rel)
+
+    def chunks():
+        with handle:
+            while block := handle.read(1 << 20):
+                yield block
+
+    return StreamingResponse(chunks(), media_type=media, headers=headers)

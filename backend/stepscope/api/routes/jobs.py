@@ -1,0 +1,250 @@
+"""Jobs: submit, list, get, cancel, delete."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.datastructures import UploadFile
+
+from stepscope import events
+from stepscope.api.deps import Services, ServicesDep
+from stepscope.api.errors import ApiError
+from stepscope.images import ImageError, decode_data_url, decode_image, encode_png, is_data_url
+from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
+from stepscope.models import PRESETS, ModelInfo
+from stepscope.spec import ExperimentSpec, SpecError, check_against_model, parse_spec
+from stepscope.store import new_run_id
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+RUN_PREFIX = "run:"  # the worker reads run:<path> images from the run directory
+UPLOAD = "upload:image"  # stands for the multipart file until it is stored
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+SUBMIT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ExperimentSpec"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["spec"],
+                "properties": {
+                    "spec": {"type": "string", "description": "the ExperimentSpec as a JSON string"},
+                    "image": {"type": "string", "format": "binary", "description": "first frame (I2V models)"},
+                },
+            }
+        },
+    },
+}
+
+
+def job_view(services: Services, record: dict, position: int | None = None) -> dict:
+    """The public shape of a job record."""
+    job_id = record["id"]
+    view: dict[str, Any] = {
+        "id": job_id,
+        "kind": record.get("kind", "experiment"),
+        "status": record["status"],
+        "model": record["model"],
+        "created": record.get("created"),
+        "started": record.get("started"),
+        "finished": record.get("finished"),
+        "worker": record.get("worker"),
+        "error": record.get("error"),
+        "progress": {"done": record.get("progress_done", 0), "total": record.get("progress_total", 0)},
+        "cancel_requested": services.jobs.cancel_requested(job_id) if record["status"] == "running" else False,
+        "position": position,
+        "spec": record.get("spec"),
+        "links": {
+            "self": f"/api/jobs/{job_id}",
+            "events": f"/api/jobs/{job_id}/events",
+            "manifest": f"/api/jobs/{job_id}/manifest",
+            "artifacts": f"/api/jobs/{job_id}/artifacts/",
+        },
+    }
+    if record.get("parent"):
+        view["parent"] = record["parent"]
+    return view
+
+
+def queue_positions(services: Services, records: list[dict]) -> dict[str, int]:
+    """0-based position of each queued job in its model's queue."""
+    positions: dict[str, int] = {}
+    for model in {r["model"] for r in records if r["status"] == "queued"}:
+        ids = rq_queue(services.redis, model).get_job_ids()
+        positions.update({job_id: i for i, job_id in enumerate(ids)})
+    return positions
+
+
+def model_info_for(services: Services, name: str) -> tuple[ModelInfo, bool]:
+    """(info, served): presets are always known; other names only when a worker serves them."""
+    workers = [w for w in live_workers(services.redis) if w.get("model") == name]
+    if workers:
+        return ModelInfo.from_json(workers[0]["info"]), True
+    if name in PRESETS:
+        return PRESETS[name].info, False
+    served = sorted({w.get("model") for w in live_workers(services.redis)} - set(PRESETS))
+    names = ", ".join(list(PRESETS) + served)
+    raise SpecError("model", f"unknown model {name!r}; available: {names}")
+
+
+async def _read_submission(request: Request, services: Services) -> tuple[dict, bytes | None]:
+    """(spec object, uploaded image bytes) from a JSON or multipart body, within size limits."""
+    limit = services.settings.max_upload_bytes + 2**20
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise ApiError(413, f"request body is over the {limit} byte limit", "body")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        try:
+            form = await request.form(max_files=2, max_fields=8, max_part_size=2**20)
+        except Exception as exc:  # starlette raises several types for malformed multipart
+            raise ApiError(400, f"malformed multipart body: {exc}", "body") from None
+        raw_spec = form.get("spec")
+        if not isinstance(raw_spec, str):
+            raise ApiError(422, "spec: the multipart field 'spec' must hold the spec as JSON text", "spec")
+        data = _json_object(raw_spec.encode())
+        image = form.get("image")
+        image_bytes = None
+        if image is not None:
+            if not isinstance(image, UploadFile):
+                raise ApiError(422, "image: upload the first frame as a file part named 'image'", "image")
+            image_bytes = await image.read(services.settings.max_upload_bytes + 1)
+            if len(image_bytes) > services.settings.max_upload_bytes:
+                raise ApiError(413, f"image: over the {services.settings.max_upload_bytes} byte limit", "image")
+        return data, image_bytes
+    if ctype not in ("application/json", ""):
+        raise ApiError(415, f"send application/json or multipart/form-data, not {ctype!r}", "content-type")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise ApiError(413, f"request body is over the {limit} byte limit", "body")
+    return _json_object(bytes(body)), None
+
+
+def _json_object(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}", "body") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "spec: expected a JSON object", "spec")
+    return data
+
+
+def _store_images(services: Services, job_id: str, spec: ExperimentSpec, upload: bytes | None) -> ExperimentSpec:
+    """Decode every image (refusing bad ones) and store it with the run; point the spec at it."""
+    images = dict(spec.images())
+    if not images:
+        return spec
+    decoded = {}
+    for field, value in images.items():
+        if value == UPLOAD:
+            decoded[field] = decode_image(upload or b"", field)
+        elif is_data_url(value):
+            decoded[field] = decode_data_url(value, field)
+        else:
+            raise ImageError(f"{field}: must be a data:image/...;base64 URL, or upload the file as 'image'")
+    run = services.store.create(job_id)
+    data = spec.model_dump(mode="json")
+    for field, image in decoded.items():
+        rel = "inputs/first_frame.png" if field == "image" else f"inputs/{field.replace('.', '_')}.png"
+        run.write_bytes(rel, encode_png(image))
+        _set_path(data, field, RUN_PREFIX + rel)
+    return parse_spec(data)
+
+
+def _set_path(data: dict, dotted: str, value: str) -> None:
+    keys = [int(k) if k.isdigit() else k for k in dotted.split(".")]
+    target = data
+    for key in keys[:-1]:
+        target = target[key]
+    target[keys[-1]] = value
+
+
+@router.post("", status_code=201, openapi_extra={"requestBody": SUBMIT_BODY}, summary="Submit an experiment")
+async def submit(request: Request, services: ServicesDep) -> dict:
+    """Validate a spec (JSON body, or multipart with `spec` and an `image` file) and queue it."""
+    data, upload = await _read_submission(request, services)
+    spec = parse_spec(data)
+    info, served = model_info_for(services, spec.model)
+    if upload is not None:
+        if spec.image is not None:
+            raise ApiError(422, "image: give the first frame in the spec or as the upload, not both", "image")
+        spec = spec.model_copy(update={"image": UPLOAD})
+    check_against_model(spec, info)
+    queue = rq_queue(services.redis, spec.model)
+    if queue.count >= services.settings.max_queued:
+        raise ApiError(503, f"queue {queue_name(spec.model)} is full ({services.settings.max_queued} jobs waiting)")
+    job_id = new_run_id()
+    spec = _store_images(services, job_id, spec, upload)
+    record = services.jobs.create(job_id, spec.model, spec.model_dump(mode="json"))
+    enqueue(services.redis, job_id, spec.model, services.settings.job_timeout, services.settings.result_ttl)
+    view = job_view(services, record, queue_positions(services, [record]).get(job_id))
+    if not served:
+        view["warning"] = f"no running worker serves {spec.model!r} yet: the job waits until one starts"
+    return view
+
+
+@router.get("", summary="List jobs, newest first")
+def list_jobs(
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    status: Annotated[str | None, Query(pattern="^(queued|running|finished|failed|cancelled)$")] = None,
+) -> dict:
+    records = services.jobs.list(limit=limit, offset=offset, status=status)
+    positions = queue_positions(services, records)
+    return {"jobs": [job_view(services, r, positions.get(r["id"])) for r in records], "total": services.jobs.count()}
+
+
+def _record(services: Services, job_id: str) -> dict:
+    if not _valid_id(job_id):
+        raise ApiError(404, f"no job {job_id!r}", "job_id")
+    record = services.jobs.get(job_id)
+    if record is None:
+        raise ApiError(404, f"no job {job_id!r}", "job_id")
+    return record
+
+
+def _valid_id(job_id: str) -> bool:
+    return bool(JOB_ID.match(job_id))
+
+
+@router.get("/{job_id}", summary="One job")
+def get_job(job_id: str, services: ServicesDep) -> dict:
+    record = _record(services, job_id)
+    return job_view(services, record, queue_positions(services, [record]).get(job_id))
+
+
+@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job")
+def cancel_job(job_id: str, services: ServicesDep) -> dict:
+    record = _record(services, job_id)
+    if record["status"] in TERMINAL:
+        raise ApiError(409, f"job {job_id} is already {record['status']}", "job_id")
+    services.jobs.request_cancel(job_id)
+    if record["status"] == "queued":
+        rq_queue(services.redis, record["model"]).remove(job_id)
+        services.jobs.finish(job_id, "cancelled", "cancelled while queued")
+    # A running job sees the request at its next step and publishes `cancelled` itself.
+    return job_view(services, services.jobs.get(job_id) or record)
+
+
+@router.delete("/{job_id}", status_code=204, summary="Delete a job, its events and its run directory")
+def delete_job(job_id: str, services: ServicesDep) -> Response:
+    record = _record(services, job_id)
+    if record["status"] == "running":
+        raise ApiError(409, f"job {job_id} is running: cancel it first", "job_id")
+    if record["status"] == "queued":
+        rq_queue(services.redis, record["model"]).remove(job_id)
+        services.jobs.finish(job_id, "cancelled", "deleted while queued")
+    services.jobs.delete(job_id)
+    events.delete(services.redis, job_id)
+    if services.store.exists(job_id) or services.store.fs.exists(services.store.run_path(job_id)):
+        services.store.delete(job_id)
+    return Response(status_code=204)

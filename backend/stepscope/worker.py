@@ -1,0 +1,207 @@
+"""The RQ worker that keeps one model resident and runs experiments on it.
+
+`stepscope worker --model NAME --device cuda:0` loads the model once, then serves the
+model's queue with an RQ `SimpleWorker`: jobs run in this process (no fork: CUDA contexts do
+not survive one and a 14B model must not be reloaded per job). Job payloads are JSON
+(`stepscope.worker.execute_job(job_id)`); the spec itself lives in the job record.
+
+Per job: claim it (queued → running), run the experiment through the probe engine into the
+store, publish every event after its artifact is stored, check for cancellation at every
+step, stop at the job's deadline, and clean up (hooks are removed by the engine; caches are
+freed here) so the next job starts from the same resident model.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from stepscope import events
+from stepscope.config import Settings, get_settings
+from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, queue_name, retire_worker, rq_queue
+from stepscope.models import LoadedModel, load_model
+from stepscope.probe import Cancelled, run_experiment
+from stepscope.spec import check_against_model, parse_spec
+from stepscope.store import Store
+
+log = logging.getLogger("stepscope.worker")
+
+
+class JobTimeout(Exception):
+    pass
+
+
+class Heartbeat:
+    """Keeps the worker's presence key and the running job's heartbeat fresh, off the loop."""
+
+    def __init__(self, conn: redis.Redis, name: str, info: dict):
+        self.conn = conn
+        self.name = name
+        self.info = info
+        self.job_id: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stepscope-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._beat()
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        announce_worker(self.conn, self.name, {**self.info, "job": self.job_id})
+        if self.job_id is not None:
+            Jobs(self.conn).heartbeat(self.job_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            try:
+                self._beat()
+            except redis.RedisError as exc:  # Redis may be restarting; keep trying
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            retire_worker(self.conn, self.name)
+        except redis.RedisError:
+            pass
+
+
+class ResidentRunner:
+    """Runs jobs on one resident model."""
+
+    def __init__(self, model: LoadedModel, conn: redis.Redis, settings: Settings, name: str, heartbeat: Heartbeat):
+        self.model = model
+        self.conn = conn
+        self.settings = settings
+        self.name = name
+        self.heartbeat = heartbeat
+        self.store = Store(settings.store)
+        self.jobs = Jobs(conn, ttl=settings.result_ttl)
+
+    def run(self, job_id: str) -> str:
+        record = self.jobs.get(job_id)
+        if record is None:
+            return "missing"
+        if not self.jobs.start(job_id, self.name):
+            return (self.jobs.get(job_id) or {}).get("status", "missing")
+        self.heartbeat.job_id = job_id
+        events.publish(
+            self.conn,
+            job_id,
+            {
+                "type": "started",
+                "job": job_id,
+                "worker": self.name,
+                "model": self.model.name,
+                "device": self.model.device,
+            },
+        )
+        try:
+            return self._run_claimed(job_id, record)
+        finally:
+            self.heartbeat.job_id = None
+            self._cleanup()
+
+    def _run_claimed(self, job_id: str, record: dict) -> str:
+        deadline = time.monotonic() + self.settings.job_timeout
+
+        def should_stop() -> bool:
+            if time.monotonic() > deadline:
+                raise JobTimeout(f"job ran past its {self.settings.job_timeout} s timeout")
+            return self.jobs.cancel_requested(job_id)
+
+        def emit(event: dict) -> None:
+            events.publish(self.conn, job_id, event)
+            progress = event.get("progress")
+            if progress:
+                self.jobs.progress(job_id, progress["done"], progress["total"])
+
+        try:
+            spec = parse_spec(record["spec"])
+            check_against_model(spec, self.model.info)
+            run = self.store.create(job_id)
+            manifest = run_experiment(
+                self.model, spec, run, emit=emit, should_stop=should_stop, cache_dir=self.settings.cache_dir
+            )
+        except Cancelled as exc:
+            self.jobs.finish(job_id, "cancelled", str(exc))
+            return "cancelled"
+        except Exception as exc:  # the job fails; the worker and its model carry on
+            log.exception("job %s failed", job_id)
+            self.jobs.finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            return "failed"
+        self.jobs.finish(job_id, "finished", manifest="manifest.json", seconds=manifest["timings"].get("total_seconds"))
+        return "finished"
+
+    def _cleanup(self) -> None:
+        gc.collect()
+        if self.model.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+_RUNNER: ResidentRunner | None = None
+
+
+def execute_job(job_id: str) -> str:
+    """The RQ job function (JSON args): run one queued job on this process's resident model."""
+    if _RUNNER is None:
+        raise RuntimeError("execute_job runs inside `stepscope worker`, which holds the model")
+    return _RUNNER.run(job_id)
+
+
+def run_worker(
+    model_name: str,
+    device: str | None = None,
+    name: str | None = None,
+    burst: bool = False,
+    settings: Settings | None = None,
+) -> None:
+    """Load the model, then serve its queue until stopped (SIGTERM finishes the current job)."""
+    global _RUNNER
+    settings = settings or get_settings()
+    if not settings.redis_url:
+        raise SystemExit("set STEPSCOPE_REDIS_URL (or use `stepscope up`, which starts Redis)")
+    device = device or settings.device
+    name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+    conn = redis.Redis.from_url(settings.redis_url)
+    log.info("loading %s on %s", model_name, device)
+    started = time.perf_counter()
+    model = load_model(model_name, device=device, dtype=settings.dtype, offload=settings.offload)
+    load_seconds = round(time.perf_counter() - started, 2)
+    queue = queue_name(model_name)
+    info = {
+        "model": model_name,
+        "queue": queue,
+        "device": device,
+        "pid": os.getpid(),
+        "info": model.info.to_json(),
+        "load_seconds": load_seconds,
+    }
+    heartbeat = Heartbeat(conn, name, info).start()
+    _RUNNER = ResidentRunner(model, conn, settings, name, heartbeat)
+    log.info("worker %s ready on queue %s (model loaded in %.1f s)", name, queue, load_seconds)
+    worker = SimpleWorker(
+        [rq_queue(conn, model_name)],
+        connection=conn,
+        name=name,
+        serializer=JSONSerializer,
+        default_result_ttl=settings.result_ttl,
+    )
+    try:
+        worker.work(burst=burst, logging_level="WARNING")
+    finally:
+        heartbeat.stop()
+        _RUNNER = None
