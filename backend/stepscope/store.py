@@ -111,9 +111,10 @@ class Store:
             raise StoreError(f"run {run_id} already exists")
         return RunDir(self.fs, path, run_id)
 
-    def open(self, run_id: str) -> RunDir:
+    def open(self, run_id: str, require_manifest: bool = True) -> RunDir:
+        """An existing run; without `require_manifest`, also one that holds only its inputs so far."""
         path = self.run_path(run_id)
-        if not self.fs.exists(posixpath.join(path, MANIFEST)):
+        if not self.fs.exists(posixpath.join(path, MANIFEST) if require_manifest else path):
             raise NotFound(f"no run {run_id}")
         return RunDir(self.fs, path, run_id)
 
@@ -123,11 +124,13 @@ class Store:
         except StoreError:
             return False
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str) -> bool:
+        """Remove a run directory; False if there was none."""
         path = self.run_path(run_id)
         if not self.fs.exists(path):
-            raise NotFound(f"no run {run_id}")
+            return False
         self.fs.rm(path, recursive=True)
+        return True
 
     def run_ids(self) -> list[str]:
         if not self.fs.exists(self.root):

@@ -32,10 +32,10 @@ TYPES = {
 }
 
 
-def open_run(services, job_id: str) -> RunDir:
+def open_run(services, job_id: str, require_manifest: bool = True) -> RunDir:
     _record(services, job_id)
     try:
-        return services.store.open(job_id)
+        return services.store.open(job_id, require_manifest=require_manifest)
     except NotFound:
         raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
 
@@ -61,7 +61,7 @@ def manifest(job_id: str, services: ServicesDep) -> Response:
 
 @router.get("/{job_id}/files", summary="Every file of the run directory")
 def files(job_id: str, services: ServicesDep) -> dict:
-    run = open_run(services, job_id)
+    run = open_run(services, job_id, require_manifest=False)
     return {"files": list(run.files())}
 
 
@@ -73,7 +73,7 @@ def files(job_id: str, services: ServicesDep) -> dict:
 )
 def artifact(job_id: str, path: str, services: ServicesDep) -> Response:
     rel = safe_relpath(path)
-    run = open_run(services, job_id)
+    run = open_run(services, job_id, require_manifest=False)
     suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
     media = TYPES.get(suffix) or mimetypes.guess_type(rel)[0] or "application/octet-stream"
     headers = {"Cache-Control": "no-cache" if rel == MANIFEST else IMMUTABLE}

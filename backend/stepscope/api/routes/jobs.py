@@ -245,6 +245,5 @@ def delete_job(job_id: str, services: ServicesDep) -> Response:
         services.jobs.finish(job_id, "cancelled", "deleted while queued")
     services.jobs.delete(job_id)
     events.delete(services.redis, job_id)
-    if services.store.exists(job_id) or services.store.fs.exists(services.store.run_path(job_id)):
-        services.store.delete(job_id)
+    services.store.delete(job_id)
     return Response(status_code=204)

@@ -1,0 +1,146 @@
+"""Python client for the stepscope REST API.
+
+from stepscope import Client
+
+client = Client("http://127.0.0.1:8000")
+job = client.submit({"model": "tiny", "prompt": "a ball rolls through a maze", "steps": 20})
+final = client.wait(job["id"], progress=True)
+norms = client.array(job["id"], "trajectories/baseline/layer_norms/cond/step_010.npy")
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+TERMINAL = ("finished", "failed", "cancelled")
+
+
+class ApiError(RuntimeError):
+    """A non-2xx answer; `status`, `detail` and `field` come from the API's JSON error."""
+
+    def __init__(self, status: int, detail: str, field: str | None = None):
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.field = field
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.is_success:
+            return response
+        try:
+            body = response.json()
+            detail, field = body.get("detail", response.text), body.get("field")
+        except ValueError:
+            detail, field = response.text, None
+        raise ApiError(response.status_code, str(detail), field)
+
+    # -- jobs -----------------------------------------------------------------------------
+    def submit(self, spec: dict, image: str | Path | bytes | None = None) -> dict:
+        """Queue an experiment; `image` (a path or PNG/JPEG bytes) is the first frame for I2V."""
+        if image is None:
+            return self._check(self.http.post("/api/jobs", json=spec)).json()
+        data = Path(image).read_bytes() if isinstance(image, (str, Path)) else image
+        files = {"image": ("first_frame.png", data, "application/octet-stream")}
+        return self._check(self.http.post("/api/jobs", data={"spec": json.dumps(spec)}, files=files)).json()
+
+    def job(self, job_id: str) -> dict:
+        return self._check(self.http.get(f"/api/jobs/{job_id}")).json()
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[dict]:
+        params = {"limit": limit, **({"status": status} if status else {})}
+        return self._check(self.http.get("/api/jobs", params=params)).json()["jobs"]
+
+    def cancel(self, job_id: str) -> dict:
+        return self._check(self.http.post(f"/api/jobs/{job_id}/cancel")).json()
+
+    def delete(self, job_id: str) -> None:
+        self._check(self.http.delete(f"/api/jobs/{job_id}"))
+
+    def models(self) -> list[dict]:
+        return self._check(self.http.get("/api/models")).json()["models"]
+
+    def health(self) -> dict:
+        return self._check(self.http.get("/api/health")).json()
+
+    # -- events ---------------------------------------------------------------------------
+    def events(
+        self, job_id: str, last_event_id: str | None = None, timeout: float = 600.0
+    ) -> Iterator[tuple[str, dict]]:
+        """(event id, event) from the job's SSE stream until its terminal event."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        with self.http.stream(
+            "GET", f"/api/jobs/{job_id}/events", headers=headers, timeout=httpx.Timeout(timeout, connect=10)
+        ) as response:
+            self._check_stream(response)
+            event_id, data = None, []
+            for line in response.iter_lines():
+                if line.startswith("id:"):
+                    event_id = line[3:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif line == "" and data:
+                    event = json.loads("\n".join(data))
+                    yield event_id, event
+                    data = []
+                    if event.get("type") in TERMINAL:
+                        return
+
+    def _check_stream(self, response: httpx.Response) -> None:
+        if not response.is_success:
+            response.read()
+            self._check(response)
+
+    def wait(self, job_id: str, progress: bool = False, timeout: float = 3600.0) -> dict:
+        """Follow the job to its end (printing progress if asked); returns the final job record."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                for last, event in self.events(job_id, last_event_id=last, timeout=deadline - time.monotonic()):
+                    if progress and event.get("progress"):
+                        p = event["progress"]
+                        print(f"\r{job_id[:8]} {event['type']:<18} {p['done']}/{p['total']}", end="", flush=True)
+                    if event.get("type") in TERMINAL:
+                        if progress:
+                            print()
+                        return self.job(job_id)
+            except httpx.TransportError:
+                time.sleep(1.0)  # reconnect and resume after the last event seen
+        raise TimeoutError(f"job {job_id} did not end within {timeout} s")
+
+    # -- artifacts ------------------------------------------------------------------------
+    def manifest(self, job_id: str) -> dict:
+        return self._check(self.http.get(f"/api/jobs/{job_id}/manifest")).json()
+
+    def artifact(self, job_id: str, path: str) -> bytes:
+        return self._check(self.http.get(f"/api/jobs/{job_id}/artifacts/{path}")).content
+
+    def array(self, job_id: str, path: str) -> np.ndarray:
+        """A stored .npy artifact as a numpy array."""
+        return np.load(io.BytesIO(self.artifact(job_id, path)), allow_pickle=False)
+
+    def files(self, job_id: str) -> list[str]:
+        return self._check(self.http.get(f"/api/jobs/{job_id}/files")).json()["files"]

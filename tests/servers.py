@@ -1,0 +1,112 @@
+"""Real processes for service tests: embedded Redis, `stepscope worker`, `stepscope api`.
+
+Every process listens on 127.0.0.1 only, logs to a file under the test's directory and is
+stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from stepscope.embedded_redis import EmbeddedRedis, free_port
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict, log: Path):
+        self.args = args
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_handle = open(log, "ab")
+        self.process = subprocess.Popen(args, env=env, stdout=self._log_handle, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.alive():
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_handle.close()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL, timeout=10)
+
+
+def service_env(redis_url: str, store: str, cache_dir: str, **extra: str) -> dict:
+    env = {
+        **os.environ,
+        "STEPSCOPE_REDIS_URL": redis_url,
+        "STEPSCOPE_STORE": store,
+        "STEPSCOPE_CACHE_DIR": cache_dir,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_worker(env: dict, log: Path, model: str = "tiny", name: str | None = None) -> Proc:
+    name = name or f"test-{model}-{os.urandom(3).hex()}"
+    proc = Proc([sys.executable, "-m", "stepscope.cli", "worker", "--model", model, "--name", name], env, log)
+    conn = redis.Redis.from_url(env["STEPSCOPE_REDIS_URL"])
+
+    def ready():
+        if not proc.alive():
+            raise RuntimeError(f"worker exited:\n{proc.output()}")
+        return conn.exists(f"stepscope:worker:{name}")
+
+    wait_until(ready, 120, f"worker {name} to announce itself")
+    proc.name = name
+    return proc
+
+
+def start_api(env: dict, log: Path, port: int | None = None) -> Proc:
+    port = port or free_port()
+    proc = Proc([sys.executable, "-m", "stepscope.cli", "api", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    proc.url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {env['STEPSCOPE_TOKEN']}"} if env.get("STEPSCOPE_TOKEN") else {}
+
+    def ready():
+        if not proc.alive():
+            raise RuntimeError(f"api exited:\n{proc.output()}")
+        try:
+            return httpx.get(f"{proc.url}/api/health", headers=headers, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, 60, "the API to answer /api/health")
+    return proc
+
+
+__all__ = ["EmbeddedRedis", "Proc", "service_env", "start_api", "start_worker", "wait_until"]
