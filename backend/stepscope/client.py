@@ -119,7 +119,8 @@ class Client:
         last = None
         while time.monotonic() < deadline:
             try:
-                for last, event in self.events(job_id, last_event_id=last, timeout=deadline - time.monotonic()):
+                for event_id, event in self.events(job_id, last_event_id=last, timeout=deadline - time.monotonic()):
+                    last = event_id
                     if progress and event.get("progress"):
                         p = event["progress"]
                         print(f"\r{job_id[:8]} {event['type']:<18} {p['done']}/{p['total']}", end="", flush=True)
