@@ -15,7 +15,46 @@ from functools import cached_property
 import numpy as np
 from PIL import Image
 
-from stepscope.store import RunDir
+from stepscope.spec import SpecError
+from stepscope.store import NotFound, RunDir
+
+
+def step_name(index: int) -> str:
+    return f"step_{index:03d}"
+
+
+def trajectory_dir(name: str) -> str:
+    return f"trajectories/{name}"
+
+
+def decode_dir(trajectory: str, step: int) -> str:
+    return f"{trajectory_dir(trajectory)}/decode/{step_name(step)}"
+
+
+def x0_artifact(manifest: dict, trajectory: str, step: int) -> str:
+    """The stored x̂₀ of a step, or a SpecError naming what is missing."""
+    traj = manifest.get("trajectories", {}).get(trajectory)
+    if traj is None:
+        names = ", ".join(manifest.get("trajectories", {}))
+        raise SpecError("trajectory", f"no trajectory {trajectory!r} in this run (has: {names})")
+    for record in traj["steps"]:
+        if record["index"] == step:
+            if "x0" not in record["artifacts"]:
+                raise SpecError("step", f"step {step} has no stored x̂₀ (the run had probes.x0_arrays off)")
+            return record["artifacts"]["x0"]
+    stored = [r["index"] for r in traj["steps"]]
+    raise SpecError("step", f"step {step} of {trajectory} was not captured (captured: {stored})")
+
+
+def existing_decode(run: RunDir, manifest: dict, trajectory: str, step: int) -> dict | None:
+    """A decode of that step made during the run or by an earlier request, if any."""
+    for entry in manifest.get("trajectories", {}).get(trajectory, {}).get("decodes", []):
+        if entry["step"] == step:
+            return entry
+    try:
+        return run.read_json(f"{decode_dir(trajectory, step)}/decode.json")
+    except NotFound:
+        return None
 
 
 class Trajectory:

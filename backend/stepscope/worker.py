@@ -30,6 +30,7 @@ from stepscope.config import Settings, get_settings
 from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, queue_name, retire_worker, rq_queue
 from stepscope.models import LoadedModel, load_model
 from stepscope.probe import Cancelled, run_experiment
+from stepscope.probe.decode import decode_step
 from stepscope.spec import check_against_model, parse_spec
 from stepscope.store import Store
 
@@ -108,6 +109,8 @@ class ResidentRunner:
             },
         )
         try:
+            if record.get("kind") == "decode":
+                return self._decode(job_id, record)
             return self._run_claimed(job_id, record)
         finally:
             self.heartbeat.job_id = None
@@ -142,6 +145,20 @@ class ResidentRunner:
             self.jobs.finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
             return "failed"
         self.jobs.finish(job_id, "finished", manifest="manifest.json", seconds=manifest["timings"].get("total_seconds"))
+        return "finished"
+
+    def _decode(self, job_id: str, record: dict) -> str:
+        """A full-quality decode of one stored step of another job's run."""
+        request = record["spec"]
+        try:
+            run = self.store.open(request["parent"])
+            entry = decode_step(self.model, run, request["trajectory"], request["step"])
+        except Exception as exc:
+            log.exception("decode job %s failed", job_id)
+            self.jobs.finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            return "failed"
+        events.publish(self.conn, job_id, {"type": "decode", "job": request["parent"], **entry})
+        self.jobs.finish(job_id, "finished", parent=request["parent"])
         return "finished"
 
     def _cleanup(self) -> None:

@@ -361,3 +361,29 @@ def test_progress_is_visible_while_running(client):
     assert record["status"] == "running" and record["progress"]["total"] == 60
     client.cancel(job["id"])
     client.wait(job["id"])
+
+
+def test_full_quality_decode_on_request(client, service):
+    job_id, _ = run_to_end(client, {**SPEC, "steps": 4})
+    r = httpx.post(f"{service.url}/api/jobs/{job_id}/decodes", json={"trajectory": "baseline", "step": 1})
+    assert r.status_code == 202, r.text
+    decode_job = r.json()
+    assert decode_job["kind"] == "decode" and decode_job["parent"] == job_id
+    events = [e for _, e in client.events(decode_job["id"])]
+    assert [e["type"] for e in events] == ["queued", "started", "decode", "finished"]
+    entry = events[2]
+    assert entry["step"] == 1 and entry["frames"] == 17
+    frame = Image.open(io.BytesIO(client.artifact(job_id, f"{entry['dir']}/frame_016.jpg")))
+    assert frame.size == (64, 64)
+    again = httpx.post(f"{service.url}/api/jobs/{job_id}/decodes", json={"trajectory": "baseline", "step": 1})
+    assert again.status_code == 200 and again.json()["decode"]["dir"] == entry["dir"]
+    # decode jobs do not crowd the job list
+    assert all(j["kind"] == "experiment" for j in client.jobs(limit=50))
+    for body, field in [
+        ({"trajectory": "baseline", "step": 9}, "step"),
+        ({"trajectory": "nope", "step": 0}, "trajectory"),
+        ({"trajectory": "baseline", "step": -1}, "step"),
+        ({"step": 0, "extra": 1}, "extra"),
+    ]:
+        bad = httpx.post(f"{service.url}/api/jobs/{job_id}/decodes", json=body)
+        assert bad.status_code == 422 and bad.json()["field"] == field, (body, bad.text)

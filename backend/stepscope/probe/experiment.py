@@ -33,14 +33,9 @@ from stepscope.probe.interventions import (
     SwapReplayer,
     default_ensemble_layers,
 )
-from stepscope.probe.recorder import (
-    BackgroundQueue,
-    Decoder,
-    RunManifest,
-    TrajectoryRecorder,
-    trajectory_dir,
-)
+from stepscope.probe.recorder import BackgroundQueue, Decoder, RunManifest, TrajectoryRecorder
 from stepscope.probe.trajectory import Cancelled, TrajectoryInputs, captured_steps, run_trajectory
+from stepscope.run import trajectory_dir
 from stepscope.spec import BASELINE, ExperimentSpec, Guidance, LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble
 from stepscope.store import RunDir
 

@@ -22,17 +22,10 @@ import torch
 
 from stepscope.preview import LinearPreview, decode_latents, frame_strip
 from stepscope.probe.trajectory import StepCapture, StepSink
+from stepscope.run import step_name, trajectory_dir
 from stepscope.store import RunDir
 
 Emit = Callable[[dict], None]
-
-
-def step_name(index: int) -> str:
-    return f"step_{index:03d}"
-
-
-def trajectory_dir(name: str) -> str:
-    return f"trajectories/{name}"
 
 
 class BackgroundQueue:
@@ -144,15 +137,21 @@ class Decoder:
                     frames = decode_latents(self.vae, latents[:1])[0]
             else:
                 frames = decode_latents(self.vae, latents[:1])[0]
-            names = [self.run.write_image(f"{rel_dir}/frame_{i:03d}.jpg", f) for i, f in enumerate(frames)]
-            self.run.write_bytes(f"{rel_dir}/video.mp4", encode_mp4(frames))
-            fields = {**event_fields, "frames": len(names), "dir": rel_dir, "video": f"{rel_dir}/video.mp4"}
+            fields = {**event_fields, **store_decoded(self.run, rel_dir, frames)}
             fields["seconds"] = round(time.perf_counter() - started, 4)
             if on_stored is not None:
                 on_stored(fields)
             self.emit({"type": "decode", **fields})
 
         self.queue.submit(job)
+
+
+def store_decoded(run: RunDir, rel_dir: str, frames: np.ndarray) -> dict:
+    """Store decoded frames (T, H, W, 3) as JPEGs plus an MP4 under `rel_dir`."""
+    for i, frame in enumerate(frames):
+        run.write_image(f"{rel_dir}/frame_{i:03d}.jpg", frame)
+    run.write_bytes(f"{rel_dir}/video.mp4", encode_mp4(frames))
+    return {"dir": rel_dir, "frames": len(frames), "video": f"{rel_dir}/video.mp4"}
 
 
 def encode_mp4(frames: np.ndarray, fps: int = 16) -> bytes:

@@ -7,6 +7,8 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from stepscope import events
@@ -15,6 +17,7 @@ from stepscope.api.errors import ApiError
 from stepscope.images import ImageError, decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
 from stepscope.models import PRESETS, ModelInfo
+from stepscope.run import existing_decode, x0_artifact
 from stepscope.spec import ExperimentSpec, SpecError, check_against_model, parse_spec
 from stepscope.store import new_run_id
 
@@ -197,8 +200,9 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: Annotated[str | None, Query(pattern="^(queued|running|finished|failed|cancelled)$")] = None,
+    kind: Annotated[str, Query(pattern="^(experiment|decode|all)$")] = "experiment",
 ) -> dict:
-    records = services.jobs.list(limit=limit, offset=offset, status=status)
+    records = services.jobs.list(limit=limit, offset=offset, status=status, kind=None if kind == "all" else kind)
     positions = queue_positions(services, records)
     return {"jobs": [job_view(services, r, positions.get(r["id"])) for r in records], "total": services.jobs.count()}
 
@@ -247,3 +251,38 @@ def delete_job(job_id: str, services: ServicesDep) -> Response:
     events.delete(services.redis, job_id)
     services.store.delete(job_id)
     return Response(status_code=204)
+
+
+class DecodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trajectory: str = Field("baseline", min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    step: int = Field(ge=0, le=10_000)
+
+
+@router.post(
+    "/{job_id}/decodes",
+    status_code=202,
+    summary="Full-quality VAE decode of one stored step",
+    responses={200: {"description": "already decoded: {'decode': {...}}"}},
+)
+def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
+    """Queue a decode job (kind `decode`) on the run's model queue; its event stream carries a
+    `decode` event naming the frames' directory. Answers 200 with the entry if it exists."""
+    record = _record(services, job_id)
+    if record.get("kind") != "experiment":
+        raise ApiError(422, f"job_id: {job_id} is a {record.get('kind')} job, not an experiment", "job_id")
+    try:
+        run = services.store.open(job_id)
+    except Exception:
+        raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
+    manifest = run.manifest()
+    done = existing_decode(run, manifest, body.trajectory, body.step)
+    if done is not None:
+        return JSONResponse({"decode": done}, status_code=200)
+    x0_artifact(manifest, body.trajectory, body.step)  # refuses steps with nothing to decode
+    decode_id = new_run_id()
+    request = {"parent": job_id, "trajectory": body.trajectory, "step": body.step}
+    created = services.jobs.create(decode_id, record["model"], request, kind="decode", parent=job_id)
+    enqueue(services.redis, decode_id, record["model"], services.settings.job_timeout, services.settings.result_ttl)
+    return job_view(services, created, queue_positions(services, [created]).get(decode_id))
