@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +162,7 @@ def linear_preview_for(vae, cache_dir: str | Path | None) -> LinearPreview:
     preview = fit_linear_preview(vae)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # workers may share the cache
         tmp.write_text(json.dumps(preview.to_json()))
         tmp.replace(path)
     return preview

@@ -91,12 +91,25 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", quality: int = 90) -> byt
     return buf.getvalue()
 
 
+def filesystem(url: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and root path for a local path or URL.
+
+    Credentials and endpoints come from the environment as fsspec and the backend read them
+    (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, FSSPEC_S3_ENDPOINT_URL or AWS_ENDPOINT_URL).
+    """
+    protocol, _ = fsspec.core.split_protocol(url)
+    if protocol not in (None, "file", "local"):
+        # Other processes and hosts write into a shared store: a cached listing would hide their files.
+        storage_options.setdefault("use_listings_cache", False)
+    return fsspec.core.url_to_fs(url, **storage_options)
+
+
 class Store:
     """All runs under one root: a local directory or an fsspec URL such as s3://bucket/runs."""
 
     def __init__(self, root: str, **storage_options: Any):
         self.url = str(root)
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options)
+        self.fs, self.root = filesystem(self.url, **storage_options)
         self.local = isinstance(self.fs, LocalFileSystem)
         if self.local:
             self.fs.makedirs(self.root, exist_ok=True)
@@ -151,7 +164,7 @@ class RunDir:
     @classmethod
     def at(cls, url: str) -> RunDir:
         """A run directory at an explicit local path or URL (the CLI's --out)."""
-        fs, path = fsspec.core.url_to_fs(str(url))
+        fs, path = filesystem(str(url))
         return cls(fs, path.rstrip("/"), posixpath.basename(path.rstrip("/")) or "run")
 
     def _abs(self, rel: str) -> str:

@@ -27,9 +27,11 @@ log = logging.getLogger("stepscope.api")
 def frontend_dir() -> Path | None:
     """The explorer's files: packaged as stepscope.web, or the repo's frontend/ in a checkout."""
     try:
-        packaged = Path(str(resources.files("stepscope.web")))
-        if (packaged / "index.html").is_file():
-            return packaged
+        # stepscope.web is a data-only namespace package: ask for the file, not the folder,
+        # because str() of a namespace package's MultiplexedPath is not a path.
+        index = resources.files("stepscope.web").joinpath("index.html")
+        if index.is_file():
+            return Path(str(index)).parent
     except ModuleNotFoundError:
         pass
     checkout = Path(stepscope.__file__).resolve().parents[2] / "frontend"
