@@ -55,7 +55,7 @@ def _spec_from_args(args) -> dict:
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
-    from stepscope.config import get_settings
+    from stepscope.config import compile_on, get_settings
     from stepscope.models import ModelError, load_model
     from stepscope.probe import Cancelled, run_experiment
     from stepscope.store import RunDir
@@ -67,7 +67,9 @@ def cmd_run(args) -> int:
         return 2
     settings = get_settings()
     try:
-        model = load_model(spec.model, device=args.device or settings.device, dtype=args.dtype, offload=args.offload)
+        device = args.device or settings.device
+        compile_blocks = args.compile or (args.compile is None and compile_on(settings, device))
+        model = load_model(spec.model, device=device, dtype=args.dtype, offload=args.offload, compile=compile_blocks)
         check_against_model(spec, model.info)
     except (ModelError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -207,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: STEPSCOPE_DEVICE or cpu)")
     run.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--offload", choices=["none", "model", "sequential"], default="none")
+    run.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the transformer blocks (default: on for CUDA, see STEPSCOPE_COMPILE)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     device: str = Field("cpu", description="torch device for workers and `stepscope run`")
     dtype: str | None = Field(None, description="model dtype; default per preset")
     offload: str = Field("none", description="none | model | sequential CPU offload")
+    compile: str = Field("auto", pattern="^(auto|on|off)$", description="torch.compile block forwards; auto = on CUDA")
     token: str | None = Field(None, description="bearer token required on every API route when set")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -29,6 +30,11 @@ class Settings(BaseSettings):
     sse_heartbeat: float = Field(15.0, description="seconds between SSE heartbeat comments")
     lost_after: float = Field(30.0, description="seconds without a worker heartbeat before its job fails")
     janitor_every: float = Field(5.0, description="seconds between checks for lost workers")
+
+
+def compile_on(settings: Settings, device: str) -> bool:
+    """Whether workers compile the transformer blocks on this device."""
+    return settings.compile == "on" or (settings.compile == "auto" and device.startswith("cuda"))
 
 
 @lru_cache

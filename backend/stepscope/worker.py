@@ -26,7 +26,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from stepscope import events
-from stepscope.config import Settings, get_settings
+from stepscope.config import Settings, compile_on, get_settings
 from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, queue_name, retire_worker, rq_queue
 from stepscope.models import LoadedModel, load_model
 from stepscope.probe import Cancelled, run_experiment
@@ -196,7 +196,9 @@ def run_worker(
     conn = redis.Redis.from_url(settings.redis_url)
     log.info("loading %s on %s", model_name, device)
     started = time.perf_counter()
-    model = load_model(model_name, device=device, dtype=settings.dtype, offload=settings.offload)
+    model = load_model(
+        model_name, device=device, dtype=settings.dtype, offload=settings.offload, compile=compile_on(settings, device)
+    )
     load_seconds = round(time.perf_counter() - started, 2)
     queue = queue_name(model_name)
     info = {

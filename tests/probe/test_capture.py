@@ -259,3 +259,15 @@ def test_cli_models_lists_presets():
     proc = subprocess.run([sys.executable, "-m", "stepscope.cli", "models", "--json"], capture_output=True, text=True)
     names = {m["name"] for m in json.loads(proc.stdout)}
     assert {"tiny", "wan2.1-t2v-1.3b", "wan2.2-i2v-a14b", "vbvr-wan2.2"} <= names
+
+
+def test_last_step_decode_is_shared_with_the_final_decode(tiny, run_dir):
+    events = []
+    spec = parse_spec({"prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1, 3]}})
+    run_experiment(tiny, spec, run_dir, emit=events.append)
+    run = stepscope.load_run(run_dir.path)
+    decodes = {d["step"]: d["dir"] for d in run.baseline.entry["decodes"]}
+    assert decodes[3] == decodes["final"] == "trajectories/baseline/final"
+    assert decodes[1] == "trajectories/baseline/decode/step_001"
+    np.testing.assert_array_equal(run.baseline.decoded(3), run.baseline.video)
+    assert sorted(str(e["step"]) for e in events if e["type"] == "decode") == ["1", "3", "final"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from stepscope.models.compiled import compile_blocks, compiled_state
 from stepscope.models.presets import PRESETS, ModelInfo
 from stepscope.models.tiny import build_tiny_pipeline
 from stepscope.preview import vae_scale_factors
@@ -37,6 +38,7 @@ class LoadedModel:
     dtype: str
     offload: str = "none"
     source: str = "tiny"
+    compile: bool = False
 
     @property
     def experts(self) -> dict[str, torch.nn.Module]:
@@ -52,6 +54,7 @@ class LoadedModel:
             "device": self.device,
             "dtype": self.dtype,
             "offload": self.offload,
+            "compile": {name: compiled_state(module) for name, module in self.experts.items()},
             **self.info.to_json(),
         }
 
@@ -82,8 +85,12 @@ def load_model(
     dtype: str | None = None,
     offload: str = "none",
     flow_shift: float | None = None,
+    compile: bool = False,
 ) -> LoadedModel:
-    """Load a preset, a local diffusers directory or a Hugging Face id onto `device`."""
+    """Load a preset, a local diffusers directory or a Hugging Face id onto `device`.
+
+    `compile=True` compiles each transformer block's forward (see models/compiled.py).
+    """
     if offload not in OFFLOAD_MODES:
         raise ModelError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
     if dtype is not None and dtype not in DTYPES:
@@ -104,9 +111,14 @@ def load_model(
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=flow_shift)
     _place(pipe, device, offload)
     pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(
+    model = LoadedModel(
         name=name, pipe=pipe, info=info_from_pipeline(pipe), device=device, dtype=dtype, offload=offload, source=source
     )
+    if compile:
+        for module in model.experts.values():
+            compile_blocks(module)
+        model.compile = True
+    return model
 
 
 def _from_pretrained(source: str, torch_dtype: torch.dtype):

@@ -308,6 +308,7 @@ class Experiment:
             keep_x0=True,
             keep_norms=kind != "swap_source",
             decode_steps=self.decode_steps,
+            deferred_decode_step=inputs.steps - 1 if (inputs.steps - 1) in self.decode_steps else None,
             emit=self.emit,
             progress=lambda index, before=self.steps_before: {"done": before + index + 1, "total": self.total_steps},
         )
@@ -329,13 +330,8 @@ class Experiment:
         final = {
             "latents": self.run.write_array(f"{base}/final/latents.npy", result.final_latents.float().cpu().numpy())
         }
+        recorder.finish_decodes(result.final_latents, self.spec.probes.final_decode)
         if self.spec.probes.final_decode:
-            self.decoder.submit(
-                f"{base}/final",
-                result.final_latents,
-                {"trajectory": name, "step": "final"},
-                on_stored=recorder.record_decode,
-            )
             final["video"] = f"{base}/final/video.mp4"
             final["frames_dir"] = f"{base}/final"
         self.writer.drain()
@@ -360,7 +356,7 @@ class Experiment:
                     "commitment_step": commit,
                     "threshold": metrics.COMMIT_THRESHOLD,
                 },
-                forward_to_stored_seconds={
+                forward_to_event_seconds={
                     "p50": _percentile(recorder.latencies, 50),
                     "p95": _percentile(recorder.latencies, 95),
                 },

@@ -1,0 +1,403 @@
+"""GPU benchmark: stepscope's full instrumentation against the plain diffusers WanPipeline.
+
+Random weights at the real sizes (no downloads): Wan2.1-T2V-1.3B (12 heads × 128, 30 layers,
+ffn 8960), the Wan 14B expert (40 × 128, 40 layers, ffn 13824), and a two-expert A14B-style
+pipeline. Both runs use one pipeline object in one process, alternating plain and
+instrumented runs after a warm-up; every measurement prints one JSON line, the last lines
+are the ratios.
+
+Instrumented = x̂₀ and its linear preview of every frame at every step, L2 norms of every
+block's output at every step (cond pass), preview PNG + x̂₀ .npy + norms .npy stored and one
+Redis stream event published per step, full-quality decodes of every `--decode-every`-th
+step in the background, and the final decode (which the plain pipeline also does).
+
+    python benchmarks/gpu_overhead.py --config 1.3b --steps 20 --out results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
+
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel  # noqa: E402
+from transformers import UMT5Config, UMT5EncoderModel  # noqa: E402
+
+from stepscope.models.compiled import compile_blocks, uncompile_blocks  # noqa: E402
+from stepscope.models.loading import LoadedModel, info_from_pipeline  # noqa: E402
+from stepscope.models.tiny import build_tokenizer  # noqa: E402
+from stepscope.probe import run_experiment  # noqa: E402
+from stepscope.spec import parse_spec  # noqa: E402
+from stepscope.store import RunDir  # noqa: E402
+
+CONFIGS = {
+    "1.3b": dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30),
+    "14b": dict(num_attention_heads=40, attention_head_dim=128, ffn_dim=13824, num_layers=40),
+    "smoke": dict(num_attention_heads=2, attention_head_dim=32, ffn_dim=128, num_layers=4),  # checks the script
+}
+TEXT_DIM = 4096  # UMT5-XXL's width, which the transformers' text projection expects
+PROMPT = "a ball rolls through a maze and stops at the exit"
+NEGATIVE = "blurry, low quality"
+
+
+def emit_line(record: dict, out) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    if out is not None:
+        out.write(line + "\n")
+        out.flush()
+
+
+def build_transformer(size: str, device: str) -> WanTransformer3DModel:
+    """Random bf16 weights at the real size, keeping diffusers' float32 modules in float32."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            model = WanTransformer3DModel(
+                patch_size=(1, 2, 2),
+                in_channels=16,
+                out_channels=16,
+                text_dim=TEXT_DIM,
+                freq_dim=256,
+                cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads",
+                eps=1e-6,
+                rope_max_seq_len=1024,
+                **CONFIGS[size],
+            )
+    finally:
+        torch.set_default_dtype(previous)
+    keep = set(model._keep_in_fp32_modules or [])
+    for name, param in model.named_parameters():
+        if keep.intersection(name.split(".")):
+            param.data = param.data.float()
+    # Random weights explode through 40 blocks; scale the output projections like a trained net.
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn1.to_out[0].weight.mul_(0.1)
+            block.attn2.to_out[0].weight.mul_(0.1)
+            block.ffn.net[2].weight.mul_(0.1)
+    return model.eval()
+
+
+def build_pipeline(size: str, two_experts: bool, device: str) -> WanPipeline:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    text_encoder = (
+        UMT5EncoderModel(
+            UMT5Config(
+                vocab_size=len(tokenizer),
+                d_model=TEXT_DIM,
+                d_kv=64,
+                d_ff=256,
+                num_layers=1,
+                num_heads=8,
+                relative_attention_num_buckets=32,
+                feed_forward_proj="gated-gelu",
+            )
+        )
+        .to(device, torch.bfloat16)
+        .eval()
+    )
+    vae = AutoencoderKLWan().to(device).eval()  # the Wan 2.1 VAE's config; float32 as in Wan's code
+    transformer = build_transformer(size, device)
+    transformer_2 = build_transformer(size, device) if two_experts else None
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        transformer_2=transformer_2,
+        boundary_ratio=0.875 if two_experts else None,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+def plain_run(pipe, args) -> dict:
+    """The plain diffusers call, with its final decode, timed to the last byte on the host."""
+    step_ends: list[float] = []
+
+    final = {}
+
+    def on_step(p, i, t, kwargs):
+        step_ends.append(time.perf_counter())
+        if i == args.steps - 1:
+            final["latents"] = kwargs["latents"].float().cpu()
+        return {}
+
+    sync()
+    reset_peak()
+    start = time.perf_counter()
+    video = pipe(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=args.height,
+        width=args.width,
+        num_frames=args.frames,
+        num_inference_steps=args.steps,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        callback_on_step_end=on_step,
+    ).frames
+    sync()
+    wall = time.perf_counter() - start
+    return {
+        "wall_seconds": wall,
+        "step_ends": step_ends,
+        "peak_gib": peak_gib(),
+        "video_shape": list(video.shape),
+        "final_latents": final.get("latents"),
+    }
+
+
+def stepscope_run(model: LoadedModel, args, publish, cache_dir: str) -> dict:
+    spec = parse_spec(
+        {
+            "model": model.name,
+            "prompt": PROMPT,
+            "negative_prompt": NEGATIVE,
+            "seed": 0,
+            "steps": args.steps,
+            "guidance": 5.0,
+            "height": args.height,
+            "width": args.width,
+            "frames": args.frames,
+            "probes": {
+                "every": 1,
+                "layers": "all",
+                "passes": "cond",
+                "x0_arrays": True,
+                "decode_every": args.decode_every,
+                "final_decode": True,
+            },
+        }
+    )
+    with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
+        run = RunDir.at(tmp)
+        sync()
+        reset_peak()
+        start = time.perf_counter()
+        manifest = run_experiment(model, spec, run, emit=publish, cache_dir=cache_dir)
+        sync()
+        wall = time.perf_counter() - start
+        final_latents = torch.from_numpy(run.read_array(manifest["trajectories"]["baseline"]["final"]["latents"]))
+    traj = manifest["trajectories"]["baseline"]
+    return {
+        "wall_seconds": wall,
+        "loop_seconds": traj["loop_seconds"],
+        "step_seconds": traj["step_seconds"],
+        "forward_to_event": traj["forward_to_event_seconds"],
+        "decodes": [d["step"] for d in traj["decodes"]],
+        "peak_gib": peak_gib(),
+        "final_latents": final_latents,
+        "compile": manifest["model"]["compile"],
+    }
+
+
+def clear_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def blocks_mode(model: LoadedModel, mode: str):
+    """Run stepscope with eager or compiled block forwards; plain diffusers always runs eager."""
+    if mode == "compiled":
+        for module in model.experts.values():
+            compile_blocks(module)
+    try:
+        yield
+    finally:
+        for module in model.experts.values():
+            uncompile_blocks(module)
+
+
+@torch.no_grad()
+def compiled_forward_difference(model: LoadedModel, args) -> float:
+    """Relative L2 between one compiled and one eager forward on the same inputs: the per-forward
+    rounding that compilation adds, to compare with how far it grows over a whole run."""
+    transformer = model.pipe.transformer
+    gen = torch.Generator().manual_seed(1)
+    shape = (1, 16, (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8)
+    x = torch.randn(shape, generator=gen).to(model.device, torch.bfloat16)
+    text = torch.randn(1, 512, TEXT_DIM, generator=gen).to(model.device, torch.bfloat16)
+    t = torch.tensor([900], device=model.device)
+    eager = transformer(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0].float()
+    with blocks_mode(model, "compiled"):
+        compiled = transformer(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0].float()
+    return relative_l2(compiled, eager)
+
+
+def printable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("step_seconds", "final_latents")}
+
+
+def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+def steady_step_seconds(step_ends: list[float], skip: int = 2) -> float:
+    gaps = [b - a for a, b in zip(step_ends[skip:], step_ends[skip + 1 :], strict=False)]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+def start_redis(scratch: str):
+    from stepscope.embedded_redis import EmbeddedRedis
+
+    return EmbeddedRedis(Path(scratch) / "redis", persistence=False).start()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=["1.3b", "14b", "a14b", "smoke"], default="1.3b")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=832)
+    parser.add_argument("--frames", type=int, default=81)
+    parser.add_argument("--decode-every", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=2, help="plain/stepscope pairs after the warm-up")
+    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--scratch", default=tempfile.gettempdir())
+    parser.add_argument("--out", help="also append the JSON lines to this file")
+    parser.add_argument("--compile", action="store_true", help="also measure stepscope with compiled blocks")
+    args = parser.parse_args()
+    out = open(args.out, "a") if args.out else None
+    device = args.device
+
+    import redis
+
+    from stepscope import events
+
+    server = start_redis(args.scratch)
+    conn = redis.Redis.from_url(server.url)
+    job = f"bench-{args.config}"
+
+    decode_seconds: list[float] = []
+
+    def publish(event: dict) -> None:
+        events.publish(conn, job, event)
+        if event["type"] == "decode":
+            decode_seconds.append(event["seconds"])
+
+    size = "14b" if args.config == "a14b" else args.config
+    pipe = build_pipeline(size, args.config == "a14b", device)
+    model = LoadedModel(
+        name=f"bench-{args.config}",
+        pipe=pipe,
+        info=info_from_pipeline(pipe),
+        device=device,
+        dtype="bfloat16",
+        source="random-weights",
+    )
+    cache_dir = str(Path(args.scratch) / "stepscope-cache")
+    common = {
+        "config": args.config,
+        "steps": args.steps,
+        "frames": args.frames,
+        "height": args.height,
+        "width": args.width,
+        "decode_every": args.decode_every,
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
+        "torch": torch.__version__,
+    }
+    emit_line(
+        {"event": "setup", **common, "params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9}, out
+    )
+
+    modes = ["eager", "compiled"] if args.compile else ["eager"]
+    warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_steps, "decode_every": 1})
+    plain_run(pipe, warm)
+    for mode in modes:
+        with blocks_mode(model, mode):
+            started = time.perf_counter()
+            stepscope_run(model, warm, publish, cache_dir)
+            emit_line({"event": "warmup", "mode": mode, "seconds": round(time.perf_counter() - started, 2)}, out)
+
+    if args.compile:
+        emit_line(
+            {"event": "forward_check", **common, "compiled_vs_eager_rel_l2": compiled_forward_difference(model, args)},
+            out,
+        )
+
+    plain, probed = [], {mode: [] for mode in modes}
+    for repeat in range(args.repeats):
+        clear_memory()
+        p = plain_run(pipe, args)
+        p["steady_step_seconds"] = steady_step_seconds(p.pop("step_ends"))
+        plain.append(p)
+        emit_line({"event": "plain", "repeat": repeat, **common, **printable(p)}, out)
+        for mode in modes:
+            clear_memory()
+            decode_seconds.clear()
+            with blocks_mode(model, mode):
+                r = stepscope_run(model, args, publish, cache_dir)
+            r["decode_seconds"] = list(decode_seconds)
+            r["steady_step_seconds"] = statistics.median(r["step_seconds"][2:])
+            r["final_rel_l2_vs_plain"] = relative_l2(r["final_latents"], p["final_latents"])
+            probed[mode].append(r)
+            emit_line({"event": "stepscope", "mode": mode, "repeat": repeat, **common, **printable(r)}, out)
+
+    plain_wall = statistics.median(p["wall_seconds"] for p in plain)
+    plain_step = statistics.median(p["steady_step_seconds"] for p in plain)
+    for mode, runs in probed.items():
+        wall = statistics.median(r["wall_seconds"] for r in runs)
+        emit_line(
+            {
+                "event": "ratio",
+                "mode": mode,
+                **common,
+                "plain_wall_seconds": round(plain_wall, 3),
+                "stepscope_wall_seconds": round(wall, 3),
+                "wall_ratio": round(wall / plain_wall, 4),
+                "steady_step_ratio": round(statistics.median(r["steady_step_seconds"] for r in runs) / plain_step, 4),
+                "forward_to_event_p50": statistics.median(r["forward_to_event"]["p50"] for r in runs),
+                "forward_to_event_p95": statistics.median(r["forward_to_event"]["p95"] for r in runs),
+                "peak_gib_plain": round(max(p["peak_gib"] for p in plain), 2),
+                "peak_gib_stepscope": round(max(r["peak_gib"] for r in runs), 2),
+                "final_rel_l2_vs_plain": max(r["final_rel_l2_vs_plain"] for r in runs),
+                "wall_spread_plain": round(
+                    max(p["wall_seconds"] for p in plain) - min(p["wall_seconds"] for p in plain), 3
+                ),
+                "wall_spread_stepscope": round(
+                    max(r["wall_seconds"] for r in runs) - min(r["wall_seconds"] for r in runs), 3
+                ),
+            },
+            out,
+        )
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

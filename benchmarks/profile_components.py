@@ -1,0 +1,153 @@
+"""Where the time of one instrumented Wan step goes, on a GPU (random weights, real sizes).
+
+Times, each as a median of CUDA-event-timed repeats after warm-up: one transformer forward
+with batch 1 (what the pipelines run twice per step for CFG) and batch 2 (cond and uncond in
+one forward); the same with each block's forward compiled by torch.compile (hooks stay
+outside the compiled graph); the per-token norm probe over every block; one full VAE decode
+in float32 and bfloat16; JPEG and MP4 encoding of the decoded frames.
+
+    python benchmarks/profile_components.py --config 1.3b
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
+
+from gpu_overhead import TEXT_DIM, build_transformer  # noqa: E402
+from stepscope.preview import decode_latents  # noqa: E402
+from stepscope.probe.recorder import encode_mp4  # noqa: E402
+from stepscope.store import encode_image  # noqa: E402
+
+
+def timed(fn, repeats: int = 5, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return statistics.median(times)
+
+
+def wall(fn, repeats: int = 3) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def report(name: str, seconds: float, **extra) -> None:
+    print(json.dumps({"measure": name, "seconds": round(seconds, 4), **extra}), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="1.3b", choices=["1.3b", "14b"])
+    parser.add_argument("--frames", type=int, default=81)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=832)
+    parser.add_argument("--compile", action="store_true", help="also time compiled block forwards")
+    args = parser.parse_args()
+    dev = "cuda"
+    torch.manual_seed(0)
+    model = build_transformer(args.config, dev)
+    f_lat, h_lat, w_lat = (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8
+    x = torch.randn(2, 16, f_lat, h_lat, w_lat, device=dev, dtype=torch.bfloat16)
+    text = torch.randn(2, 512, TEXT_DIM, device=dev, dtype=torch.bfloat16)
+    t = torch.tensor([900, 900], device=dev)
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(),
+                "torch": torch.__version__,
+                "config": args.config,
+                "tokens": f_lat * (h_lat // 2) * (w_lat // 2),
+            }
+        ),
+        flush=True,
+    )
+
+    def forward(batch: int):
+        with torch.no_grad():
+            return model(
+                hidden_states=x[:batch], timestep=t[:batch], encoder_hidden_states=text[:batch], return_dict=False
+            )[0]
+
+    one = timed(lambda: forward(1))
+    report("forward_b1", one)
+    report("cfg_step_two_b1", 2 * one)
+    report("forward_b2", timed(lambda: forward(2)))
+
+    norms = []
+    handles = [
+        b.register_forward_hook(lambda m, a, o: norms.append(torch.linalg.vector_norm(o, dim=-1, dtype=torch.float32)))
+        for b in model.blocks
+    ]
+    report("forward_b1_with_norm_hooks", timed(lambda: (forward(1), norms.clear())))
+    for h in handles:
+        h.remove()
+
+    if args.compile:
+        started = time.perf_counter()
+        for block in model.blocks:
+            block.forward = torch.compile(block.forward, fullgraph=True, dynamic=False)
+        forward(1)
+        report("compile_seconds", time.perf_counter() - started)
+        report("forward_b1_compiled", timed(lambda: forward(1)))
+        forward(2)
+        report("forward_b2_compiled", timed(lambda: forward(2)))
+        handles = [
+            b.register_forward_hook(
+                lambda m, a, o: norms.append(torch.linalg.vector_norm(o, dim=-1, dtype=torch.float32))
+            )
+            for b in model.blocks
+        ]
+        report("forward_b1_compiled_with_norm_hooks", timed(lambda: (forward(1), norms.clear())))
+        for h in handles:
+            h.remove()
+    model.to("cpu")  # free the GPU for the VAE measurements
+    torch.cuda.empty_cache()
+
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan().to(dev).eval()
+    latents = torch.randn(1, 16, f_lat, h_lat, w_lat, device=dev) * 0.5
+    report("vae_decode_fp32", timed(lambda: decode_latents(vae, latents), repeats=2, warmup=1))
+    vae_bf16 = AutoencoderKLWan().to(dev, torch.bfloat16).eval()
+    vae_bf16.load_state_dict({k: v.to(torch.bfloat16) for k, v in vae.state_dict().items()})
+    report("vae_decode_bf16", timed(lambda: decode_latents(vae_bf16, latents), repeats=2, warmup=1))
+
+    frames = decode_latents(vae, latents)[0]
+    report("jpeg_81_frames_serial", wall(lambda: [encode_image(f, "jpg") for f in frames], repeats=2))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        report("jpeg_81_frames_8_threads", wall(lambda: list(pool.map(lambda f: encode_image(f, "jpg"), frames)), 2))
+    report("mp4_encode", wall(lambda: encode_mp4(frames), repeats=2))
+    report("png_preview_strip", wall(lambda: encode_image(np.zeros((60, 104 * 21, 3), np.uint8), "png"), 5))
+    report("npy_x0_write", wall(lambda: np.save(io.BytesIO(), np.zeros((1, 16, f_lat, h_lat, w_lat), np.float32)), 5))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
