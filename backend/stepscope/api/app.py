@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 import stepscope
 from stepscope.api import errors
 from stepscope.api.deps import Services, require_token
-from stepscope.api.routes import artifacts, events, health, jobs, models
+from stepscope.api.routes import artifacts, events, exports, health, jobs, models
 from stepscope.config import Settings, get_settings
 from stepscope.spec import ExperimentSpec
 from stepscope.store import NotFound
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     auth = [Depends(require_token)]
-    for module in (jobs, events, artifacts, models, health):
+    for module in (jobs, events, artifacts, exports, models, health):
         app.include_router(module.router, dependencies=auth)
 
     web = frontend_dir()

@@ -1,0 +1,222 @@
+"""Exports of a run: the whole run directory as a zip, and the trajectory as an animated grid.
+
+The grid animation has one frame per captured step: each frame is that step's preview strip
+(all latent frames side by side, ensemble members stacked), one row per chosen trajectory,
+upscaled without smoothing and captioned with the step, σ, t and expert. GIF is written with
+Pillow, MP4 (H.264) with imageio's ffmpeg through `encode_mp4`. Both are made on request from
+the stored previews, so they also work while the run is still going (the steps so far).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+from PIL import Image, ImageDraw, ImageFont
+
+from stepscope.api.deps import ServicesDep
+from stepscope.api.errors import ApiError
+from stepscope.api.routes.artifacts import open_run
+from stepscope.probe.recorder import encode_mp4
+from stepscope.store import RunDir
+
+router = APIRouter(prefix="/api/jobs", tags=["exports"])
+
+MAX_SIDE = 4096  # pixels of one animation frame, either side
+AUTO_WIDTH = 640  # scale=auto upscales small previews to at least this width
+CAPTION_H = 18
+LABEL_W = 96  # trajectory names left of the rows when there are several
+STORED = {".png", ".jpg", ".jpeg", ".mp4", ".gif", ".webp"}  # already compressed: store as is
+CHUNK = 1 << 20
+BACKGROUND = (13, 17, 23)
+TEXT = (221, 227, 234)
+
+
+class _Sink:
+    """A write-only buffer that zipfile writes into and the response drains (zip without a temp file)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        return data
+
+
+def zip_stream(run: RunDir, root: str):
+    """Yield a zip of every file of `run` under `root/`, file by file (data descriptors, zip64)."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
+        for rel in run.files():
+            suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
+            info = zipfile.ZipInfo(f"{root}/{rel}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if suffix in STORED else zipfile.ZIP_DEFLATED
+            with run.open_file(rel) as src, archive.open(info, "w", force_zip64=True) as dst:
+                while block := src.read(CHUNK):
+                    dst.write(block)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()
+
+
+@router.get(
+    "/{job_id}/export/bundle.zip",
+    summary="The run directory as a zip (manifest, arrays, previews, decodes, metrics)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def bundle(job_id: str, services: ServicesDep) -> StreamingResponse:
+    run = open_run(services, job_id)
+    headers = {
+        "Content-Disposition": f'attachment; filename="stepscope-{job_id}.zip"',
+        "Cache-Control": "no-cache",  # a running job's bundle grows
+    }
+    return StreamingResponse(zip_stream(run, f"stepscope-{job_id}"), media_type="application/zip", headers=headers)
+
+
+def parse_trajectories(value: str, manifest: dict) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise ApiError(422, "trajectories: name at least one trajectory", "trajectories")
+    if len(names) != len(set(names)):
+        raise ApiError(422, "trajectories: a trajectory is named twice", "trajectories")
+    known = manifest.get("trajectories", {})
+    for name in names:
+        if name not in known:
+            has = ", ".join(known) or "none yet"
+            raise ApiError(422, f"trajectories: no trajectory {name!r} in this run (has: {has})", "trajectories")
+    return names
+
+
+def common_steps(manifest: dict, names: list[str]) -> list[int]:
+    """Captured steps that every chosen trajectory has a preview for, in order."""
+    sets = [{s["index"] for s in manifest["trajectories"][n]["steps"] if "preview" in s["artifacts"]} for n in names]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def grid_frames(run: RunDir, manifest: dict, names: list[str], scale: int | None) -> list[np.ndarray]:
+    """One RGB frame per common captured step: the chosen trajectories' strips stacked, upscaled, captioned."""
+    steps = common_steps(manifest, names)
+    if not steps:
+        raise ApiError(409, "job_id: no step has been captured for these trajectories yet", "job_id")
+    records = {n: {s["index"]: s for s in manifest["trajectories"][n]["steps"]} for n in names}
+    first = [Image.open(io.BytesIO(run.read_bytes(records[n][steps[0]]["artifacts"]["preview"]))) for n in names]
+    strip_w = max(im.width for im in first)
+    rows_h = sum(im.height for im in first)
+    if scale is None:
+        scale = max(1, min(16, math.ceil(AUTO_WIDTH / strip_w)))
+    labels = len(names) > 1
+    width = strip_w * scale + (LABEL_W if labels else 0)
+    height = rows_h * scale + CAPTION_H
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ApiError(
+            422, f"scale: {scale}× makes {width}×{height} pixel frames, over the {MAX_SIDE} pixel limit", "scale"
+        )
+    font = _font(12)
+    total = manifest.get("spec", {}).get("steps", steps[-1] + 1)
+    latent_frames = manifest["shapes"]["latent"][1]
+    left = LABEL_W if labels else 0
+    frames = []
+    for step in steps:
+        canvas = Image.new("RGB", (width, height), BACKGROUND)
+        draw = ImageDraw.Draw(canvas)
+        y = 0
+        for name in names:
+            strip = Image.open(io.BytesIO(run.read_bytes(records[name][step]["artifacts"]["preview"]))).convert("RGB")
+            strip = strip.resize((strip.width * scale, strip.height * scale), Image.Resampling.NEAREST)
+            canvas.paste(strip, (left, y))
+            # Separators over the last pixel row/column of a block: between members, trajectories, frames.
+            members = len(manifest["trajectories"][name].get("seeds") or [0])
+            for m in range(1, members + 1):
+                row = y + m * strip.height // members - 1
+                draw.line((left if m < members else 0, row, width, row), BACKGROUND)
+            if labels:
+                draw.text((4, y + 2), name[:14], fill=TEXT, font=font)
+            y += strip.height
+        for f in range(1, latent_frames):
+            x = left + f * (strip_w * scale) // latent_frames - 1
+            draw.line((x, 0, x, y - 1), BACKGROUND)
+        record = records[names[0]][step]
+        caption = f"step {step}/{total - 1}  sigma={record['sigma']:.3f}  t={record['t']:.0f}  {record['expert']}"
+        draw.text((4, height - CAPTION_H + 3), caption, fill=TEXT, font=font)
+        # A progress bar along the bottom also keeps consecutive frames distinct (GIF writers merge equal ones).
+        bar = round((width - 1) * (step + 1) / max(total, 1))
+        draw.rectangle((0, height - 2, bar, height - 1), fill=(94, 200, 255))
+        frames.append(np.asarray(canvas))
+    return frames
+
+
+Trajectories = Annotated[
+    str, Query(max_length=2000, description="comma-separated trajectories, one row each (default: baseline)")
+]
+Scale = Annotated[int | None, Query(ge=1, le=16, description="integer upscale of the previews (default: auto)")]
+Fps = Annotated[float, Query(gt=0, le=30, description="animation frames (steps) per second")]
+
+
+def _grid(job_id: str, services, trajectories: str, scale: int | None) -> tuple[list[np.ndarray], str]:
+    run = open_run(services, job_id)
+    manifest = run.manifest()
+    names = parse_trajectories(trajectories, manifest)
+    return grid_frames(run, manifest, names, scale), "-".join(names)
+
+
+@router.get(
+    "/{job_id}/export/grid.gif",
+    summary="The trajectory as an animated GIF: one frame per captured step",
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}}},
+)
+def grid_gif(
+    job_id: str, services: ServicesDep, trajectories: Trajectories = "baseline", scale: Scale = None, fps: Fps = 4.0
+) -> Response:
+    frames, label = _grid(job_id, services, trajectories, scale)
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=max(20, round(1000 / fps)),
+        loop=0,
+        optimize=False,
+    )
+    headers = {"Content-Disposition": f'inline; filename="{job_id[:8]}-{label}.gif"', "Cache-Control": "no-cache"}
+    return Response(buf.getvalue(), media_type="image/gif", headers=headers)
+
+
+@router.get(
+    "/{job_id}/export/grid.mp4",
+    summary="The trajectory as an H.264 MP4: one frame per captured step",
+    response_class=Response,
+    responses={200: {"content": {"video/mp4": {}}}},
+)
+def grid_mp4(
+    job_id: str, services: ServicesDep, trajectories: Trajectories = "baseline", scale: Scale = None, fps: Fps = 4.0
+) -> Response:
+    frames, label = _grid(job_id, services, trajectories, scale)
+    if fps != round(fps):
+        raise ApiError(422, f"fps: MP4 needs a whole number of frames per second, got {fps}", "fps")
+    data = encode_mp4(np.stack(frames), fps=int(fps))
+    headers = {"Content-Disposition": f'inline; filename="{job_id[:8]}-{label}.mp4"', "Cache-Control": "no-cache"}
+    return Response(data, media_type="video/mp4", headers=headers)

@@ -1,0 +1,92 @@
+// The explorer's entry point: routes (#/new, #/jobs/<id>/<tab>), the jobs sidebar, service
+// health and the token dialog.
+
+import { getJSON, setTokenPrompt } from "./api.js";
+import { fill, h } from "./dom.js";
+import { Explorer } from "./views/explorer.js";
+import { JobsList } from "./views/jobs.js";
+import { SubmitView } from "./views/submit.js";
+
+const main = document.getElementById("main");
+const jobsList = new JobsList(document.getElementById("jobs"), { onOpen: (id) => navigate(`#/jobs/${id}`) });
+let current = null; // the mounted view: an Explorer or a SubmitView
+
+function navigate(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+/** "#/jobs/<id>/<tab>" → {page: "job", id, tab}; "#/new" or nothing → {page: "new"}. */
+function parseRoute(hash) {
+  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === "jobs" && parts[1]) return { page: "job", id: parts[1], tab: parts[2] ?? "trajectory" };
+  return { page: "new" };
+}
+
+function route() {
+  const where = parseRoute(location.hash);
+  if (where.page === "job" && current instanceof Explorer && current.jobId === where.id) {
+    if (current.tab !== where.tab) current.showTab(where.tab, false);
+    return;
+  }
+  current?.dispose?.();
+  current = null;
+  if (where.page === "job") {
+    const explorer = new Explorer(where.id, {
+      tab: where.tab,
+      onTabChange: (tab) => history.replaceState(null, "", `#/jobs/${where.id}/${tab}`),
+      onJobChange: () => jobsList.refresh(),
+    });
+    current = explorer;
+    fill(main, explorer.element);
+    jobsList.setCurrent(where.id);
+    explorer.start();
+  } else {
+    const view = new SubmitView({
+      onSubmitted: (job) => {
+        jobsList.refresh();
+        navigate(`#/jobs/${job.id}`);
+      },
+    });
+    current = view;
+    fill(main, view.element);
+    jobsList.setCurrent(null);
+    view.start();
+  }
+  document.body.dataset.page = where.page;
+}
+
+async function pollHealth() {
+  const badge = document.getElementById("health");
+  try {
+    const health = await getJSON("/api/health");
+    const queues = Object.entries(health.queues ?? {});
+    badge.className = queues.length ? "health ok" : "health warn";
+    badge.textContent = queues.length
+      ? queues.map(([, q]) => `${q.model}: ${q.workers} worker${q.workers > 1 ? "s" : ""}${q.queued ? `, ${q.queued} queued` : ""}`).join(" · ")
+      : "no workers running";
+  } catch (error) {
+    badge.className = "health bad";
+    badge.textContent = error.detail ?? "service unreachable";
+  }
+  setTimeout(pollHealth, 10000);
+}
+
+function tokenDialog() {
+  const dialog = document.getElementById("token-dialog");
+  const field = document.getElementById("token-input");
+  return new Promise((resolve) => {
+    field.value = "";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok" ? field.value : null), { once: true });
+    dialog.showModal();
+  });
+}
+
+setTokenPrompt(tokenDialog);
+document.getElementById("new-job").addEventListener("click", () => navigate("#/new"));
+window.addEventListener("hashchange", route);
+route();
+jobsList.start();
+pollHealth();
+// Exposed for debugging from the console and for the browser tests.
+window.stepscope = { get view() { return current; }, h };

@@ -1,0 +1,35 @@
+// Geometry of a step's preview PNG: all latent frames side by side in one horizontal strip,
+// members of a seed ensemble stacked as rows (backend/stepscope/preview.py: frame_strip).
+
+/** Source rectangle of (member, frame) inside a strip of `frames` columns and `members` rows. */
+export function frameRect(stripWidth, stripHeight, frames, members, frame, member = 0) {
+  const sw = Math.floor(stripWidth / frames);
+  const sh = Math.floor(stripHeight / members);
+  if (frame < 0 || frame >= frames) throw new RangeError(`frame ${frame} outside 0..${frames - 1}`);
+  if (member < 0 || member >= members) throw new RangeError(`member ${member} outside 0..${members - 1}`);
+  return { sx: frame * sw, sy: member * sh, sw, sh };
+}
+
+/** Draw one frame of a preview strip into ctx at (dx, dy, dw, dh), pixels kept sharp. */
+export function drawFrame(ctx, bitmap, frames, members, frame, member, dx, dy, dw, dh) {
+  const r = frameRect(bitmap.width, bitmap.height, frames, members, frame, member);
+  ctx.imageSmoothingEnabled = false; // latent-resolution previews: show the real pixels
+  ctx.drawImage(bitmap, r.sx, r.sy, r.sw, r.sh, dx, dy, dw, dh);
+}
+
+/** The largest integer scale at which a w×h frame fits in maxW×maxH (at least 1). */
+export function integerScale(w, h, maxW, maxH) {
+  return Math.max(1, Math.floor(Math.min(maxW / w, maxH / h)));
+}
+
+/** Draw a "no data yet" cell. */
+export function drawPlaceholder(ctx, x, y, w, h, text = "") {
+  ctx.fillStyle = "#161b23";
+  ctx.fillRect(x, y, w, h);
+  if (text && w > 40) {
+    ctx.fillStyle = "#5b6675";
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText(text, x + w / 2, y + h / 2 + 4);
+  }
+}

@@ -1,0 +1,205 @@
+// What the explorer knows about one run: built from the job's event stream (replayed from the
+// start, then live) and the manifest. Both name the same steps, so merging is idempotent.
+
+const TERMINAL = new Set(["finished", "failed", "cancelled"]);
+
+function newTrajectory(name, kind = null) {
+  return {
+    name,
+    kind,
+    status: "running",
+    seeds: null,
+    steps: new Map(), // step index → {index, t, sigma, expert, artifacts}
+    commitmentStep: null,
+    convergence: null, // run-relative path of convergence.npy
+    final: null,
+    decodes: new Map(), // step (number or "final") → {dir, frames, video}
+    meta: {},
+  };
+}
+
+export class RunData {
+  constructor(jobId) {
+    this.jobId = jobId;
+    this.manifest = null;
+    this.spec = null; // from the job record, known before the manifest exists
+    this.trajectories = new Map();
+    this.metrics = new Map(); // variant → {file, difference, max_cka_x0_distance, final_relative_l2}
+    this.status = "queued";
+    this.error = null;
+    this.progress = { done: 0, total: 0 };
+    this.worker = null;
+  }
+
+  trajectory(name, kind = null) {
+    let traj = this.trajectories.get(name);
+    if (!traj) {
+      traj = newTrajectory(name, kind);
+      this.trajectories.set(name, traj);
+    } else if (kind && !traj.kind) {
+      traj.kind = kind;
+    }
+    return traj;
+  }
+
+  /** Apply one event; returns its type (what changed) for the views. */
+  apply(event) {
+    if (event.progress) this.progress = event.progress;
+    switch (event.type) {
+      case "queued":
+        this.status = "queued";
+        break;
+      case "started":
+        this.status = "running";
+        this.worker = event.worker ?? null;
+        break;
+      case "experiment_started":
+        this.status = "running";
+        break;
+      case "trajectory_started":
+        this.trajectory(event.trajectory, event.kind).status = "running";
+        break;
+      case "step": {
+        const traj = this.trajectory(event.trajectory);
+        traj.steps.set(event.index, {
+          index: event.index,
+          t: event.t,
+          sigma: event.sigma,
+          expert: event.expert,
+          artifacts: event.artifacts,
+        });
+        break;
+      }
+      case "decode":
+        this.trajectory(event.trajectory).decodes.set(event.step, {
+          dir: event.dir,
+          frames: event.frames,
+          video: event.video,
+        });
+        break;
+      case "trajectory_finished": {
+        const traj = this.trajectory(event.trajectory, event.kind);
+        traj.status = "finished";
+        traj.commitmentStep = event.commitment_step ?? null;
+        traj.convergence = event.convergence ?? null;
+        traj.final = event.final ?? null;
+        break;
+      }
+      case "metric":
+        this.metrics.set(event.variant, {
+          file: event.file,
+          difference: event.difference,
+          max_cka_x0_distance: event.max_cka_x0_distance,
+          final_relative_l2: event.final_relative_l2,
+        });
+        break;
+      default:
+        if (TERMINAL.has(event.type)) {
+          this.status = event.type;
+          this.error = event.error ?? null;
+        }
+    }
+    return event.type;
+  }
+
+  /** Merge a (possibly partial) manifest: shapes, probes, and whatever steps it already lists. */
+  mergeManifest(manifest) {
+    this.manifest = manifest;
+    for (const [name, entry] of Object.entries(manifest.trajectories ?? {})) {
+      const traj = this.trajectory(name, entry.kind);
+      traj.seeds = entry.seeds ?? traj.seeds;
+      traj.meta = entry;
+      if (entry.status) traj.status = entry.status;
+      for (const record of entry.steps ?? []) {
+        if (!traj.steps.has(record.index)) traj.steps.set(record.index, record);
+      }
+      for (const d of entry.decodes ?? []) traj.decodes.set(d.step, d);
+      if (entry.convergence) {
+        traj.commitmentStep = entry.convergence.commitment_step ?? null;
+        traj.convergence = entry.convergence.file ?? traj.convergence;
+      }
+      if (entry.final) traj.final = entry.final;
+    }
+    for (const [variant, summary] of Object.entries(manifest.metrics ?? {})) {
+      if (!this.metrics.has(variant)) this.metrics.set(variant, summary);
+    }
+    if (manifest.status && TERMINAL.has(manifest.status)) this.status = manifest.status;
+  }
+
+  get ended() {
+    return TERMINAL.has(this.status);
+  }
+
+  stepIndices(name) {
+    const traj = this.trajectories.get(name);
+    return traj ? [...traj.steps.keys()].sort((a, b) => a - b) : [];
+  }
+
+  stepRecord(name, step) {
+    return this.trajectories.get(name)?.steps.get(step) ?? null;
+  }
+
+  /** Every step index that some trajectory has data for. */
+  allSteps() {
+    const steps = new Set();
+    for (const traj of this.trajectories.values()) for (const s of traj.steps.keys()) steps.add(s);
+    return [...steps].sort((a, b) => a - b);
+  }
+
+  /** Trajectories worth viewing (swap sources are inputs of a variant, listed last). */
+  viewable() {
+    const order = { baseline: 0, variant: 1, swap_source: 2 };
+    return [...this.trajectories.values()].sort((a, b) => (order[a.kind] ?? 3) - (order[b.kind] ?? 3));
+  }
+
+  variants() {
+    return [...this.trajectories.values()].filter((t) => t.kind === "variant").map((t) => t.name);
+  }
+
+  members(name) {
+    const traj = this.trajectories.get(name);
+    return traj?.seeds?.length ?? traj?.meta?.seeds?.length ?? 1;
+  }
+
+  get totalSteps() {
+    return (this.manifest?.spec ?? this.spec)?.steps ?? 0;
+  }
+
+  get videoFrames() {
+    return this.manifest?.shapes?.video?.[0] ?? (this.manifest?.spec ?? this.spec)?.frames ?? 1;
+  }
+
+  get latentFrames() {
+    return this.manifest?.shapes?.latent?.[1] ?? Math.floor((this.videoFrames - 1) / this.temporal) + 1;
+  }
+
+  get temporal() {
+    return this.manifest?.model?.vae_temporal ?? 4;
+  }
+
+  get numLayers() {
+    return this.manifest?.model?.num_layers ?? 0;
+  }
+
+  /** Layer indices the L axis of the norm arrays holds. */
+  get probedLayers() {
+    return this.manifest?.probes?.layers ?? [];
+  }
+
+  get normPass() {
+    return this.manifest?.probes?.passes?.[0] ?? "cond";
+  }
+
+  get experts() {
+    return this.manifest?.model?.experts ?? [];
+  }
+}
+
+/** Compare two Redis stream ids ("ms-seq"): negative, zero or positive. */
+export function compareStreamIds(a, b) {
+  const [am, as] = a.split("-").map(BigInt);
+  const [bm, bs] = b.split("-").map(BigInt);
+  if (am !== bm) return am < bm ? -1 : 1;
+  if (as !== bs) return as < bs ? -1 : 1;
+  return 0;
+}

@@ -1,0 +1,296 @@
+// Comparison view: the baseline and one variant side by side at the same step and frame, their
+// x̂₀ difference map, 1 − CKA over steps, convergence to the final x̂₀ and commitment steps.
+
+import { ApiError, artifactUrl, getJSON } from "../api.js";
+import { colourBar, lineChart, matrixChart } from "../charts.js";
+import { heatmapPixels, summary } from "../colour.js";
+import { fill, h } from "../dom.js";
+import { subarray } from "../npy.js";
+import { describeIntervention, interventionSteps } from "../specform.js";
+import { drawFrame, drawPlaceholder, integerScale } from "../preview.js";
+
+const FRAME_BOX = 250;
+const COLOURS = { baseline: "#5ec8ff", variant: "#ffb454", layers: "#c792ea" };
+
+export class CompareView {
+  constructor(explorer) {
+    this.explorer = explorer;
+    this.variant = null;
+    this.diffScale = "global";
+    this.metricsData = new Map(); // variant → metrics/<variant>.json (or {error})
+    this.diffCanvasTokens = document.createElement("canvas");
+    this.build();
+  }
+
+  get run() {
+    return this.explorer.run;
+  }
+
+  get scrubber() {
+    return this.explorer.scrubber;
+  }
+
+  build() {
+    this.variantSelect = h("select", { id: "variant-select", "aria-label": "variant", onchange: () => this.choose(this.variantSelect.value) });
+    this.ivSummary = h("span", { class: "muted", id: "intervention-summary" });
+    this.diffScaleSelect = h("select", { id: "diff-scale", onchange: () => {
+      this.diffScale = this.diffScaleSelect.value;
+      this.explorer.invalidate("view");
+    } }, h("option", { value: "global" }, "global (all steps)"), h("option", { value: "step" }, "per step"));
+    this.baseCanvas = h("canvas", { id: "compare-baseline", class: "pixelated" });
+    this.variantCanvas = h("canvas", { id: "compare-variant", class: "pixelated" });
+    this.diffCanvas = h("canvas", { id: "compare-diff", class: "pixelated" });
+    this.baseCaption = h("figcaption", { class: "caption" });
+    this.variantCaption = h("figcaption", { class: "caption" });
+    this.diffCaption = h("figcaption", { class: "caption" });
+    this.diffBar = h("canvas", { class: "colourbar", id: "diff-colourbar" });
+    this.cka = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    this.cka.id = "cka-chart";
+    this.cka.classList.add("chart");
+    this.convergence = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    this.convergence.id = "convergence-chart";
+    this.convergence.classList.add("chart");
+    this.layerCka = h("canvas", { id: "layer-cka", class: "matrix short" });
+    this.status = h("p", { class: "muted", id: "compare-status" });
+    this.commitNote = h("span", { class: "muted", id: "commitment-note" });
+    this.element = h(
+      "div",
+      { class: "view compare-view" },
+      h("div", { class: "toolbar" },
+        h("label", {}, "Variant ", this.variantSelect), this.ivSummary,
+        h("label", { class: "push" }, "Difference scale ", this.diffScaleSelect)),
+      this.status,
+      h("div", { class: "compare-row" },
+        h("figure", { class: "frame-figure" }, this.baseCanvas, this.baseCaption),
+        h("figure", { class: "frame-figure" }, this.variantCanvas, this.variantCaption),
+        h("figure", { class: "frame-figure" }, this.diffCanvas, this.diffCaption, this.diffBar)),
+      h("div", { class: "chart-row" },
+        h("section", { class: "panel-box" }, h("h3", {}, "1 − CKA to the baseline, per step"), this.cka),
+        h("section", { class: "panel-box" },
+          h("h3", {}, "Convergence · ‖x̂₀ − x̂₀(final)‖ / ‖x̂₀(final)‖ per step ", this.commitNote), this.convergence)),
+      h("section", { class: "panel-box" }, h("h3", {}, "1 − CKA of layer-norm maps · layer × step"), this.layerCka),
+    );
+  }
+
+  choose(variant) {
+    this.variant = variant;
+    this.explorer.invalidate("view");
+  }
+
+  /** metrics/<variant>.json: fetched once the variant's metric event has arrived. */
+  metrics(variant) {
+    const summaryEntry = this.run.metrics.get(variant);
+    if (!summaryEntry) return null;
+    if (!this.metricsData.has(variant)) {
+      this.metricsData.set(variant, { loading: true });
+      getJSON(artifactUrl(this.explorer.jobId, summaryEntry.file))
+        .then((data) => this.metricsData.set(variant, data))
+        .catch((error) => this.metricsData.set(variant, { error: error instanceof ApiError ? error.detail : String(error) }))
+        .finally(() => this.explorer.invalidate("data"));
+    }
+    const data = this.metricsData.get(variant);
+    return data.loading ? null : data;
+  }
+
+  render(reasons) {
+    const variants = this.run.variants();
+    const key = variants.join(",");
+    if (key !== this.variantsKey) {
+      this.variantsKey = key;
+      fill(this.variantSelect, variants.map((v) => h("option", { value: v }, v)));
+    }
+    if (!variants.length) {
+      this.status.textContent = this.run.ended || this.run.spec?.variants?.length === 0
+        ? "This run has no variants: add one (noise at step, layer swap, …) when submitting to compare it with the baseline."
+        : "Waiting for the first variant to start…";
+      return;
+    }
+    if (!variants.includes(this.variant)) this.variant = variants[0];
+    this.variantSelect.value = this.variant;
+    const traj = this.run.trajectories.get(this.variant);
+    const interventions = traj?.meta?.interventions
+      ?? this.run.spec?.variants?.find((v) => v.name === this.variant)?.interventions ?? [];
+    this.ivSummary.textContent = interventions.map(describeIntervention).join(" + ");
+    const metrics = this.metrics(this.variant);
+    this.status.textContent = metrics?.error
+      ? `metrics: ${metrics.error}`
+      : metrics ? "" : `${this.variant} is ${traj?.status ?? "queued"}: metrics appear when it finishes.`;
+    this.renderSides();
+    this.renderDifference(metrics);
+    const structural = !reasons.has("position") || reasons.size > 1;
+    if (structural || !this.ckaChart) {
+      this.renderCka(metrics, interventions);
+      this.renderConvergence();
+      this.renderLayerCka(metrics);
+    }
+    this.ckaChart?.setCursor(this.scrubber.step);
+    this.convChart?.setCursor(this.scrubber.step);
+    const col = metrics?.steps?.indexOf(this.scrubber.step) ?? -1;
+    this.layerCkaChart?.setCursor(col);
+  }
+
+  frameGeometry() {
+    const latent = this.run.manifest?.shapes?.latent;
+    const w = latent?.[3] ?? 8;
+    const hh = latent?.[2] ?? 8;
+    const scale = integerScale(w, hh, FRAME_BOX, FRAME_BOX);
+    return { w, h: hh, scale, width: w * scale, height: hh * scale };
+  }
+
+  sizeCanvas(canvas, geo) {
+    if (canvas.width !== geo.width || canvas.height !== geo.height) {
+      canvas.width = geo.width;
+      canvas.height = geo.height;
+      canvas.style.width = `${geo.width}px`;
+      canvas.style.height = `${geo.height}px`;
+    }
+    return canvas.getContext("2d");
+  }
+
+  renderSides() {
+    const geo = this.frameGeometry();
+    const step = this.scrubber.step;
+    const frame = this.scrubber.frame;
+    for (const [name, canvas, caption] of [["baseline", this.baseCanvas, this.baseCaption], [this.variant, this.variantCanvas, this.variantCaption]]) {
+      const g = this.sizeCanvas(canvas, geo);
+      const record = step === null ? null : this.run.stepRecord(name, step);
+      const bitmap = record ? this.explorer.cache.get(record.artifacts.preview) : null;
+      if (bitmap) {
+        const members = this.run.members(name);
+        drawFrame(g, bitmap, this.run.latentFrames, members, frame, 0, 0, 0, geo.width, geo.height);
+      } else {
+        drawPlaceholder(g, 0, 0, geo.width, geo.height, record ? "loading…" : "not computed yet");
+      }
+      Object.assign(canvas.dataset, { trajectory: name, step: step ?? "", frame, src: bitmap ? record.artifacts.preview : "" });
+      caption.replaceChildren(h("b", { style: { color: name === "baseline" ? COLOURS.baseline : COLOURS.variant } }, name), ` · step ${step ?? "–"} · frame ${frame}`);
+    }
+  }
+
+  renderDifference(metrics) {
+    const geo = this.frameGeometry();
+    const g = this.sizeCanvas(this.diffCanvas, geo);
+    const path = this.run.metrics.get(this.variant)?.difference;
+    if (path) this.explorer.cache.want(path, "array", true);
+    const diff = path ? this.explorer.cache.get(path) : null;
+    const stepPos = metrics?.steps?.indexOf(this.scrubber.step) ?? -1;
+    let range = null;
+    if (diff && stepPos >= 0) {
+      // float16 (steps, F, H, W): mean |x̂₀ baseline − x̂₀ variant| over channels.
+      const [, , th, tw] = diff.shape;
+      const plane = subarray(diff, [stepPos, this.scrubber.frame]);
+      const scope = this.diffScale === "global" ? diff.data : subarray(diff, [stepPos]).data;
+      if (!this.diffMax || this.diffMax.path !== path) this.diffMax = { path, max: summary(diff.data).max };
+      range = { lo: 0, hi: this.diffScale === "global" ? this.diffMax.max : summary(scope).max };
+      this.diffCanvasTokens.width = tw;
+      this.diffCanvasTokens.height = th;
+      this.diffCanvasTokens.getContext("2d").putImageData(new ImageData(heatmapPixels(plane.data, range.lo, range.hi, "viridis"), tw, th), 0, 0);
+      g.imageSmoothingEnabled = false;
+      g.drawImage(this.diffCanvasTokens, 0, 0, tw, th, 0, 0, geo.width, geo.height);
+    } else {
+      drawPlaceholder(g, 0, 0, geo.width, geo.height, path ? (diff ? "step not compared" : "loading…") : "after the variant finishes");
+    }
+    Object.assign(this.diffCanvas.dataset, { step: this.scrubber.step ?? "", frame: this.scrubber.frame, src: diff ? path : "", hi: range?.hi ?? "" });
+    this.diffCaption.replaceChildren(h("b", {}, "difference"), " · mean |Δx̂₀| over channels");
+    colourBar(this.diffBar, range, "viridis", "|Δx̂₀|");
+  }
+
+  renderCka(metrics, interventions) {
+    const steps = metrics?.steps ?? [];
+    const x0 = metrics?.cka_x0_distance ?? [];
+    const layerValues = metrics?.layer_norm_cka_distance?.values ?? [];
+    const layerMean = steps.map((_, i) => layerValues.length ? layerValues.reduce((a, row) => a + row[i], 0) / layerValues.length : NaN);
+    const all = [...x0, ...layerMean.filter(Number.isFinite)];
+    const hi = Math.max(1e-3, ...all) * 1.1;
+    const total = Math.max(this.run.totalSteps, 2);
+    const labelled = new Set();
+    const vlines = interventionSteps(interventions).map(({ step, kind }) => {
+      const label = labelled.has(kind) ? null : kind.replaceAll("_", " "); // one label per kind: no overprint
+      labelled.add(kind);
+      return { x: step, label, color: "#ff7b72", cls: "intervention" };
+    });
+    this.ckaChart = lineChart(this.cka, {
+      x: { domain: [-0.5, total - 0.5], label: "denoising step" },
+      y: { domain: [0, hi], label: "1 − CKA" },
+      series: [
+        { name: "x̂₀", color: COLOURS.variant, points: steps.map((s, i) => ({ x: s, y: x0[i] })) },
+        ...(layerValues.length ? [{ name: "layer norms (mean over layers)", color: COLOURS.layers, dash: "4 2", points: steps.map((s, i) => ({ x: s, y: layerMean[i] })) }] : []),
+      ],
+      vlines,
+      cursor: this.scrubber.step,
+      empty: metrics ? null : "waiting for the comparison…",
+      onPick: (x) => this.scrubber.setStep(Math.round(x)),
+    });
+    this.cka.dataset.points = steps.length;
+  }
+
+  renderConvergence() {
+    const series = [];
+    const vlines = [];
+    let hi = 0;
+    let threshold = null;
+    const frame = this.scrubber.frame;
+    for (const [name, colour] of [["baseline", COLOURS.baseline], [this.variant, COLOURS.variant]]) {
+      const traj = this.run.trajectories.get(name);
+      if (!traj?.convergence) continue;
+      this.explorer.cache.want(traj.convergence, "array", true);
+      const array = this.explorer.cache.get(traj.convergence);
+      const steps = traj.meta?.convergence?.steps ?? this.run.stepIndices(name);
+      threshold = traj.meta?.convergence?.threshold ?? threshold;
+      if (array) {
+        const [count, frames] = array.shape;
+        const mean = [];
+        const one = [];
+        for (let s = 0; s < count; s++) {
+          const row = array.data.subarray(s * frames, (s + 1) * frames);
+          mean.push({ x: steps[s], y: row.reduce((a, b) => a + b, 0) / frames });
+          one.push({ x: steps[s], y: row[Math.min(frame, frames - 1)] });
+          hi = Math.max(hi, ...row);
+        }
+        series.push({ name, color: colour, points: mean });
+        series.push({ name: `${name} frame ${frame}`, color: colour, dash: "3 3", dots: false, legend: false, points: one });
+      }
+      if (traj.commitmentStep !== null && traj.commitmentStep !== undefined) {
+        vlines.push({ x: traj.commitmentStep, label: `${name} commits`, color: colour, dash: "6 3", row: name === "baseline" ? 0 : 1, cls: "commitment" });
+      }
+    }
+    const commits = vlines.map((v) => v.label.replace(" commits", `: step ${v.x}`)).join(" · ");
+    this.commitNote.textContent = `· solid: mean over frames, dashed: latent frame ${frame}${commits ? ` · commitment ${commits}` : ""}`;
+    this.commitNote.dataset.steps = vlines.map((v) => v.x).join(",");
+    const total = Math.max(this.run.totalSteps, 2);
+    this.convChart = lineChart(this.convergence, {
+      x: { domain: [-0.5, total - 0.5], label: "denoising step" },
+      y: { domain: [0, Math.max(hi * 1.05, threshold ?? 0, 1e-3)], label: "rel. L2 to final" },
+      series,
+      vlines,
+      hlines: threshold !== null ? [{ y: threshold, label: `commit threshold ${threshold}` }] : [],
+      cursor: this.scrubber.step,
+      empty: series.length ? null : "convergence appears when a trajectory finishes",
+      onPick: (x) => this.scrubber.setStep(Math.round(x)),
+    });
+  }
+
+  renderLayerCka(metrics) {
+    const entry = metrics?.layer_norm_cka_distance;
+    this.layerCka.parentElement.hidden = !entry;
+    if (!entry) {
+      this.layerCkaChart = null;
+      return;
+    }
+    const steps = metrics.steps;
+    let hi = 0;
+    for (const row of entry.values) for (const v of row) hi = Math.max(hi, v);
+    const every = Math.max(1, Math.ceil(steps.length / 12));
+    this.layerCkaChart = matrixChart(this.layerCka, {
+      rows: entry.layers.length,
+      cols: steps.length,
+      value: (r, c) => entry.values[r][c],
+      range: { lo: 0, hi: Math.max(hi, 1e-6) },
+      cmap: "inferno",
+      xLabel: "denoising step",
+      yLabel: "layer",
+      xTicks: steps.map((s, i) => ({ index: i, label: String(s) })).filter((_, i) => i % every === 0),
+      rowLabel: (r) => String(entry.layers[r]),
+      onPick: (r, c) => this.scrubber.setStep(steps[c]),
+    });
+  }
+}

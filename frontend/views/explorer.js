@@ -1,0 +1,324 @@
+// One job in the explorer: its header, the global scrubber and the three views. Owns the run's
+// data (built from the event stream), the asset caches and the render loop: every change asks
+// for one render on the next animation frame, which redraws only what the change touched.
+
+import { ApiError, jobs } from "../api.js";
+import { AssetCache } from "../assets.js";
+import { ago, fill, h } from "../dom.js";
+import { latentFrameCount } from "../frames.js";
+import { JobStream } from "../jobstream.js";
+import { RunData } from "../rundata.js";
+import { Scrubber } from "../state.js";
+import { CompareView } from "./compare.js";
+import { ExportMenu } from "./export.js";
+import { LayerView } from "./layers.js";
+import { ScrubberBar } from "./scrubber.js";
+import { TrajectoryView } from "./trajectory.js";
+
+export const TABS = { trajectory: "Trajectory", layers: "Layers", compare: "Compare" };
+const TERMINAL = new Set(["finished", "failed", "cancelled"]);
+const REFRESH_MANIFEST_ON = new Set(["experiment_started", "trajectory_finished", "metric", ...TERMINAL]);
+
+export class Explorer {
+  constructor(jobId, { tab = "trajectory", onTabChange = () => {}, onJobChange = () => {} } = {}) {
+    this.jobId = jobId;
+    this.tab = TABS[tab] ? tab : "trajectory";
+    this.onTabChange = onTabChange;
+    this.onJobChange = onJobChange;
+    this.run = new RunData(jobId);
+    this.scrubber = new Scrubber();
+    this.cache = new AssetCache(jobId);
+    this.selection = { trajectory: "baseline", member: 0, pass: null }; // pass: null = the run's first
+    this.reasons = new Set();
+    this.frameRequest = null;
+    this.manifestTimer = null;
+    this.eventCount = 0;
+    this.disposed = false;
+    this.prefetched = new Set(); // step artifacts already handed to the cache
+    this.build();
+    this.scrubber.subscribe((change) => this.invalidate(change === "step" || change === "frame" ? "position" : "data"));
+    this.cache.subscribe(() => this.invalidate("asset"));
+  }
+
+  build() {
+    this.title = h("h1", { class: "job-title" }, "…");
+    this.meta = h("div", { class: "job-meta muted" });
+    this.statusBadge = h("span", { class: "badge", id: "job-status" }, "loading");
+    this.progressBar = h("div", { class: "bar" });
+    this.stepCount = h("span", { id: "step-count", class: "step-count" }, "");
+    this.streamState = h("span", { id: "stream-state", class: "stream-state muted" });
+    this.reconnectButton = h(
+      "button",
+      { id: "reconnect", class: "small", title: "drop the event stream and resume after the last event", onclick: () => this.stream?.reconnect() },
+      "reconnect",
+    );
+    this.cancelButton = h("button", { id: "cancel-job", class: "small danger", onclick: () => this.cancel() }, "cancel");
+    this.exportMenu = new ExportMenu(this);
+    this.tabButtons = Object.entries(TABS).map(([key, label]) =>
+      h("button", { class: "tab", role: "tab", "data-tab": key, id: `tab-${key}`, onclick: () => this.showTab(key) }, label),
+    );
+    this.trajectorySelect = h("select", {
+      id: "trajectory-select",
+      "aria-label": "trajectory",
+      onchange: () => this.select({ trajectory: this.trajectorySelect.value }),
+    });
+    this.memberSelect = h("select", {
+      id: "member-select",
+      "aria-label": "ensemble member",
+      onchange: () => this.select({ member: Number(this.memberSelect.value) }),
+    });
+    this.selectors = h("span", { class: "selectors" },
+      h("label", {}, "Trajectory ", this.trajectorySelect),
+      h("label", { class: "member-label" }, "Member ", this.memberSelect));
+    this.scrubberBar = new ScrubberBar(this);
+    this.views = {
+      trajectory: new TrajectoryView(this),
+      layers: new LayerView(this),
+      compare: new CompareView(this),
+    };
+    this.panels = h("div", { class: "panels" }, Object.entries(this.views).map(([key, view]) => {
+      view.element.dataset.panel = key;
+      return view.element;
+    }));
+    this.element = h(
+      "section",
+      { class: "explorer", "data-job": this.jobId },
+      h("div", { class: "job-header" },
+        h("div", { class: "job-heading" }, this.title, this.meta),
+        h("div", { class: "job-state" },
+          this.statusBadge,
+          h("div", { class: "progress", title: "steps done over all trajectories" }, this.progressBar),
+          this.stepCount,
+          this.streamState,
+          this.reconnectButton),
+        h("div", { class: "job-actions" }, this.exportMenu.element, this.cancelButton)),
+      this.scrubberBar.element,
+      h("nav", { class: "tabs", role: "tablist" }, this.tabButtons, this.selectors),
+      this.panels,
+    );
+    this.showTab(this.tab, false);
+    this.renderSelectors();
+  }
+
+  async start() {
+    let job;
+    try {
+      job = await jobs.get(this.jobId);
+    } catch (error) {
+      this.title.textContent = error instanceof ApiError && error.status === 404 ? "No such job" : "Could not load the job";
+      this.meta.textContent = error.detail ?? String(error);
+      return;
+    }
+    if (this.disposed) return;
+    this.showJob(job);
+    this.run.spec = job.spec;
+    this.run.status = job.status;
+    this.scrubber.configure({ totalSteps: job.spec?.steps ?? 0, frames: latentFrameCount(job.spec?.frames ?? 1) });
+    if (job.status !== "queued") await this.refreshManifest();
+    this.stream = new JobStream(jobs.eventsUrl(this.jobId), {
+      onEvent: (event) => this.onEvent(event),
+      onState: (state) => this.showStreamState(state),
+    }).open();
+  }
+
+  showJob(job) {
+    const spec = job.spec ?? {};
+    this.title.textContent = spec.prompt || "(no prompt)";
+    this.title.title = spec.prompt ?? "";
+    const variants = (spec.variants ?? []).map((v) => v.name);
+    this.meta.textContent = [
+      job.id.slice(0, 8),
+      job.model,
+      `${spec.steps} steps`,
+      `${spec.width}×${spec.height}`,
+      `${spec.frames} frames`,
+      `seed ${spec.seed}`,
+      `guidance ${spec.guidance}`,
+      variants.length ? `variants: ${variants.join(", ")}` : "no variants",
+      ago(job.created),
+    ].join(" · ");
+    this.job = job;
+    this.renderHeader();
+  }
+
+  onEvent(event) {
+    this.eventCount++;
+    const type = this.run.apply(event);
+    if (type === "step") {
+      this.prefetchStep(event.trajectory, event.artifacts);
+      this.scrubber.addSteps([event.index]);
+    }
+    if (REFRESH_MANIFEST_ON.has(type)) this.scheduleManifest();
+    if (TERMINAL.has(type)) this.onJobChange(); // the jobs list shows the new status now
+    this.invalidate("data");
+  }
+
+  scheduleManifest() {
+    clearTimeout(this.manifestTimer);
+    this.manifestTimer = setTimeout(() => this.refreshManifest(), 150);
+  }
+
+  async refreshManifest() {
+    let manifest;
+    try {
+      manifest = await jobs.manifest(this.jobId);
+    } catch (error) {
+      // 404: not started yet; anything else: the next event asks again.
+      if (!(error instanceof ApiError && error.status === 404)) console.warn("manifest:", error);
+      return;
+    }
+    if (this.disposed) return;
+    this.run.mergeManifest(manifest);
+    for (const traj of this.run.trajectories.values()) {
+      for (const record of traj.steps.values()) this.prefetchStep(traj.name, record.artifacts);
+    }
+    this.scrubber.configure({ totalSteps: this.run.totalSteps, frames: this.run.latentFrames });
+    this.scrubber.addSteps(this.run.allSteps());
+    this.invalidate("data");
+  }
+
+  /** Queue a step's preview (every trajectory) and norms (the shown trajectory and the baseline). */
+  prefetchStep(name, artifacts, urgent = false) {
+    if (!artifacts) return;
+    const preview = artifacts.preview;
+    if (preview && !this.prefetched.has(preview)) {
+      this.prefetched.add(preview);
+      this.cache.want(preview, "bitmap", urgent);
+    }
+    if (name === this.selection.trajectory || name === "baseline") {
+      const norms = artifacts[`layer_norms.${this.normPass}`];
+      if (norms && !this.prefetched.has(norms)) {
+        this.prefetched.add(norms);
+        this.cache.want(norms, "array", urgent);
+      }
+    }
+  }
+
+  /** The CFG pass whose layer norms are shown ("cond" unless the run recorded only "uncond"). */
+  get normPass() {
+    return this.selection.pass ?? this.run.normPass;
+  }
+
+  select({ trajectory, member, pass }) {
+    if (pass !== undefined && pass !== this.selection.pass) {
+      this.selection.pass = pass;
+      for (const traj of [this.run.trajectories.get("baseline"), this.run.trajectories.get(this.selection.trajectory)]) {
+        for (const record of traj?.steps.values() ?? []) this.prefetchStep(traj.name, record.artifacts);
+      }
+    }
+    if (trajectory !== undefined && trajectory !== this.selection.trajectory) {
+      this.selection.trajectory = trajectory;
+      this.selection.member = 0;
+      const traj = this.run.trajectories.get(trajectory);
+      for (const record of traj?.steps.values() ?? []) this.prefetchStep(trajectory, record.artifacts);
+    }
+    if (member !== undefined) this.selection.member = member;
+    this.invalidate("data");
+  }
+
+  /** The step record shown for `step`: the selected trajectory's, else the baseline's. */
+  recordAt(step) {
+    return this.run.stepRecord(this.selection.trajectory, step) ?? this.run.stepRecord("baseline", step);
+  }
+
+  expertIndex(expert) {
+    return Math.max(0, this.run.experts.indexOf(expert));
+  }
+
+  layerBy(delta) {
+    this.views.layers.layerBy(delta);
+  }
+
+  showTab(key, notify = true) {
+    this.tab = key;
+    for (const button of this.tabButtons) button.classList.toggle("active", button.dataset.tab === key);
+    for (const [name, view] of Object.entries(this.views)) view.element.hidden = name !== key;
+    this.selectors.hidden = key === "compare"; // the comparison picks its own variant
+    if (notify) this.onTabChange(key);
+    this.invalidate("layout");
+  }
+
+  showStreamState(state) {
+    this.streamState.dataset.state = state;
+    this.invalidate("header");
+  }
+
+  async cancel() {
+    try {
+      await jobs.cancel(this.jobId);
+    } catch (error) {
+      this.streamState.textContent = error.detail ?? String(error);
+    }
+    this.onJobChange();
+  }
+
+  invalidate(reason) {
+    this.reasons.add(reason);
+    if (this.frameRequest === null && !this.disposed) {
+      this.frameRequest = requestAnimationFrame(() => this.render());
+    }
+  }
+
+  render() {
+    this.frameRequest = null;
+    const reasons = this.reasons;
+    this.reasons = new Set();
+    this.renderHeader();
+    if (reasons.has("data")) this.renderSelectors();
+    this.scrubberBar.render();
+    this.views[this.tab].render(reasons);
+  }
+
+  /** The trajectory (baseline, variants, swap sources) and ensemble member shown. */
+  renderSelectors() {
+    const { trajectory, member } = this.selection;
+    const viewable = this.run.viewable();
+    const options = viewable.map((t) => `${t.name}|${t.kind}`).join(",");
+    if (options !== this.selectOptions) {
+      this.selectOptions = options;
+      fill(this.trajectorySelect, viewable.map((t) =>
+        h("option", { value: t.name }, t.kind === "baseline" || !t.kind ? t.name : `${t.name} (${t.kind.replace("_", " ")})`)));
+    }
+    this.trajectorySelect.value = trajectory;
+    const members = this.run.members(trajectory);
+    const key = `${trajectory}|${members}`;
+    if (this.memberSelect.dataset.key !== key) {
+      this.memberSelect.dataset.key = key;
+      const seeds = this.run.trajectories.get(trajectory)?.seeds ?? [];
+      fill(this.memberSelect, Array.from({ length: members }, (_, i) =>
+        h("option", { value: i }, seeds[i] !== undefined ? `${i} (seed ${seeds[i]})` : String(i))));
+    }
+    this.memberSelect.value = String(member);
+    this.memberSelect.parentElement.hidden = members < 2;
+  }
+
+  renderHeader() {
+    const run = this.run;
+    const status = this.job ? run.status : "loading";
+    this.statusBadge.textContent = status;
+    this.statusBadge.className = `badge status-${status}`;
+    const { done, total } = run.progress.total ? run.progress : this.job?.progress ?? { done: 0, total: 0 };
+    this.progressBar.style.width = total ? `${(100 * done) / total}%` : "0%";
+    this.stepCount.textContent = total ? `${done} / ${total} steps` : "";
+    this.stepCount.dataset.done = done;
+    this.stepCount.dataset.total = total;
+    const state = this.stream?.state ?? "closed";
+    const labels = { connecting: "connecting…", open: "live", reconnecting: "reconnecting…", ended: "complete", closed: "closed" };
+    this.streamState.textContent = `${labels[state] ?? state} · ${this.eventCount} events`;
+    this.streamState.dataset.events = this.eventCount;
+    this.reconnectButton.hidden = state === "ended";
+    this.cancelButton.hidden = run.ended || !this.job;
+    this.element.dataset.status = status;
+  }
+
+  dispose() {
+    this.disposed = true;
+    cancelAnimationFrame(this.frameRequest);
+    clearTimeout(this.manifestTimer);
+    this.stream?.close();
+    this.scrubber.pause();
+    this.scrubberBar.dispose();
+    for (const view of Object.values(this.views)) view.dispose?.();
+    this.cache.dispose();
+  }
+}

@@ -1,0 +1,339 @@
+// The submit form: model, prompts, first frame (image-to-video models), sampling, probes and
+// experiment variants. Errors from the API ({detail, field}) appear next to the input the
+// dotted field path names; the spec that is sent can be inspected before submitting.
+
+import { ApiError, models as fetchModels, request } from "../api.js";
+import { fill, h } from "../dom.js";
+import { latentFrameCount } from "../frames.js";
+import { buildSpec, FieldError, fieldForError, INTERVENTIONS, messageFor } from "../specform.js";
+
+let nextId = 0;
+
+function field(path, label, input, hint = null) {
+  return h("div", { class: "field", dataset: { field: path } },
+    h("label", { for: input.id }, label),
+    input,
+    hint ? h("span", { class: "hint" }, hint) : null,
+    h("span", { class: "field-error", role: "alert" }));
+}
+
+function input(id, attrs = {}) {
+  return h("input", { id, name: id, ...attrs });
+}
+
+export class SubmitView {
+  constructor({ onSubmitted }) {
+    this.onSubmitted = onSubmitted;
+    this.models = [];
+    this.variants = []; // [{name, interventions: [{kind, ...raw values}]}]
+    this.build();
+  }
+
+  build() {
+    this.model = h("select", { id: "model", name: "model", onchange: () => this.modelChanged(true) });
+    this.prompt = h("textarea", { id: "prompt", rows: 3, placeholder: "a ball rolls through a maze and finds the exit" });
+    this.negative = h("textarea", { id: "negative-prompt", rows: 1, placeholder: "optional" });
+    this.image = input("image", { type: "file", accept: "image/png,image/jpeg,image/webp,image/bmp,image/gif", onchange: () => this.showImage() });
+    this.imageThumb = h("img", { class: "thumb", alt: "", hidden: true });
+    this.seed = input("seed", { type: "number", min: 0, step: 1, value: 0 });
+    this.steps = input("steps", { type: "number", min: 1, step: 1, value: 20 });
+    this.guidance = input("guidance", { type: "number", min: 0, step: 0.5, value: 5 });
+    this.guidance2 = input("guidance-2", { type: "number", min: 0, step: 0.5, placeholder: "same" });
+    this.height = input("height", { type: "number", min: 16, step: 16, value: 64 });
+    this.width = input("width", { type: "number", min: 16, step: 16, value: 64 });
+    this.frames = input("frames", { type: "number", min: 1, step: 4, value: 17, oninput: () => this.showLatentFrames() });
+    this.framesHint = h("span", { class: "hint" });
+    this.layers = input("probe-layers", { type: "text", value: "all", placeholder: "all, none or 0-9, 20" });
+    this.every = input("probe-every", { type: "number", min: 1, step: 1, value: 1 });
+    this.passes = h("select", { id: "probe-passes" }, ["cond", "uncond", "both"].map((p) => h("option", { value: p }, p)));
+    this.decodeSteps = input("probe-decode-steps", { type: "text", placeholder: "e.g. 5, 10" });
+    this.finalDecode = input("probe-final-decode", { type: "checkbox", checked: true });
+    this.variantKind = h("select", { id: "add-variant-kind" },
+      Object.entries(INTERVENTIONS).map(([kind, s]) => h("option", { value: kind }, s.label)));
+    this.variantList = h("div", { class: "variants", dataset: { field: "variants" } });
+    this.formError = h("div", { class: "form-error", id: "form-error", role: "alert", hidden: true });
+    this.specPreview = h("pre", { class: "spec-json", id: "spec-json" });
+    this.submitButton = h("button", { type: "submit", id: "submit", class: "primary" }, "Submit experiment");
+    this.modelInfo = h("span", { class: "hint", id: "model-info" });
+    this.imageField = field("image", "First frame (image-to-video)", this.image, "PNG/JPEG/WebP, stored with the run");
+    this.imageField.appendChild(this.imageThumb);
+    this.guidance2Field = field("guidance_2", "Guidance, low-noise expert", this.guidance2);
+
+    this.form = h(
+      "form",
+      { class: "submit-form", id: "submit-form", novalidate: true, onsubmit: (e) => this.submit(e), oninput: (e) => this.clearFieldError(e.target) },
+      h("div", { class: "form-head" },
+        h("h1", {}, "New experiment"),
+        h("p", { class: "muted" }, "A baseline trajectory plus optional variants with interventions. Every step's x̂₀ preview and per-layer token norms are recorded.")),
+      this.formError,
+      h("fieldset", {}, h("legend", {}, "Model and prompt"),
+        h("div", { class: "grid-2" }, field("model", "Model", this.model), this.modelInfo),
+        field("prompt", "Prompt", this.prompt),
+        field("negative_prompt", "Negative prompt", this.negative),
+        this.imageField),
+      h("fieldset", {}, h("legend", {}, "Sampling"),
+        h("div", { class: "grid-4" },
+          field("seed", "Seed", this.seed),
+          field("steps", "Steps", this.steps),
+          field("guidance", "Guidance", this.guidance),
+          this.guidance2Field,
+          field("height", "Height", this.height),
+          field("width", "Width", this.width),
+          field("frames", "Frames (4k+1)", this.frames, this.framesHint))),
+      h("fieldset", {}, h("legend", {}, "Probes"),
+        h("div", { class: "grid-4" },
+          field("probes.layers", "Layers", this.layers, "norms of these blocks"),
+          field("probes.every", "Every k-th step", this.every),
+          field("probes.passes", "CFG pass", this.passes),
+          field("probes.decode_steps", "Full decodes at steps", this.decodeSteps)),
+        h("div", { class: "field inline", dataset: { field: "probes.final_decode" } },
+          this.finalDecode, h("label", { for: "probe-final-decode" }, "decode the final video"), h("span", { class: "field-error" }))),
+      h("fieldset", {}, h("legend", {}, "Variants"),
+        h("p", { class: "muted small" }, "Each variant reruns the baseline's inputs with its interventions and is compared with the baseline (difference, 1 − CKA, convergence)."),
+        this.variantList,
+        h("div", { class: "add-variant" }, this.variantKind,
+          h("button", { type: "button", id: "add-variant", onclick: () => this.addVariant(this.variantKind.value) }, "+ Add variant"))),
+      h("div", { class: "form-actions" },
+        this.submitButton,
+        h("details", { ontoggle: () => this.previewSpec() }, h("summary", {}, "Spec JSON"), this.specPreview)),
+    );
+    this.element = h("section", { class: "submit-view" }, this.form);
+    this.showLatentFrames();
+  }
+
+  async start() {
+    try {
+      this.models = (await fetchModels()).models;
+    } catch (error) {
+      this.showFormError(error.detail ?? String(error));
+      return;
+    }
+    fill(this.model, this.models.map((m) => h("option", { value: m.name },
+      `${m.name}${m.workers ? "" : " (no worker)"}`)));
+    const served = this.models.find((m) => m.workers > 0) ?? this.models[0];
+    if (served) this.model.value = served.name;
+    this.modelChanged(true);
+  }
+
+  selectedModel() {
+    return this.models.find((m) => m.name === this.model.value) ?? null;
+  }
+
+  modelChanged(applyDefaults) {
+    const model = this.selectedModel();
+    if (!model) return;
+    if (applyDefaults) {
+      for (const [key, el] of [["height", this.height], ["width", this.width], ["frames", this.frames], ["steps", this.steps]]) {
+        if (model.defaults?.[key] !== undefined) el.value = model.defaults[key];
+      }
+    }
+    this.imageField.hidden = model.task !== "i2v";
+    this.guidance2Field.hidden = (model.experts?.length ?? 1) < 2;
+    const experts = model.experts?.length > 1 ? ` · ${model.experts.length} experts (boundary ${model.boundary_ratio})` : "";
+    this.modelInfo.textContent = `${model.description ?? ""} · ${model.task} · ${model.num_layers} layers${experts} · ${model.workers} worker(s), ${model.queued} queued`;
+    this.showLatentFrames();
+  }
+
+  showLatentFrames() {
+    const frames = Number(this.frames.value);
+    this.framesHint.textContent = Number.isInteger(frames) && frames >= 1 ? `${latentFrameCount(frames)} latent frames` : "";
+  }
+
+  showImage() {
+    const file = this.image.files?.[0];
+    this.imageThumb.hidden = !file;
+    if (file) this.imageThumb.src = URL.createObjectURL(file);
+  }
+
+  // -- variants ------------------------------------------------------------------------------
+
+  addVariant(kind) {
+    const used = new Set(this.variants.map((v) => v.name));
+    const base = { noise_at_step: "noise", noise_at_frame: "frame", layer_swap: "swap", seed_ensemble: "ensemble", guidance: "cfg" }[kind];
+    let n = 1;
+    while (used.has(`${base}${n}`)) n++;
+    this.variants.push({ name: `${base}${n}`, interventions: [this.newIntervention(kind)] });
+    this.renderVariants();
+  }
+
+  newIntervention(kind) {
+    const values = { kind, uid: nextId++ };
+    for (const f of INTERVENTIONS[kind].fields) values[f.key] = f.initial ?? (f.type === "bool" ? false : "");
+    return values;
+  }
+
+  renderVariants() {
+    fill(this.variantList, this.variants.map((variant, vi) => {
+      const name = input(`variant-${vi}-name`, { type: "text", value: variant.name, oninput: (e) => { variant.name = e.target.value; } });
+      const addKind = h("select", { "aria-label": "intervention kind" },
+        Object.entries(INTERVENTIONS).map(([kind, s]) => h("option", { value: kind }, s.label)));
+      return h("div", { class: "variant-card", dataset: { field: `variants.${vi}` } },
+        h("div", { class: "variant-head" },
+          field(`variants.${vi}.name`, "Variant name", name),
+          h("button", { type: "button", class: "icon", title: "remove variant", onclick: () => {
+            this.variants.splice(vi, 1);
+            this.renderVariants();
+          } }, "✕")),
+        h("div", { class: "interventions", dataset: { field: `variants.${vi}.interventions` } },
+          variant.interventions.map((iv, ii) => this.renderIntervention(variant, vi, iv, ii))),
+        h("span", { class: "field-error" }),
+        h("div", { class: "add-intervention" }, addKind,
+          h("button", { type: "button", class: "small", onclick: () => {
+            variant.interventions.push(this.newIntervention(addKind.value));
+            this.renderVariants();
+          } }, "+ intervention")));
+    }));
+  }
+
+  renderIntervention(variant, vi, iv, ii) {
+    const schema = INTERVENTIONS[iv.kind];
+    const prefix = `variants.${vi}.interventions.${ii}`;
+    const fields = schema.fields.map((f) => {
+      const id = `v${vi}-i${ii}-${f.key.replace(".", "-")}`;
+      let el;
+      if (f.type === "bool") {
+        el = input(id, { type: "checkbox", checked: Boolean(iv[f.key]), onchange: (e) => { iv[f.key] = e.target.checked; } });
+        return h("div", { class: "field inline checkbox", dataset: { field: `${prefix}.${f.key}` } },
+          el, h("label", { for: id }, f.label), h("span", { class: "field-error" }));
+      } else if (f.type === "passes") {
+        el = h("select", { id, onchange: (e) => { iv[f.key] = e.target.value; } },
+          ["cond", "uncond", "both"].map((p) => h("option", { value: p, selected: iv[f.key] === p }, p)));
+      } else {
+        const numeric = f.type === "number" || f.type === "int";
+        el = input(id, {
+          type: numeric ? "number" : "text",
+          step: numeric ? (f.step ?? "1") : undefined,
+          value: iv[f.key],
+          placeholder: f.placeholder ?? (f.optional ? "optional" : ""),
+          oninput: (e) => { iv[f.key] = e.target.value; },
+        });
+      }
+      return field(`${prefix}.${f.key}`, f.label, el);
+    });
+    return h("div", { class: "intervention", dataset: { field: prefix, kind: iv.kind } },
+      h("div", { class: "intervention-head" },
+        h("b", {}, schema.label), h("span", { class: "muted small" }, ` · ${schema.help}`),
+        variant.interventions.length > 1
+          ? h("button", { type: "button", class: "icon", title: "remove intervention", onclick: () => {
+            variant.interventions.splice(ii, 1);
+            this.renderVariants();
+          } }, "✕")
+          : null),
+      h("div", { class: "grid-4" }, fields));
+  }
+
+  // -- submitting ----------------------------------------------------------------------------
+
+  rawValues() {
+    return {
+      model: this.model.value,
+      prompt: this.prompt.value,
+      negative_prompt: this.negative.value,
+      seed: this.seed.value,
+      steps: this.steps.value,
+      guidance: this.guidance.value,
+      guidance_2: this.guidance2Field.hidden ? "" : this.guidance2.value,
+      height: this.height.value,
+      width: this.width.value,
+      frames: this.frames.value,
+      probes: {
+        layers: this.layers.value,
+        every: this.every.value,
+        passes: this.passes.value,
+        decode_steps: this.decodeSteps.value,
+        final_decode: this.finalDecode.checked,
+      },
+      variants: this.variants,
+    };
+  }
+
+  previewSpec() {
+    try {
+      this.specPreview.textContent = JSON.stringify(buildSpec(this.rawValues()), null, 2);
+    } catch (error) {
+      this.specPreview.textContent = error.message;
+    }
+  }
+
+  async submit(event) {
+    event.preventDefault();
+    this.clearErrors();
+    let spec;
+    try {
+      spec = buildSpec(this.rawValues());
+    } catch (error) {
+      if (error instanceof FieldError) return this.showError(error.detail, error.field);
+      throw error;
+    }
+    const file = this.imageField.hidden ? null : this.image.files?.[0];
+    this.submitButton.disabled = true;
+    this.submitButton.textContent = "Submitting…";
+    try {
+      let response;
+      if (file) {
+        const form = new FormData();
+        form.append("spec", JSON.stringify(spec));
+        form.append("image", file, file.name);
+        response = await request("/api/jobs", { method: "POST", form });
+      } else {
+        response = await request("/api/jobs", { method: "POST", json: spec });
+      }
+      const job = await response.json();
+      this.onSubmitted(job);
+    } catch (error) {
+      if (error instanceof ApiError) this.showError(error.detail, error.field);
+      else this.showFormError(String(error));
+    } finally {
+      this.submitButton.disabled = false;
+      this.submitButton.textContent = "Submit experiment";
+    }
+  }
+
+  knownFields() {
+    return new Set([...this.form.querySelectorAll("[data-field]")].filter((el) => !el.closest("[hidden]")).map((el) => el.dataset.field));
+  }
+
+  /** Show an API (or parsing) error next to the input its field path names. */
+  showError(detail, fieldPath) {
+    const target = fieldForError(fieldPath, this.knownFields());
+    let wrapper = target ? this.form.querySelector(`[data-field="${CSS.escape(target)}"]`) : null;
+    // A path naming a container without its own message slot (e.g. a variant's intervention list).
+    while (wrapper && !wrapper.querySelector(":scope > .field-error")) wrapper = wrapper.parentElement.closest("[data-field]");
+    if (!wrapper) {
+      this.showFormError(detail);
+      return;
+    }
+    const slot = wrapper.querySelector(":scope > .field-error");
+    wrapper.classList.add("invalid");
+    slot.textContent = wrapper.dataset.field === fieldPath ? messageFor(detail, fieldPath) : detail;
+    slot.title = detail;
+    const control = wrapper.querySelector("input, select, textarea");
+    control?.setAttribute("aria-invalid", "true");
+    wrapper.scrollIntoView({ block: "center", behavior: "instant" });
+    control?.focus({ preventScroll: true });
+  }
+
+  showFormError(detail) {
+    this.formError.hidden = false;
+    this.formError.textContent = detail;
+  }
+
+  /** Editing an input clears its own message. */
+  clearFieldError(control) {
+    const wrapper = control.closest?.(".invalid");
+    if (wrapper) this.clearWrapper(wrapper);
+  }
+
+  clearWrapper(wrapper) {
+    wrapper.classList.remove("invalid");
+    const slot = wrapper.querySelector(":scope > .field-error");
+    if (slot) slot.textContent = "";
+    wrapper.querySelector("[aria-invalid]")?.removeAttribute("aria-invalid");
+  }
+
+  clearErrors() {
+    for (const wrapper of this.form.querySelectorAll(".invalid")) this.clearWrapper(wrapper);
+    this.formError.hidden = true;
+    this.formError.textContent = "";
+  }
+}

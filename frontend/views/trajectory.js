@@ -1,0 +1,407 @@
+// Trajectory view: the x̂₀ of the current step and frame, the steps × frames grid, a filmstrip
+// of one frame across steps, σ / t / expert on a timeline, and full-quality decodes on request.
+
+import { ApiError, artifactUrl, jobs } from "../api.js";
+import { lineChart } from "../charts.js";
+import { fill, fitCanvas, h } from "../dom.js";
+import { videoFramesLabel, videoFramesOfLatent } from "../frames.js";
+import { JobStream } from "../jobstream.js";
+import { drawFrame, drawPlaceholder, integerScale } from "../preview.js";
+
+const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"];
+const FRAME_BOX = 340; // largest side of the main frame, in CSS pixels
+const LABEL_W = 34; // step labels left of the grid
+const HEADER_H = 16; // frame labels above the grid
+const GRID_HEIGHT = 280; // the grid's box; taller grids scroll
+
+export class TrajectoryView {
+  constructor(explorer) {
+    this.explorer = explorer;
+    this.decodeRequests = new Map(); // "trajectory:step" → {state, job, error, stream}
+    this.gridLayout = null;
+    this.stripLayout = null;
+    this.build();
+  }
+
+  get run() {
+    return this.explorer.run;
+  }
+
+  get scrubber() {
+    return this.explorer.scrubber;
+  }
+
+  build() {
+    this.frameCanvas = h("canvas", { id: "frame-canvas", class: "pixelated" });
+    this.frameCaption = h("figcaption", { class: "caption" });
+    this.decodeButton = h("button", { id: "decode-button", onclick: () => this.requestDecode() }, "Full-quality decode");
+    this.decodeStatus = h("span", { id: "decode-status", class: "muted" });
+    this.decodeFrames = h("div", { id: "decode-frames", class: "decode-frames" });
+    this.inputImage = h("img", { id: "input-image", alt: "first frame given to the model" });
+    this.inputFigure = h("figure", { class: "input-frame", hidden: true }, this.inputImage,
+      h("figcaption", { class: "caption" }, "input first frame (image-to-video)"));
+    this.gridCanvas = h("canvas", { id: "grid-canvas" });
+    this.gridOverlay = h("canvas", { id: "grid-overlay", class: "overlay" });
+    this.gridScroll = h("div", { class: "grid-scroll" }, h("div", { class: "stack" }, this.gridCanvas, this.gridOverlay));
+    this.gridTitle = h("h3", {}, "x̂₀ grid · steps × latent frames");
+    this.stripCanvas = h("canvas", { id: "filmstrip-canvas" });
+    this.stripOverlay = h("canvas", { id: "filmstrip-overlay", class: "overlay" });
+    this.stripTitle = h("h3", { id: "filmstrip-title" });
+    this.timeline = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    this.timeline.id = "timeline";
+    this.timeline.classList.add("chart");
+    this.expertNote = h("span", { class: "muted", id: "expert-note" });
+    this.gridOverlay.addEventListener("click", (e) => this.pickGrid(e));
+    this.stripOverlay.addEventListener("click", (e) => this.pickStrip(e));
+
+    this.element = h(
+      "div",
+      { class: "view trajectory-view" },
+      h("div", { class: "columns" },
+        h("div", { class: "col-main" },
+          h("figure", { class: "frame-figure" }, this.frameCanvas, this.frameCaption),
+          this.inputFigure,
+          h("section", { class: "decode-panel" },
+            h("h3", {}, "Full-quality decode"),
+            h("p", { class: "muted small" }, "Previews are a fitted linear map of the latent. Decode this step with the model's VAE (member 0):"),
+            h("div", { class: "decode-row" }, this.decodeButton, this.decodeStatus),
+            this.decodeFrames)),
+        h("div", { class: "col-side" },
+          h("section", { class: "panel-box" }, this.gridTitle, this.gridScroll),
+          h("section", { class: "panel-box" }, this.stripTitle,
+            h("div", { class: "strip-scroll" }, h("div", { class: "stack" }, this.stripCanvas, this.stripOverlay))),
+          h("section", { class: "panel-box" },
+            h("h3", {}, "Timeline · σ, t and expert per step ", this.expertNote),
+            this.timeline))),
+    );
+  }
+
+  /** Trajectory shown, its member count, and the frame geometry from the first loaded preview. */
+  context() {
+    const name = this.explorer.selection.trajectory;
+    return {
+      name,
+      members: this.run.members(name),
+      member: this.explorer.selection.member,
+      frames: this.run.latentFrames,
+    };
+  }
+
+  bitmapAt(name, step) {
+    const record = this.run.stepRecord(name, step);
+    return record ? { record, bitmap: this.explorer.cache.get(record.artifacts.preview) } : { record: null, bitmap: null };
+  }
+
+  /** Size of one frame of the previews (latent resolution), from any loaded preview. */
+  frameSize(ctx) {
+    for (const step of this.scrubber.available) {
+      const { bitmap } = this.bitmapAt(ctx.name, step);
+      if (bitmap) return { w: bitmap.width / ctx.frames, h: bitmap.height / ctx.members };
+    }
+    const latent = this.run.manifest?.shapes?.latent;
+    return latent ? { w: latent[3], h: latent[2] } : { w: 8, h: 8 };
+  }
+
+  render(reasons) {
+    const data = reasons.has("data") || reasons.has("asset") || reasons.has("layout");
+    const ctx = this.context();
+    this.renderFrame(ctx);
+    if (data) this.renderInput();
+    if (data || reasons.has("position")) {
+      this.renderGrid(ctx, data);
+      this.renderStrip(ctx, data || this.stripFrame !== this.scrubber.frame);
+      this.renderDecode(ctx);
+    }
+    if (data || !this.timelineChart) this.renderTimeline(ctx);
+    this.timelineChart?.setCursor(this.scrubber.step);
+  }
+
+  renderFrame(ctx) {
+    const step = this.scrubber.step;
+    const frame = this.scrubber.frame;
+    const size = this.frameSize(ctx);
+    const scale = integerScale(size.w, size.h, FRAME_BOX, FRAME_BOX);
+    const width = size.w * scale;
+    const height = size.h * scale;
+    const canvas = this.frameCanvas;
+    if (canvas.width !== width || canvas.height !== height) {
+      // Backing store at the preview's integer multiple: one source pixel = scale×scale pixels.
+      canvas.width = width;
+      canvas.height = height;
+      canvas.style.width = `${width}px`;
+      canvas.style.height = `${height}px`;
+    }
+    const g = canvas.getContext("2d");
+    const { record, bitmap } = step === null ? {} : this.bitmapAt(ctx.name, step);
+    if (bitmap) {
+      drawFrame(g, bitmap, ctx.frames, ctx.members, frame, ctx.member, 0, 0, width, height);
+    } else {
+      drawPlaceholder(g, 0, 0, width, height, step === null ? "waiting for steps…" : record ? "loading…" : "not computed yet");
+    }
+    Object.assign(canvas.dataset, {
+      trajectory: ctx.name,
+      member: ctx.member,
+      step: step ?? "",
+      frame,
+      src: bitmap ? record.artifacts.preview : "",
+      scale,
+    });
+    const frames = videoFramesLabel(frame, this.run.temporal, this.run.videoFrames);
+    this.frameCaption.replaceChildren(
+      h("b", {}, "x̂₀ preview"),
+      ` · ${ctx.name}${ctx.members > 1 ? ` member ${ctx.member}` : ""} · step ${step ?? "–"} · latent frame ${frame} (${frames})`,
+    );
+  }
+
+  renderInput() {
+    const path = this.run.manifest?.inputs?.image;
+    this.inputFigure.hidden = !path;
+    if (path && this.inputImage.dataset.src !== path) {
+      this.inputImage.dataset.src = path;
+      this.inputImage.src = artifactUrl(this.explorer.jobId, path);
+    }
+  }
+
+  renderGrid(ctx, redraw) {
+    const steps = this.scrubber.available;
+    const size = this.frameSize(ctx);
+    const box = this.gridScroll.clientWidth || 600;
+    // As large as the width allows, but small enough that the whole run fits the box when it can.
+    const fitWidth = Math.floor((box - LABEL_W - 8) / ctx.frames);
+    const fitHeight = Math.floor(((GRID_HEIGHT - HEADER_H) / Math.max(1, steps.length) - 1) * (size.w / size.h));
+    const cw = Math.max(6, Math.min(72, fitWidth, Math.max(16, fitHeight)));
+    const ch = Math.max(4, Math.round((cw * size.h) / size.w));
+    const width = LABEL_W + ctx.frames * cw;
+    const height = HEADER_H + steps.length * (ch + 1);
+    const key = `${ctx.name}|${ctx.member}|${cw}|${steps.length}`;
+    if (redraw || key !== this.gridKey) {
+      this.gridKey = key;
+      const g = fitCanvas(this.gridCanvas, width, height);
+      fitCanvas(this.gridOverlay, width, height);
+      g.clearRect(0, 0, width, height);
+      g.fillStyle = "#8b95a5";
+      g.font = "10px system-ui, sans-serif";
+      g.textAlign = "center";
+      const every = Math.max(1, Math.ceil(18 / cw));
+      for (let f = 0; f < ctx.frames; f += every) g.fillText(String(f), LABEL_W + f * cw + cw / 2, 11);
+      steps.forEach((step, row) => {
+        const y = HEADER_H + row * (ch + 1);
+        g.fillStyle = "#8b95a5";
+        g.textAlign = "right";
+        if (row % Math.max(1, Math.ceil(12 / (ch + 1))) === 0) g.fillText(String(step), LABEL_W - 6, y + ch / 2 + 4);
+        const { record, bitmap } = this.bitmapAt(ctx.name, step);
+        for (let f = 0; f < ctx.frames; f++) {
+          if (bitmap) drawFrame(g, bitmap, ctx.frames, ctx.members, f, ctx.member, LABEL_W + f * cw, y, cw - 1, ch);
+          else drawPlaceholder(g, LABEL_W + f * cw, y, cw - 1, ch, record ? "" : "");
+        }
+      });
+      this.gridLayout = { cw, ch, steps: [...steps], width, height };
+    }
+    // The highlight lives on its own canvas: scrubbing redraws two rectangles, not the grid.
+    const o = fitCanvas(this.gridOverlay, width, height);
+    o.clearRect(0, 0, width, height);
+    const row = steps.indexOf(this.scrubber.step);
+    if (row >= 0) {
+      const y = HEADER_H + row * (ch + 1);
+      o.strokeStyle = "rgba(94, 200, 255, 0.75)";
+      o.lineWidth = 1;
+      o.strokeRect(LABEL_W - 0.5, y - 0.5, ctx.frames * cw, ch + 1);
+      o.strokeStyle = "#ffffff";
+      o.lineWidth = 2;
+      o.strokeRect(LABEL_W + this.scrubber.frame * cw, y - 1, cw + 1, ch + 2);
+      this.keepVisible(this.gridScroll, y, ch);
+    }
+    o.fillStyle = "rgba(94, 200, 255, 0.2)";
+    o.fillRect(LABEL_W + this.scrubber.frame * cw, 0, cw - 1, HEADER_H - 2);
+    this.gridTitle.textContent = `x̂₀ grid · ${steps.length} steps × ${ctx.frames} latent frames · ${ctx.name}`;
+  }
+
+  keepVisible(scroller, y, height) {
+    if (y < scroller.scrollTop) scroller.scrollTop = y - 4;
+    else if (y + height > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = y + height - scroller.clientHeight + 4;
+  }
+
+  pickGrid(event) {
+    const layout = this.gridLayout;
+    if (!layout) return;
+    const box = this.gridOverlay.getBoundingClientRect();
+    const f = Math.floor((event.clientX - box.left - LABEL_W) / layout.cw);
+    const row = Math.floor((event.clientY - box.top - HEADER_H) / (layout.ch + 1));
+    if (f >= 0 && row >= 0 && row < layout.steps.length) {
+      this.scrubber.setStep(layout.steps[row]);
+      this.scrubber.setFrame(f);
+    }
+  }
+
+  renderStrip(ctx, redraw) {
+    const steps = this.scrubber.available;
+    const frame = this.scrubber.frame;
+    const size = this.frameSize(ctx);
+    const box = this.stripCanvas.parentElement.parentElement.clientWidth || 600;
+    const cw = Math.max(14, Math.min(56, Math.floor(box / Math.max(1, steps.length)) - 1));
+    const ch = Math.max(8, Math.round((cw * size.h) / size.w));
+    const width = Math.max(1, steps.length * (cw + 1));
+    const height = ch + 14;
+    const key = `${ctx.name}|${ctx.member}|${cw}|${steps.length}|${frame}`;
+    if (redraw || key !== this.stripKey) {
+      this.stripKey = key;
+      this.stripFrame = frame;
+      const g = fitCanvas(this.stripCanvas, width, height);
+      g.clearRect(0, 0, width, height);
+      g.font = "10px system-ui, sans-serif";
+      g.textAlign = "center";
+      const every = Math.max(1, Math.ceil(22 / (cw + 1)));
+      steps.forEach((step, i) => {
+        const { bitmap } = this.bitmapAt(ctx.name, step);
+        const x = i * (cw + 1);
+        if (bitmap) drawFrame(g, bitmap, ctx.frames, ctx.members, frame, ctx.member, x, 0, cw, ch);
+        else drawPlaceholder(g, x, 0, cw, ch);
+        g.fillStyle = "#8b95a5";
+        if (i % every === 0) g.fillText(String(step), x + cw / 2, ch + 11);
+      });
+      this.stripLayout = { cw, steps: [...steps] };
+    }
+    const o = fitCanvas(this.stripOverlay, width, height);
+    o.clearRect(0, 0, width, height);
+    const i = steps.indexOf(this.scrubber.step);
+    if (i >= 0) {
+      o.strokeStyle = "#ffffff";
+      o.lineWidth = 2;
+      o.strokeRect(i * (cw + 1), 1, cw, ch - 1);
+      const scroller = this.stripCanvas.parentElement.parentElement;
+      const x = i * (cw + 1);
+      if (x < scroller.scrollLeft || x + cw > scroller.scrollLeft + scroller.clientWidth) scroller.scrollLeft = x - scroller.clientWidth / 2;
+    }
+    this.stripTitle.textContent =
+      `Filmstrip · latent frame ${frame} (${videoFramesLabel(frame, this.run.temporal, this.run.videoFrames)}) across steps`;
+  }
+
+  pickStrip(event) {
+    const layout = this.stripLayout;
+    if (!layout) return;
+    const box = this.stripOverlay.getBoundingClientRect();
+    const i = Math.floor((event.clientX - box.left) / (layout.cw + 1));
+    if (i >= 0 && i < layout.steps.length) this.scrubber.setStep(layout.steps[i]);
+  }
+
+  renderTimeline(ctx) {
+    const name = this.run.trajectories.has(ctx.name) ? ctx.name : "baseline";
+    const records = this.run.stepIndices(name).map((s) => this.run.stepRecord(name, s));
+    const total = Math.max(this.run.totalSteps, (this.scrubber.newest ?? 0) + 1, 2);
+    const experts = this.run.experts;
+    const bands = [];
+    const vlines = [];
+    for (const r of records) {
+      const last = bands[bands.length - 1];
+      const colour = EXPERT_COLOURS[this.explorer.expertIndex(r.expert) % 2];
+      if (last && last.expert === r.expert) last.x1 = r.index + 0.5;
+      else {
+        if (last) vlines.push({ x: r.index - 0.5, label: `→ ${r.expert}`, color: colour, cls: "expert-switch" });
+        bands.push({ x0: r.index - 0.5, x1: r.index + 0.5, color: colour, label: r.expert, expert: r.expert });
+      }
+    }
+    for (const [step] of this.run.trajectories.get(name)?.decodes ?? []) {
+      if (Number.isInteger(step)) vlines.push({ x: step, label: "decoded", color: "#7ee787", dash: "1 3", row: 1 });
+    }
+    this.expertNote.textContent = experts.length > 1
+      ? `· experts: ${experts.map((e, i) => `${e} (${i ? "orange" : "blue"})`).join(", ")}`
+      : `· expert: ${experts[0] ?? "transformer"}`;
+    this.timelineChart = lineChart(this.timeline, {
+      x: { domain: [-0.5, total - 0.5], label: "denoising step" },
+      y: { domain: [0, 1], label: "σ" },
+      y2: { domain: [0, 1000], label: "t" },
+      series: [
+        { name: "σ", color: "#5ec8ff", points: records.map((r) => ({ x: r.index, y: r.sigma })) },
+        { name: "t", color: "#c792ea", axis: 2, dash: "4 2", dots: false, points: records.map((r) => ({ x: r.index, y: r.t })) },
+      ],
+      bands,
+      vlines,
+      cursor: this.scrubber.step,
+      empty: records.length ? null : "no steps yet",
+      onPick: (x) => this.scrubber.setStep(Math.round(x)),
+    });
+  }
+
+  // -- full-quality decode -------------------------------------------------------------------
+
+  decodeKey(name, step) {
+    return `${name}:${step}`;
+  }
+
+  async requestDecode() {
+    const name = this.explorer.selection.trajectory;
+    const step = this.scrubber.step;
+    if (step === null) return;
+    const key = this.decodeKey(name, step);
+    const request = { state: "requesting", step, name };
+    this.decodeRequests.set(key, request);
+    this.explorer.invalidate("data");
+    try {
+      const { status, body } = await jobs.decode(this.explorer.jobId, name, step);
+      if (status === 200) {
+        this.run.trajectory(name).decodes.set(step, body.decode);
+        request.state = "done";
+      } else {
+        request.state = body.status === "queued" && body.position ? `queued (#${body.position + 1})` : body.status;
+        request.job = body.id;
+        request.stream = new JobStream(jobs.eventsUrl(body.id), {
+          onEvent: (event) => this.onDecodeEvent(request, event),
+        }).open();
+      }
+    } catch (error) {
+      request.state = "failed";
+      request.error = error instanceof ApiError ? error.detail : String(error);
+    }
+    this.explorer.invalidate("data");
+  }
+
+  onDecodeEvent(request, event) {
+    if (event.type === "started") request.state = "decoding…";
+    else if (event.type === "decode") {
+      this.run.trajectory(request.name).decodes.set(request.step, {
+        dir: event.dir, frames: event.frames, video: event.video, seconds: event.seconds,
+      });
+      request.state = "done";
+      request.seconds = event.seconds;
+    } else if (event.type === "failed" || event.type === "cancelled") {
+      request.state = event.type;
+      request.error = event.error;
+    }
+    this.explorer.invalidate("data");
+  }
+
+  renderDecode(ctx) {
+    const step = this.scrubber.step;
+    const decode = step === null ? null : this.run.trajectories.get(ctx.name)?.decodes.get(step);
+    const request = this.decodeRequests.get(this.decodeKey(ctx.name, step));
+    this.decodeButton.textContent = step === null ? "Full-quality decode" : `Decode step ${step} of ${ctx.name}`;
+    const busy = request && !["done", "failed", "cancelled"].includes(request.state);
+    this.decodeButton.disabled = step === null || Boolean(decode) || Boolean(busy);
+    const key = `${ctx.name}|${step}|${this.scrubber.frame}|${decode?.dir ?? ""}|${request?.state ?? ""}`;
+    if (key === this.decodeShown) return;
+    this.decodeShown = key;
+    if (!decode) {
+      this.decodeStatus.textContent = request ? `${request.state}${request.error ? `: ${request.error}` : ""}` : "";
+      this.decodeStatus.dataset.state = request?.state ?? "";
+      fill(this.decodeFrames);
+      return;
+    }
+    this.decodeStatus.dataset.state = "done";
+    this.decodeStatus.textContent = `decoded${decode.seconds ? ` in ${decode.seconds} s` : ""} · ${decode.frames} frames`;
+    const { first, last } = videoFramesOfLatent(this.scrubber.frame, this.run.temporal, decode.frames);
+    const images = [];
+    for (let v = first; v <= last; v++) {
+      const path = `${decode.dir}/frame_${String(v).padStart(3, "0")}.jpg`;
+      images.push(h("figure", { class: "decoded" },
+        h("img", { src: artifactUrl(this.explorer.jobId, path), class: "decoded-frame", dataset: { src: path, videoFrame: v }, alt: `video frame ${v}` }),
+        h("figcaption", {}, `video frame ${v}`)));
+    }
+    fill(this.decodeFrames,
+      h("div", { class: "decoded-row" }, images),
+      decode.video ? h("a", { href: artifactUrl(this.explorer.jobId, decode.video), target: "_blank", class: "small" }, "video.mp4 of this step") : null);
+  }
+
+  dispose() {
+    for (const request of this.decodeRequests.values()) request.stream?.close();
+  }
+}
