@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DATA_DIR ?= var
 
 .PHONY: setup run test lint browser-deps clean
 
@@ -20,7 +21,7 @@ $(VENV)/.ready: pyproject.toml
 setup: $(VENV)/.ready
 
 run: setup
-	$(VENV)/bin/stepscope up --host $(HOST) --port $(PORT)
+	$(VENV)/bin/stepscope up --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download).
 browser-deps:

@@ -111,6 +111,7 @@ export const jobs = {
   remove: (id) => request(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }),
   eventsUrl: (id) => `/api/jobs/${encodeURIComponent(id)}/events`,
   decode: (id, trajectory, step) => postJSON(`/api/jobs/${encodeURIComponent(id)}/decodes`, { trajectory, step }),
+  decodes: (id) => getJSON(`/api/jobs/${encodeURIComponent(id)}/decodes`),
   exportUrl: (id, file, params = {}) => {
     const query = new URLSearchParams(params).toString();
     return `/api/jobs/${encodeURIComponent(id)}/export/${file}${query ? `?${query}` : ""}`;

@@ -102,6 +102,11 @@ export class RunData {
     return event.type;
   }
 
+  /** Merge the run's decode list (GET /decodes): decodes made during the run and requested after. */
+  mergeDecodes(list) {
+    for (const d of list ?? []) this.trajectory(d.trajectory).decodes.set(d.step, d);
+  }
+
   /** Merge a (possibly partial) manifest: shapes, probes, and whatever steps it already lists. */
   mergeManifest(manifest) {
     this.manifest = manifest;

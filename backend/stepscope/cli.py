@@ -156,6 +156,7 @@ def cmd_api(args) -> int:
 def cmd_up(args) -> int:
     """Redis (embedded unless STEPSCOPE_REDIS_URL is set), one worker per model, the API."""
     import os
+    import signal
     import subprocess
 
     import uvicorn
@@ -174,6 +175,13 @@ def cmd_up(args) -> int:
         subprocess.Popen([sys.executable, "-m", "stepscope.cli", "worker", "--model", model], env=env)
         for model in args.model or ["tiny"]
     ]
+
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that into an exception
+    # so the `finally` below stops the workers and Redis instead of the process just dying.
+    def stop_on_sigterm(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     host, port = args.host or settings.host, args.port or settings.port
     print(f"stepscope is up: http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl-C stops)", flush=True)
     try:

@@ -57,6 +57,19 @@ def existing_decode(run: RunDir, manifest: dict, trajectory: str, step: int) -> 
         return None
 
 
+def list_decodes(run: RunDir, manifest: dict) -> list[dict]:
+    """Every full-quality decode of a run: those made during it (in the manifest) and those
+    requested afterwards (a decode.json beside their frames)."""
+    found = {}
+    for name, traj in manifest.get("trajectories", {}).items():
+        for entry in traj.get("decodes", []):
+            found[(name, str(entry["step"]))] = {"trajectory": name, **entry}
+    for rel in run.glob("trajectories/*/decode/*/decode.json"):
+        entry = run.read_json(rel)
+        found.setdefault((entry["trajectory"], str(entry["step"])), entry)
+    return sorted(found.values(), key=lambda d: (d["trajectory"], str(d["step"])))
+
+
 class Trajectory:
     """One stored trajectory (baseline, variant or swap source); arrays load lazily."""
 

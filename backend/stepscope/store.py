@@ -228,6 +228,10 @@ class RunDir:
             return self._abs(rel)
         return None
 
+    def glob(self, pattern: str) -> list[str]:
+        """Relative paths of the run's files matching a glob such as `trajectories/*/x0/*.npy`."""
+        return sorted(posixpath.relpath(p, self.path) for p in self.fs.glob(posixpath.join(self.path, pattern)))
+
     def files(self) -> Iterator[str]:
         """Every file of the run, relative to it."""
         for path in sorted(self.fs.find(self.path)):

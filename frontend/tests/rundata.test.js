@@ -85,3 +85,15 @@ test("stream ids order by time then sequence, as numbers", () => {
   assert.ok(compareStreamIds("1718000000001-0", "1718000000000-99") > 0);
   assert.ok(compareStreamIds("999-0", "1000-0") < 0);
 });
+
+test("decodes listed by the API join those seen in events and the manifest", () => {
+  const run = new RunData();
+  run.mergeDecodes([
+    { trajectory: "baseline", step: 4, dir: "trajectories/baseline/decode/step_004", frames: 17 },
+    { trajectory: "noise2", step: "final", dir: "trajectories/noise2/final", frames: 17 },
+  ]);
+  assert.equal(run.trajectories.get("baseline").decodes.get(4).frames, 17);
+  assert.equal(run.trajectories.get("noise2").decodes.get("final").dir, "trajectories/noise2/final");
+  run.mergeDecodes(undefined); // an empty answer changes nothing
+  assert.equal(run.trajectories.get("baseline").decodes.size, 1);
+});

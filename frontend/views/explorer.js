@@ -169,6 +169,12 @@ export class Explorer {
     }
     if (this.disposed) return;
     this.run.mergeManifest(manifest);
+    // Decodes asked for after the run live beside their frames, not in the manifest.
+    jobs.decodes(this.jobId).then((body) => {
+      if (this.disposed) return;
+      this.run.mergeDecodes(body.decodes);
+      this.invalidate("data");
+    }, (error) => console.warn("decodes:", error));
     for (const traj of this.run.trajectories.values()) {
       for (const record of traj.steps.values()) this.prefetchStep(traj.name, record.artifacts);
     }

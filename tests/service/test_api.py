@@ -377,6 +377,10 @@ def test_full_quality_decode_on_request(client, service):
     assert frame.size == (64, 64)
     again = httpx.post(f"{service.url}/api/jobs/{job_id}/decodes", json={"trajectory": "baseline", "step": 1})
     assert again.status_code == 200 and again.json()["decode"]["dir"] == entry["dir"]
+    listed = httpx.get(f"{service.url}/api/jobs/{job_id}/decodes").json()["decodes"]
+    steps = {(d["trajectory"], str(d["step"])): d["dir"] for d in listed}
+    assert steps[("baseline", "1")] == entry["dir"]  # requested after the run
+    assert steps[("baseline", "final")] == "trajectories/baseline/final"  # made during it
     # decode jobs do not crowd the job list
     assert all(j["kind"] == "experiment" for j in client.jobs(limit=50))
     for body, field in [

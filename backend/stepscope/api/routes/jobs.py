@@ -17,9 +17,9 @@ from stepscope.api.errors import ApiError
 from stepscope.images import ImageError, decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
 from stepscope.models import PRESETS, ModelInfo
-from stepscope.run import existing_decode, x0_artifact
+from stepscope.run import existing_decode, list_decodes, x0_artifact
 from stepscope.spec import ExperimentSpec, SpecError, check_against_model, parse_spec
-from stepscope.store import new_run_id
+from stepscope.store import NotFound, new_run_id
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -274,7 +274,7 @@ def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
         raise ApiError(422, f"job_id: {job_id} is a {record.get('kind')} job, not an experiment", "job_id")
     try:
         run = services.store.open(job_id)
-    except Exception:
+    except NotFound:
         raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
     manifest = run.manifest()
     done = existing_decode(run, manifest, body.trajectory, body.step)
@@ -286,3 +286,13 @@ def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
     created = services.jobs.create(decode_id, record["model"], request, kind="decode", parent=job_id)
     enqueue(services.redis, decode_id, record["model"], services.settings.job_timeout, services.settings.result_ttl)
     return job_view(services, created, queue_positions(services, [created]).get(decode_id))
+
+
+@router.get("/{job_id}/decodes", summary="Every full-quality decode of the run (during it and requested after)")
+def decodes(job_id: str, services: ServicesDep) -> dict:
+    _record(services, job_id)
+    try:
+        run = services.store.open(job_id)
+    except NotFound:
+        return {"decodes": []}
+    return {"decodes": list_decodes(run, run.manifest())}
