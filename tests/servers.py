@@ -17,6 +17,7 @@ import httpx
 import redis
 
 from stepscope.embedded_redis import EmbeddedRedis, free_port
+from stepscope.jobs import live_workers
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
@@ -84,7 +85,7 @@ def start_worker(env: dict, log: Path, model: str = "tiny", name: str | None = N
     def ready():
         if not proc.alive():
             raise RuntimeError(f"worker exited:\n{proc.output()}")
-        return conn.exists(f"stepscope:worker:{name}")
+        return any(w["name"] == name for w in live_workers(conn))
 
     wait_until(ready, 120, f"worker {name} to announce itself")
     proc.name = name

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     sse_heartbeat: float = Field(15.0, description="seconds between SSE heartbeat comments")
     lost_after: float = Field(30.0, description="seconds without a worker heartbeat before its job fails")
     janitor_every: float = Field(5.0, description="seconds between checks for lost workers")
+    redis_patience: float = Field(120.0, description="seconds a running job waits out a Redis outage before failing")
 
 
 def compile_on(settings: Settings, device: str) -> bool:

@@ -53,10 +53,6 @@ def cancel_key(job_id: str) -> str:
     return f"{PREFIX}:cancel:{job_id}"
 
 
-def worker_key(name: str) -> str:
-    return f"{PREFIX}:worker:{name}"
-
-
 def queue_name(model: str) -> str:
     """One RQ queue per model, so a worker only takes jobs for the model it holds."""
     return f"{PREFIX}:{model}"
@@ -211,13 +207,16 @@ class Jobs:
     def fail_lost(self, lost_after: float = LOST_AFTER) -> list[str]:
         """Fail running jobs whose worker stopped heart-beating; returns their ids."""
         failed = []
+        # Silence is counted from when Redis last started too: after a Redis restart every
+        # heartbeat looks old until the workers have had time to send a new one.
+        uptime = float(self.conn.info("server").get("uptime_in_seconds", 0))
         for raw_id in self.conn.zrange(RUNNING, 0, -1):
             job_id = raw_id.decode()
             record = self.get(job_id)
             if record is None or record["status"] != "running":
                 self.conn.zrem(RUNNING, job_id)
                 continue
-            silent = time.time() - record.get("heartbeat", 0.0)
+            silent = min(time.time() - record.get("heartbeat", 0.0), uptime)
             if silent > lost_after:
                 reason = f"worker {record.get('worker', '?')} lost: no heartbeat for {silent:.0f} s"
                 if self.finish(job_id, "failed", reason, lost_worker=record.get("worker")):
@@ -225,22 +224,31 @@ class Jobs:
         return failed
 
 
-def announce_worker(conn: redis.Redis, name: str, info: dict, ttl: int = WORKER_TTL) -> None:
-    conn.set(
-        worker_key(name), json.dumps({**info, "name": name, "host": socket.gethostname(), "seen": time.time()}), ex=ttl
-    )
+WORKERS = f"{PREFIX}:workers"  # hash: worker name → JSON presence, with the time it was last seen
+
+
+def announce_worker(conn: redis.Redis, name: str, info: dict) -> None:
+    presence = {**info, "name": name, "host": socket.gethostname(), "seen": time.time()}
+    conn.hset(WORKERS, name, json.dumps(presence))
 
 
 def retire_worker(conn: redis.Redis, name: str) -> None:
-    conn.delete(worker_key(name))
+    conn.hdel(WORKERS, name)
 
 
-def live_workers(conn: redis.Redis) -> list[dict]:
-    keys = list(conn.scan_iter(match=worker_key("*"), count=500))
-    if not keys:
-        return []
-    values = conn.mget(keys)
-    return [json.loads(v) for v in values if v]
+def live_workers(conn: redis.Redis, ttl: float = WORKER_TTL) -> list[dict]:
+    """Workers seen within `ttl` seconds; those silent for longer are dropped from the hash."""
+    now = time.time()
+    live, stale = [], []
+    for name, raw in conn.hgetall(WORKERS).items():
+        presence = json.loads(raw)
+        if now - presence.get("seen", 0) <= ttl:
+            live.append(presence)
+        else:
+            stale.append(name)
+    if stale:
+        conn.hdel(WORKERS, *stale)
+    return live
 
 
 def rq_queue(conn: redis.Redis, model: str) -> Queue:

@@ -104,6 +104,27 @@ def filesystem(url: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSys
     return fsspec.core.url_to_fs(url, **storage_options)
 
 
+def encode_mp4(frames: np.ndarray, fps: int = 16) -> bytes:
+    """(T, H, W, 3) uint8 → H.264 MP4 bytes (sizes padded to even numbers for the codec)."""
+    import imageio.v3 as iio  # imported on first use: it loads ffmpeg's plugin
+
+    t, h, w, c = frames.shape
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    buf = io.BytesIO()
+    # "veryfast" encodes 81 frames at 480x832 about 4x faster than x264's default, at similar size.
+    iio.imwrite(
+        buf,
+        frames,
+        extension=".mp4",
+        fps=fps,
+        codec="libx264",
+        macro_block_size=1,
+        ffmpeg_params=["-preset", "veryfast"],
+    )
+    return buf.getvalue()
+
+
 class Store:
     """All runs under one root: a local directory or an fsspec URL such as s3://bucket/runs."""
 

@@ -41,6 +41,21 @@ class JobTimeout(Exception):
     pass
 
 
+def through_outage(call, what: str, patience: float):
+    """Run a Redis call, retrying through an outage of up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s: Redis unreachable (%s); retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class Heartbeat:
     """Keeps the worker's presence key and the running job's heartbeat fresh, off the loop."""
 
@@ -90,15 +105,23 @@ class ResidentRunner:
         self.store = Store(settings.store)
         self.jobs = Jobs(conn, ttl=settings.result_ttl)
 
+    def _redis(self, call, what: str):
+        return through_outage(call, what, self.settings.redis_patience)
+
+    def _publish(self, job_id: str, event: dict) -> None:
+        self._redis(lambda: events.publish(self.conn, job_id, event), f"event of job {job_id}")
+
+    def _finish(self, job_id: str, status: str, error: str | None = None, **fields) -> None:
+        self._redis(lambda: self.jobs.finish(job_id, status, error, **fields), f"finishing job {job_id}")
+
     def run(self, job_id: str) -> str:
-        record = self.jobs.get(job_id)
+        record = self._redis(lambda: self.jobs.get(job_id), f"reading job {job_id}")
         if record is None:
             return "missing"
-        if not self.jobs.start(job_id, self.name):
+        if not self._redis(lambda: self.jobs.start(job_id, self.name), f"starting job {job_id}"):
             return (self.jobs.get(job_id) or {}).get("status", "missing")
         self.heartbeat.job_id = job_id
-        events.publish(
-            self.conn,
+        self._publish(
             job_id,
             {
                 "type": "started",
@@ -122,13 +145,17 @@ class ResidentRunner:
         def should_stop() -> bool:
             if time.monotonic() > deadline:
                 raise JobTimeout(f"job ran past its {self.settings.job_timeout} s timeout")
-            return self.jobs.cancel_requested(job_id)
+            try:
+                return self.jobs.cancel_requested(job_id)
+            except redis.RedisError:
+                return False  # Redis is away: nobody can have asked; keep denoising
 
         def emit(event: dict) -> None:
-            events.publish(self.conn, job_id, event)
+            # Runs on the writer thread: an outage stalls the events, not the denoising loop.
+            self._publish(job_id, event)
             progress = event.get("progress")
             if progress:
-                self.jobs.progress(job_id, progress["done"], progress["total"])
+                self._redis(lambda: self.jobs.progress(job_id, progress["done"], progress["total"]), "progress")
 
         try:
             spec = parse_spec(record["spec"])
@@ -138,13 +165,13 @@ class ResidentRunner:
                 self.model, spec, run, emit=emit, should_stop=should_stop, cache_dir=self.settings.cache_dir
             )
         except Cancelled as exc:
-            self.jobs.finish(job_id, "cancelled", str(exc))
+            self._finish(job_id, "cancelled", str(exc))
             return "cancelled"
         except Exception as exc:  # the job fails; the worker and its model carry on
             log.exception("job %s failed", job_id)
-            self.jobs.finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
             return "failed"
-        self.jobs.finish(job_id, "finished", manifest="manifest.json", seconds=manifest["timings"].get("total_seconds"))
+        self._finish(job_id, "finished", manifest="manifest.json", seconds=manifest["timings"].get("total_seconds"))
         return "finished"
 
     def _decode(self, job_id: str, record: dict) -> str:
@@ -155,10 +182,10 @@ class ResidentRunner:
             entry = decode_step(self.model, run, request["trajectory"], request["step"])
         except Exception as exc:
             log.exception("decode job %s failed", job_id)
-            self.jobs.finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
             return "failed"
-        events.publish(self.conn, job_id, {"type": "decode", "job": request["parent"], **entry})
-        self.jobs.finish(job_id, "finished", parent=request["parent"])
+        self._publish(job_id, {"type": "decode", "job": request["parent"], **entry})
+        self._finish(job_id, "finished", parent=request["parent"])
         return "finished"
 
     def _cleanup(self) -> None:
@@ -212,15 +239,38 @@ def run_worker(
     heartbeat = Heartbeat(conn, name, info).start()
     _RUNNER = ResidentRunner(model, conn, settings, name, heartbeat)
     log.info("worker %s ready on queue %s (model loaded in %.1f s)", name, queue, load_seconds)
-    worker = SimpleWorker(
-        [rq_queue(conn, model_name)],
-        connection=conn,
-        name=name,
-        serializer=JSONSerializer,
-        default_result_ttl=settings.result_ttl,
-    )
     try:
-        worker.work(burst=burst, logging_level="WARNING")
+        serve_queue(conn, model_name, name, burst, settings)
     finally:
         heartbeat.stop()
         _RUNNER = None
+
+
+def serve_queue(conn: redis.Redis, model_name: str, name: str, burst: bool, settings: Settings) -> None:
+    """RQ's work loop, restarted after a Redis outage (RQ's own loop exits on one)."""
+    generation = 0
+    while True:
+        generation += 1
+        if generation > 1:
+            time.sleep(1.0)  # do not spin if RQ's loop keeps ending
+        # A fresh RQ name per generation: Redis may still hold the previous one's registration.
+        worker = SimpleWorker(
+            [rq_queue(conn, model_name)],
+            connection=conn,
+            name=f"{name}.{generation}",
+            serializer=JSONSerializer,
+            default_result_ttl=settings.result_ttl,
+        )
+        try:
+            worker.work(burst=burst, logging_level="WARNING")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis went away (%s)", exc)
+        while not (burst or worker._stop_requested):  # RQ's SIGTERM handler sets _stop_requested
+            log.warning("waiting for Redis to come back")
+            try:
+                conn.ping()
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(1.0)
+        if burst or worker._stop_requested:
+            return

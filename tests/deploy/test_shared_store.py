@@ -123,7 +123,13 @@ def test_two_workers_share_one_queue_and_one_store(team, client):
 
     def both_listening():
         workers = Worker.all(connection=conn, queue=None)
-        return {w.name for w in workers if w.get_state() == "idle" and queue_name("tiny") in w.queue_names()} >= names
+        # RQ names a stepscope worker "<name>.<generation>" (a new generation after a Redis outage).
+        idle = {
+            w.name.rsplit(".", 1)[0]
+            for w in workers
+            if w.get_state() == "idle" and queue_name("tiny") in w.queue_names()
+        }
+        return idle >= names
 
     wait_until(both_listening, 30, "both workers to wait on the tiny queue")
     quick = {**SPEC, "probes": {"final_decode": False}}

@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     auth = [Depends(require_token)]
     for module in (jobs, events, artifacts, exports, models, health):
-        app.include_router(module.router, dependencies=auth)
+        app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
 
     web = frontend_dir()
     if web is not None:

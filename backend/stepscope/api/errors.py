@@ -8,12 +8,42 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from stepscope.images import ImageError
 from stepscope.spec import SpecError
 from stepscope.store import NotFound, StoreError
 
 log = logging.getLogger("stepscope.api")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    detail: str = Field(description="what is wrong, starting with the field it is about")
+    field: str | None = Field(None, description="dotted path of the offending value (spec field, image, path, ...)")
+
+
+_MEANING = {
+    400: "malformed body or path",
+    401: "missing or wrong token",
+    404: "no such job or artifact",
+    409: "the job is in the wrong state for this",
+    413: "body or upload too large",
+    415: "unsupported content type",
+    422: "invalid spec, image or parameter (field named)",
+    429: "the model's queue is full",
+    503: "Redis unreachable",
+}
+
+
+def responses(*codes: int) -> dict:
+    """OpenAPI declarations of error responses, all with the ErrorBody schema."""
+    return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
+
+
+# Every /api route can answer these: a malformed request, bad parameters, the token, Redis being down.
+COMMON = responses(400, 401, 422, 503)
 
 
 def error(status: int, detail: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from stepscope.api.deps import ServicesDep
-from stepscope.api.errors import ApiError
+from stepscope.api.errors import ApiError, responses
 from stepscope.api.routes.jobs import _record
 from stepscope.store import MANIFEST, NotFound, RunDir, safe_relpath
 
@@ -53,13 +53,13 @@ def npy_header(head: bytes) -> tuple[str, list[int]] | None:
     return meta["descr"], list(meta["shape"])
 
 
-@router.get("/{job_id}/manifest", summary="The run's manifest.json (updated as the run goes)")
+@router.get("/{job_id}/manifest", summary="The run's manifest.json (updated as the run goes)", responses=responses(404))
 def manifest(job_id: str, services: ServicesDep) -> Response:
     run = open_run(services, job_id)
     return Response(run.read_bytes(MANIFEST), media_type="application/json", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/{job_id}/files", summary="Every file of the run directory")
+@router.get("/{job_id}/files", summary="Every file of the run directory", responses=responses(404))
 def files(job_id: str, services: ServicesDep) -> dict:
     run = open_run(services, job_id, require_manifest=False)
     return {"files": list(run.files())}
@@ -69,7 +69,24 @@ def files(job_id: str, services: ServicesDep) -> dict:
     "/{job_id}/artifacts/{path:path}",
     methods=["GET", "HEAD"],
     summary="One artifact of the run (PNG/JPEG previews, .npy arrays, MP4, JSON)",
-    responses={200: {"content": {"application/x-npy": {}, "image/png": {}, "image/jpeg": {}, "video/mp4": {}}}},
+    responses={
+        200: {
+            "content": {
+                t: {}
+                for t in (
+                    "application/x-npy",
+                    "image/png",
+                    "image/jpeg",
+                    "video/mp4",
+                    "application/json",
+                    "image/gif",
+                    "application/zip",
+                    "application/octet-stream",
+                )
+            }
+        },
+        **responses(400, 404),
+    },
 )
 def artifact(job_id: str, path: str, services: ServicesDep) -> Response:
     rel = safe_relpath(path)

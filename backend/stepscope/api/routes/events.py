@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from stepscope import events
 from stepscope.api.deps import ServicesDep
-from stepscope.api.errors import ApiError
+from stepscope.api.errors import ApiError, responses
 from stepscope.api.routes.jobs import _record
 
 router = APIRouter(prefix="/api/jobs", tags=["events"])
@@ -27,7 +27,10 @@ def sse(event_id: str, event: dict) -> bytes:
     "/{job_id}/events",
     summary="Follow a job's events (text/event-stream)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream, ends after the terminal event"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream, ends after the terminal event"},
+        **responses(400, 404),
+    },
 )
 async def job_events(
     job_id: str,

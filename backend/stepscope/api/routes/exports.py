@@ -20,10 +20,9 @@ from fastapi.responses import StreamingResponse
 from PIL import Image, ImageDraw, ImageFont
 
 from stepscope.api.deps import ServicesDep
-from stepscope.api.errors import ApiError
+from stepscope.api.errors import ApiError, responses
 from stepscope.api.routes.artifacts import open_run
-from stepscope.probe.recorder import encode_mp4
-from stepscope.store import RunDir
+from stepscope.store import RunDir, encode_mp4
 
 router = APIRouter(prefix="/api/jobs", tags=["exports"])
 
@@ -76,7 +75,7 @@ def zip_stream(run: RunDir, root: str):
     "/{job_id}/export/bundle.zip",
     summary="The run directory as a zip (manifest, arrays, previews, decodes, metrics)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/zip": {}}}},
+    responses={200: {"content": {"application/zip": {}}}, **responses(400, 404)},
 )
 def bundle(job_id: str, services: ServicesDep) -> StreamingResponse:
     run = open_run(services, job_id)
@@ -184,7 +183,7 @@ def _grid(job_id: str, services, trajectories: str, scale: int | None) -> tuple[
     "/{job_id}/export/grid.gif",
     summary="The trajectory as an animated GIF: one frame per captured step",
     response_class=Response,
-    responses={200: {"content": {"image/gif": {}}}},
+    responses={200: {"content": {"image/gif": {}}}, **responses(400, 404, 409)},
 )
 def grid_gif(
     job_id: str, services: ServicesDep, trajectories: Trajectories = "baseline", scale: Scale = None, fps: Fps = 4.0
@@ -209,7 +208,7 @@ def grid_gif(
     "/{job_id}/export/grid.mp4",
     summary="The trajectory as an H.264 MP4: one frame per captured step",
     response_class=Response,
-    responses={200: {"content": {"video/mp4": {}}}},
+    responses={200: {"content": {"video/mp4": {}}}, **responses(400, 404, 409)},
 )
 def grid_mp4(
     job_id: str, services: ServicesDep, trajectories: Trajectories = "baseline", scale: Scale = None, fps: Fps = 4.0

@@ -12,7 +12,11 @@ from stepscope.jobs import live_workers, rq_queue
 router = APIRouter(prefix="/api", tags=["health"])
 
 
-@router.get("/health", summary="Service health (503 while Redis is unreachable)")
+@router.get(
+    "/health",
+    summary="Service health (503 while Redis is unreachable)",
+    responses={503: {"description": "Redis unreachable: {'status': 'unavailable', 'redis': {...}}"}},
+)
 def health(services: ServicesDep):
     try:
         services.redis.ping()

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from stepscope import events
 from stepscope.api.deps import Services, ServicesDep
-from stepscope.api.errors import ApiError
+from stepscope.api.errors import ApiError, responses
 from stepscope.images import ImageError, decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
 from stepscope.models import PRESETS, ModelInfo
@@ -170,7 +170,13 @@ def _set_path(data: dict, dotted: str, value: str) -> None:
     target[keys[-1]] = value
 
 
-@router.post("", status_code=201, openapi_extra={"requestBody": SUBMIT_BODY}, summary="Submit an experiment")
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra={"requestBody": SUBMIT_BODY},
+    summary="Submit an experiment",
+    responses=responses(400, 413, 415, 429),
+)
 async def submit(request: Request, services: ServicesDep) -> dict:
     """Validate a spec (JSON body, or multipart with `spec` and an `image` file) and queue it."""
     data, upload = await _read_submission(request, services)
@@ -183,7 +189,9 @@ async def submit(request: Request, services: ServicesDep) -> dict:
     check_against_model(spec, info)
     queue = rq_queue(services.redis, spec.model)
     if queue.count >= services.settings.max_queued:
-        raise ApiError(503, f"queue {queue_name(spec.model)} is full ({services.settings.max_queued} jobs waiting)")
+        raise ApiError(
+            429, f"model: queue {queue_name(spec.model)} is full ({services.settings.max_queued} jobs waiting)", "model"
+        )
     job_id = new_run_id()
     spec = _store_images(services, job_id, spec, upload)
     record = services.jobs.create(job_id, spec.model, spec.model_dump(mode="json"))
@@ -220,13 +228,15 @@ def _valid_id(job_id: str) -> bool:
     return bool(JOB_ID.match(job_id))
 
 
-@router.get("/{job_id}", summary="One job")
+@router.get("/{job_id}", summary="One job", responses=responses(404))
 def get_job(job_id: str, services: ServicesDep) -> dict:
     record = _record(services, job_id)
     return job_view(services, record, queue_positions(services, [record]).get(job_id))
 
 
-@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job")
+@router.post(
+    "/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job", responses=responses(404, 409)
+)
 def cancel_job(job_id: str, services: ServicesDep) -> dict:
     record = _record(services, job_id)
     if record["status"] in TERMINAL:
@@ -239,7 +249,12 @@ def cancel_job(job_id: str, services: ServicesDep) -> dict:
     return job_view(services, services.jobs.get(job_id) or record)
 
 
-@router.delete("/{job_id}", status_code=204, summary="Delete a job, its events and its run directory")
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Delete a job, its events and its run directory",
+    responses=responses(404, 409),
+)
 def delete_job(job_id: str, services: ServicesDep) -> Response:
     record = _record(services, job_id)
     if record["status"] == "running":
@@ -264,7 +279,7 @@ class DecodeRequest(BaseModel):
     "/{job_id}/decodes",
     status_code=202,
     summary="Full-quality VAE decode of one stored step",
-    responses={200: {"description": "already decoded: {'decode': {...}}"}},
+    responses={200: {"description": "already decoded: {'decode': {...}}"}, **responses(404)},
 )
 def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
     """Queue a decode job (kind `decode`) on the run's model queue; its event stream carries a
@@ -288,7 +303,11 @@ def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
     return job_view(services, created, queue_positions(services, [created]).get(decode_id))
 
 
-@router.get("/{job_id}/decodes", summary="Every full-quality decode of the run (during it and requested after)")
+@router.get(
+    "/{job_id}/decodes",
+    summary="Every full-quality decode of the run (during it and requested after)",
+    responses=responses(404),
+)
 def decodes(job_id: str, services: ServicesDep) -> dict:
     _record(services, job_id)
     try:

@@ -1,0 +1,81 @@
+"""A service whose parts each test may kill and restart: Redis (persistent), API, workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stepscope.embedded_redis import EmbeddedRedis, free_port
+from tests.servers import Proc, service_env, start_api, start_worker, wait_until
+
+
+class Stack:
+    def __init__(self, root: Path, **settings: str):
+        self.root = root
+        self.redis = EmbeddedRedis(root / "redis", persistence=True).start()
+        self.env = service_env(
+            self.redis.url,
+            str(root / "runs"),
+            str(root / "cache"),
+            STEPSCOPE_SSE_HEARTBEAT="1",
+            STEPSCOPE_LOST_AFTER="8",
+            STEPSCOPE_JANITOR_EVERY="1",
+            **settings,
+        )
+        self.port = free_port()
+        self.api: Proc | None = None
+        self.workers: list[Proc] = []
+        self._logs = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self, name: str) -> Path:
+        self._logs += 1
+        return self.root / "logs" / f"{self._logs:02d}-{name}.log"
+
+    def start_api(self) -> Proc:
+        self.api = start_api(self.env, self.log("api"), port=self.port)
+        return self.api
+
+    def start_worker(self, model: str = "tiny") -> Proc:
+        worker = start_worker(self.env, self.log(f"worker-{model}"), model)
+        self.workers.append(worker)
+        return worker
+
+    def restart_redis(self) -> None:
+        self.redis = EmbeddedRedis(self.redis.data_dir, port=self.redis.port, persistence=True).start()
+
+    def rss_kib(self, proc: Proc) -> int:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        wait_until(lambda: _status(f"{self.url}/api/health") == 200, timeout, "the API to be healthy")
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.api]:
+            if proc is not None:
+                proc.stop()
+        self.redis.stop()
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=3).status_code
+    except httpx.HTTPError:
+        return None
+
+
+@pytest.fixture
+def stack(tmp_path):
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop()

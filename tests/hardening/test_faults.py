@@ -1,0 +1,101 @@
+"""Faults researchers actually hit: a killed worker, Redis going away, the API restarting."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import redis
+
+from stepscope.client import Client
+from stepscope.jobs import queue_name
+from tests.servers import wait_until
+
+LONG = {"model": "tiny", "prompt": "a long walk through a maze", "steps": 200, "probes": {"layers": "none"}}
+
+
+def first_steps(client: Client, job_id: str, count: int) -> list[tuple[str, dict]]:
+    seen = []
+    for event_id, event in client.events(job_id):
+        seen.append((event_id, event))
+        if event["type"] == "step" and event["index"] >= count - 1:
+            return seen
+    raise AssertionError(f"the job ended before {count} steps: {seen[-1]}")
+
+
+def test_a_killed_worker_fails_its_job_keeps_its_artifacts_and_a_new_worker_goes_on(stack):
+    stack.start_api()
+    worker = stack.start_worker()
+    with Client(stack.url) as client:
+        job = client.submit(LONG)
+        first_steps(client, job["id"], 4)
+        worker.process.send_signal(signal.SIGKILL)
+        worker.process.wait()
+        killed = time.monotonic()
+        # The API keeps answering while the job is still marked running.
+        assert client.health()["status"] == "ok"
+        wait_until(lambda: client.job(job["id"])["status"] == "failed", 60, "the lost job to be failed")
+        assert time.monotonic() - killed < 60
+        record = client.job(job["id"])
+        assert "lost" in record["error"] and record["worker"] == worker.name
+        events = list(client.events(job["id"]))
+        assert events[-1][1]["type"] == "failed" and "lost" in events[-1][1]["error"]
+        # Partial artifacts stay, and the run says it is partial.
+        manifest = client.manifest(job["id"])
+        assert manifest["status"] == "failed" and manifest["partial"] is True
+        stored = manifest["trajectories"]["baseline"]["steps"]
+        assert len(stored) >= 4
+        assert client.artifact(job["id"], stored[0]["artifacts"]["preview"])[:4] == b"\x89PNG"
+        # The next job waits in the queue, and a restarted worker takes it.
+        nxt = client.submit({**LONG, "steps": 5})
+        assert client.job(nxt["id"])["status"] == "queued"
+        stack.start_worker()
+        assert client.wait(nxt["id"], timeout=120)["status"] == "finished"
+
+
+def test_redis_outage_gives_503_then_recovers_with_queued_jobs_kept(stack):
+    stack.start_api()
+    stack.start_worker()
+    with Client(stack.url) as client:
+        # Jobs for a model no worker serves stay queued across the outage.
+        waiting = [client.submit({**LONG, "model": "tiny-moe", "seed": s})["id"] for s in range(3)]
+        time.sleep(1.5)  # appendfsync everysec: let the append-only file catch up
+        stack.redis.stop()
+        for method, path in [("GET", "/api/jobs"), ("GET", f"/api/jobs/{waiting[0]}"), ("GET", "/api/models")]:
+            r = httpx.request(method, f"{stack.url}{path}", timeout=10)
+            assert r.status_code == 503, (path, r.status_code, r.text)
+            assert "Redis" in r.json()["detail"] and r.headers["retry-after"]
+        health = httpx.get(f"{stack.url}/api/health", timeout=10)
+        assert health.status_code == 503 and health.json()["redis"]["ok"] is False
+        r = httpx.post(f"{stack.url}/api/jobs", json={**LONG, "steps": 3}, timeout=10)
+        assert r.status_code == 503
+
+        stack.restart_redis()
+        stack.wait_healthy()  # the API reconnects by itself
+        listed = {j["id"]: j["status"] for j in client.jobs(status="queued")}
+        assert set(waiting) <= set(listed)
+        conn = redis.Redis.from_url(stack.redis.url)
+        assert set(waiting) <= {i.decode() for i in conn.lrange(f"rq:queue:{queue_name('tiny-moe')}", 0, -1)}
+        # The worker that lived through the outage takes new work.
+        job = client.submit({**LONG, "steps": 4})
+        assert client.wait(job["id"], timeout=120)["status"] == "finished"
+
+
+def test_api_restart_mid_job_loses_no_event(stack):
+    stack.start_api()
+    stack.start_worker()
+    with Client(stack.url) as client:
+        job = client.submit({**LONG, "height": 160, "width": 160})  # about 10 s on a CPU
+        seen = first_steps(client, job["id"], 5)
+    stack.api.stop()
+    assert stack.api.process.returncode is not None
+    stack.start_api()
+    with Client(stack.url) as client:
+        assert client.job(job["id"])["status"] == "running"  # it ran on while the API was away
+        rest = list(client.events(job["id"], last_event_id=seen[-1][0]))
+        assert rest[-1][1]["type"] == "finished"
+        full = list(client.events(job["id"]))
+    ids = [i for i, _ in seen + rest]
+    assert ids == [i for i, _ in full] and len(set(ids)) == len(ids)
+    assert [e["index"] for _, e in seen + rest if e["type"] == "step"] == list(range(200))

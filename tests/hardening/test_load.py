@@ -1,0 +1,109 @@
+"""Load: a burst of submissions, a crowd of viewers, bounded API memory, expiring job data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import redis
+
+from stepscope import events
+from stepscope.client import Client
+from stepscope.jobs import job_key, queue_name
+from tests.hardening.conftest import Stack
+from tests.servers import wait_until
+
+QUEUED = {"model": "tiny-moe", "prompt": "waits in line", "steps": 4}  # no worker serves tiny-moe here
+
+
+def test_a_burst_of_500_jobs_is_all_queued_and_none_lost(stack: Stack):
+    stack.start_api()
+    before = stack.rss_kib(stack.api)
+
+    def submit(i: int) -> tuple[int, str]:
+        r = httpx.post(f"{stack.url}/api/jobs", json={**QUEUED, "seed": i}, timeout=60)
+        return r.status_code, r.json().get("id")
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(submit, range(500)))
+    assert {status for status, _ in answers} == {201}
+    ids = [job_id for _, job_id in answers]
+    assert len(set(ids)) == 500
+    conn = redis.Redis.from_url(stack.redis.url)
+    queued = {i.decode() for i in conn.lrange(f"rq:queue:{queue_name('tiny-moe')}", 0, -1)}
+    assert queued == set(ids)
+    listed = httpx.get(f"{stack.url}/api/jobs", params={"status": "queued", "limit": 500}).json()
+    assert {j["id"] for j in listed["jobs"]} == set(ids)
+    assert sorted(j["position"] for j in listed["jobs"]) == list(range(500))
+    grown_mib = (stack.rss_kib(stack.api) - before) / 1024
+    assert grown_mib < 100, f"API memory grew by {grown_mib:.0f} MiB over 500 submissions"
+
+
+async def _view(url: str, job_id: str, ready: asyncio.Event) -> list[tuple[str, str]]:
+    seen = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120, connect=30)) as client:
+        async with client.stream("GET", f"{url}/api/jobs/{job_id}/events") as response:
+            ready.set()
+            event_id = None
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    event_id = line[4:]
+                elif line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    seen.append((event_id, event["type"], event.get("index")))
+                    if event["type"] in events.TERMINAL:
+                        return seen
+    return seen
+
+
+async def _crowd(url: str, job_id: str, viewers: int) -> list[list[tuple]]:
+    ready = [asyncio.Event() for _ in range(viewers)]
+    tasks = [asyncio.create_task(_view(url, job_id, r)) for r in ready]
+    return await asyncio.gather(*tasks)
+
+
+def test_100_viewers_of_one_running_job_each_get_every_event_in_order(stack: Stack):
+    stack.start_api()
+    stack.start_worker()
+    rss_before = stack.rss_kib(stack.api)
+    with Client(stack.url) as client:
+        job = client.submit({"model": "tiny", "prompt": "watched by a crowd", "steps": 60, "height": 96, "width": 96})
+        wait_until(lambda: client.job(job["id"])["status"] == "running", 60, "the job to start")
+        streams = asyncio.run(_crowd(stack.url, job["id"], 100))
+        assert client.job(job["id"])["status"] == "finished"
+    conn = redis.Redis.from_url(stack.redis.url)
+    reference = [(i, e["type"], e.get("index")) for i, e in events.read(conn, job["id"])]
+    assert [t for _, t, _ in reference].count("step") == 60
+    for stream in streams:
+        assert stream == reference  # every event, in stream order, once
+    # The connections are gone: the API's memory is back within bounds.
+    grown_mib = (stack.rss_kib(stack.api) - rss_before) / 1024
+    assert grown_mib < 100, f"API memory grew by {grown_mib:.0f} MiB for 100 viewers"
+
+
+def test_job_records_and_streams_expire_on_the_result_ttl(tmp_path):
+    stack = Stack(tmp_path, STEPSCOPE_RESULT_TTL="5")
+    try:
+        stack.start_api()
+        stack.start_worker()
+        conn = redis.Redis.from_url(stack.redis.url)
+        with Client(stack.url) as client:
+            done = client.submit({"model": "tiny", "prompt": "short-lived", "steps": 2})
+            assert client.wait(done["id"])["status"] == "finished"
+            cancelled = client.submit(QUEUED)
+            client.cancel(cancelled["id"])
+            for job_id in (done["id"], cancelled["id"]):
+                assert 0 < conn.ttl(job_key(job_id)) <= 5
+                assert 0 < conn.ttl(events.stream_key(job_id)) <= 5
+            waiting = client.submit(QUEUED)  # not ended: kept until it is
+            assert conn.ttl(job_key(waiting["id"])) == -1
+            time.sleep(5.5)
+            for job_id in (done["id"], cancelled["id"]):
+                assert httpx.get(f"{stack.url}/api/jobs/{job_id}").status_code == 404
+                assert not conn.exists(events.stream_key(job_id))
+            assert [j["id"] for j in client.jobs()] == [waiting["id"]]
+    finally:
+        stack.stop()

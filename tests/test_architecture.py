@@ -1,0 +1,26 @@
+"""The dependency direction the docs promise: the API process never imports the model stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_api_does_not_import_torch_or_diffusers():
+    code = (
+        "import sys, stepscope.api.app, stepscope.client, stepscope.jobs, stepscope.events; "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_probe_engine_does_not_import_the_service():
+    code = (
+        "import sys, stepscope.probe, stepscope.models.loading; "
+        "service = [m for m in ('fastapi', 'rq', 'redis', 'stepscope.api', 'stepscope.worker') if m in sys.modules]; "
+        "assert not service, service"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
