@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
 from gpu_overhead import TEXT_DIM, build_transformer  # noqa: E402
 from stepscope.preview import decode_latents  # noqa: E402
-from stepscope.probe.recorder import encode_mp4  # noqa: E402
-from stepscope.store import encode_image  # noqa: E402
+from stepscope.store import encode_image, encode_mp4  # noqa: E402
 
 
 def timed(fn, repeats: int = 5, warmup: int = 2) -> float:
