@@ -30,22 +30,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel  # noqa: E402
-from transformers import UMT5Config, UMT5EncoderModel  # noqa: E402
-
 from stepscope.models.compiled import compile_blocks, uncompile_blocks  # noqa: E402
-from stepscope.models.loading import LoadedModel, info_from_pipeline  # noqa: E402
-from stepscope.models.tiny import build_tokenizer  # noqa: E402
+from stepscope.models.loading import LoadedModel, info_from_pipeline, load_model  # noqa: E402
+from stepscope.models.presets import RandomConfig  # noqa: E402
+from stepscope.models.random import TEXT_DIM, build_random_pipeline  # noqa: E402
 from stepscope.probe import run_experiment  # noqa: E402
 from stepscope.spec import parse_spec  # noqa: E402
 from stepscope.store import RunDir  # noqa: E402
 
-CONFIGS = {
-    "1.3b": dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30),
-    "14b": dict(num_attention_heads=40, attention_head_dim=128, ffn_dim=13824, num_layers=40),
-    "smoke": dict(num_attention_heads=2, attention_head_dim=32, ffn_dim=128, num_layers=4),  # checks the script
-}
-TEXT_DIM = 4096  # UMT5-XXL's width, which the transformers' text projection expects
+# The benchmark's model configurations: stepscope's random-weight presets at the real sizes.
+PRESET_OF = {"1.3b": "wan2.1-1.3b-random", "14b": "wan-14b-random", "a14b": "wan2.2-a14b-random"}
+SMOKE = RandomConfig(num_attention_heads=2, attention_head_dim=32, ffn_dim=128, num_layers=4)  # checks the script
 PROMPT = "a ball rolls through a maze and stops at the exit"
 NEGATIVE = "blurry, low quality"
 
@@ -58,73 +53,11 @@ def emit_line(record: dict, out) -> None:
         out.flush()
 
 
-def build_transformer(size: str, device: str) -> WanTransformer3DModel:
-    """Random bf16 weights at the real size, keeping diffusers' float32 modules in float32."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            model = WanTransformer3DModel(
-                patch_size=(1, 2, 2),
-                in_channels=16,
-                out_channels=16,
-                text_dim=TEXT_DIM,
-                freq_dim=256,
-                cross_attn_norm=True,
-                qk_norm="rms_norm_across_heads",
-                eps=1e-6,
-                rope_max_seq_len=1024,
-                **CONFIGS[size],
-            )
-    finally:
-        torch.set_default_dtype(previous)
-    keep = set(model._keep_in_fp32_modules or [])
-    for name, param in model.named_parameters():
-        if keep.intersection(name.split(".")):
-            param.data = param.data.float()
-    # Random weights explode through 40 blocks; scale the output projections like a trained net.
-    with torch.no_grad():
-        for block in model.blocks:
-            block.attn1.to_out[0].weight.mul_(0.1)
-            block.attn2.to_out[0].weight.mul_(0.1)
-            block.ffn.net[2].weight.mul_(0.1)
-    return model.eval()
-
-
-def build_pipeline(size: str, two_experts: bool, device: str) -> WanPipeline:
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    text_encoder = (
-        UMT5EncoderModel(
-            UMT5Config(
-                vocab_size=len(tokenizer),
-                d_model=TEXT_DIM,
-                d_kv=64,
-                d_ff=256,
-                num_layers=1,
-                num_heads=8,
-                relative_attention_num_buckets=32,
-                feed_forward_proj="gated-gelu",
-            )
-        )
-        .to(device, torch.bfloat16)
-        .eval()
-    )
-    vae = AutoencoderKLWan().to(device).eval()  # the Wan 2.1 VAE's config; float32 as in Wan's code
-    transformer = build_transformer(size, device)
-    transformer_2 = build_transformer(size, device) if two_experts else None
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
-    pipe = WanPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        scheduler=scheduler,
-        transformer=transformer,
-        transformer_2=transformer_2,
-        boundary_ratio=0.875 if two_experts else None,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def build_model(config: str, device: str) -> LoadedModel:
+    if config == "smoke":
+        pipe = build_random_pipeline(SMOKE, device)
+        return LoadedModel(name="smoke", pipe=pipe, info=info_from_pipeline(pipe), device=device, dtype="bfloat16")
+    return load_model(PRESET_OF[config], device=device)
 
 
 def sync() -> None:
@@ -310,16 +243,8 @@ def main() -> int:
         if event["type"] == "decode":
             decode_seconds.append(event["seconds"])
 
-    size = "14b" if args.config == "a14b" else args.config
-    pipe = build_pipeline(size, args.config == "a14b", device)
-    model = LoadedModel(
-        name=f"bench-{args.config}",
-        pipe=pipe,
-        info=info_from_pipeline(pipe),
-        device=device,
-        dtype="bfloat16",
-        source="random-weights",
-    )
+    model = build_model(args.config, device)
+    pipe = model.pipe
     cache_dir = str(Path(args.scratch) / "stepscope-cache")
     common = {
         "config": args.config,

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
-from gpu_overhead import TEXT_DIM, build_transformer  # noqa: E402
+from stepscope.models.presets import WAN_1_3B, WAN_14B, RandomConfig  # noqa: E402
+from stepscope.models.random import TEXT_DIM, build_random_transformer  # noqa: E402
 from stepscope.preview import decode_latents  # noqa: E402
 from stepscope.store import encode_image, encode_mp4  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> int:
     args = parser.parse_args()
     dev = "cuda"
     torch.manual_seed(0)
-    model = build_transformer(args.config, dev)
+    model = build_random_transformer(RandomConfig(**(WAN_1_3B if args.config == "1.3b" else WAN_14B)), dev)
     f_lat, h_lat, w_lat = (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8
     x = torch.randn(2, 16, f_lat, h_lat, w_lat, device=dev, dtype=torch.bfloat16)
     text = torch.randn(2, 512, TEXT_DIM, device=dev, dtype=torch.bfloat16)

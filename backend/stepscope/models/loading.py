@@ -16,6 +16,7 @@ import torch
 
 from stepscope.models.compiled import compile_blocks, compiled_state
 from stepscope.models.presets import PRESETS, ModelInfo
+from stepscope.models.random import build_random_pipeline
 from stepscope.models.tiny import build_tiny_pipeline
 from stepscope.preview import vae_scale_factors
 
@@ -96,7 +97,11 @@ def load_model(
     if dtype is not None and dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     preset = PRESETS.get(name)
-    if preset is not None and preset.tiny is not None:
+    if preset is not None and preset.random is not None:
+        pipe = build_random_pipeline(preset.random, device)
+        dtype = "bfloat16"
+        source = preset.source
+    elif preset is not None and preset.tiny is not None:
         pipe = build_tiny_pipeline(preset.tiny)
         dtype = dtype or preset.dtype
         if dtype != "float32":

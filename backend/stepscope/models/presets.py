@@ -32,6 +32,24 @@ FAULT_TRIGGER = "[fault]"
 
 
 @dataclass(frozen=True)
+class RandomConfig:
+    """A real-size Wan architecture with random weights: GPU benchmarks and tests, no download.
+
+    The transformer has the real shape; the VAE is the Wan 2.1 VAE's config; the text encoder
+    is a one-layer UMT5 of the real width (4096), since only its output shape matters here.
+    """
+
+    num_attention_heads: int
+    attention_head_dim: int
+    ffn_dim: int
+    num_layers: int
+    two_experts: bool = False
+    boundary_ratio: float | None = None
+    flow_shift: float = 3.0
+    weight_seed: int = 0
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the spec checks need to know about a model, without its weights."""
 
@@ -66,6 +84,7 @@ class Preset:
     source: str  # "tiny" or a Hugging Face id
     info: ModelInfo
     tiny: TinyConfig | None = None
+    random: RandomConfig | None = None
     dtype: str = "bfloat16"
     flow_shift: float | None = None  # override the scheduler's shift (Wan: 3.0 at 480p, 5.0 at 720p)
     defaults: dict = field(default_factory=dict)  # suggested height/width/frames/steps
@@ -87,6 +106,16 @@ def _tiny(name: str, description: str, cfg: TinyConfig, task: str = "t2v") -> Pr
 
 _REAL_DEFAULTS = {"height": 480, "width": 832, "frames": 81, "steps": 50}
 
+
+def _random(name: str, description: str, cfg: RandomConfig) -> Preset:
+    experts = ("transformer", "transformer_2") if cfg.two_experts else ("transformer",)
+    info = ModelInfo(task="t2v", experts=experts, num_layers=cfg.num_layers, boundary_ratio=cfg.boundary_ratio)
+    return Preset(name, description, "random-weights", info, random=cfg, defaults=_REAL_DEFAULTS)
+
+
+WAN_1_3B = dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30)
+WAN_14B = dict(num_attention_heads=40, attention_head_dim=128, ffn_dim=13824, num_layers=40)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -107,6 +136,17 @@ PRESETS: dict[str, Preset] = {
             "tiny-faulty",
             f"Tiny Wan T2V that raises a simulated CUDA error mid-run when the prompt contains '{FAULT_TRIGGER}'",
             TinyConfig(fault_at_forward=5),
+        ),
+        _random(
+            "wan2.1-1.3b-random", "Wan 2.1 1.3B architecture with random weights (GPU tests)", RandomConfig(**WAN_1_3B)
+        ),
+        _random(
+            "wan-14b-random", "Wan 14B expert architecture with random weights (GPU tests)", RandomConfig(**WAN_14B)
+        ),
+        _random(
+            "wan2.2-a14b-random",
+            "Two random-weight Wan 14B experts, boundary 0.875 (GPU tests)",
+            RandomConfig(**WAN_14B, two_experts=True, boundary_ratio=0.875),
         ),
         Preset(
             "wan2.1-t2v-1.3b",
