@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
+from jsonl import emit_line  # noqa: E402
 from stepscope.models.compiled import compile_blocks, uncompile_blocks  # noqa: E402
 from stepscope.models.loading import LoadedModel, info_from_pipeline, load_model  # noqa: E402
 from stepscope.models.presets import RandomConfig  # noqa: E402
@@ -43,14 +43,6 @@ PRESET_OF = {"1.3b": "wan2.1-1.3b-random", "14b": "wan-14b-random", "a14b": "wan
 SMOKE = RandomConfig(num_attention_heads=2, attention_head_dim=32, ffn_dim=128, num_layers=4)  # checks the script
 PROMPT = "a ball rolls through a maze and stops at the exit"
 NEGATIVE = "blurry, low quality"
-
-
-def emit_line(record: dict, out) -> None:
-    line = json.dumps(record)
-    print(line, flush=True)
-    if out is not None:
-        out.write(line + "\n")
-        out.flush()
 
 
 def build_model(config: str, device: str) -> LoadedModel:

@@ -14,7 +14,6 @@ checks that no job was lost or run twice. The last line is the scaling ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -28,18 +27,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
+from jsonl import emit_line  # noqa: E402
 from stepscope import events  # noqa: E402
+from stepscope.cli import stop_processes  # noqa: E402
 from stepscope.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def log(record: dict, out) -> None:
-    line = json.dumps(record)
-    print(line, flush=True)
-    if out is not None:
-        out.write(line + "\n")
-        out.flush()
 
 
 class GpuSampler:
@@ -175,7 +168,7 @@ def measure(count: int, args, out) -> dict:
         }
         # Warm-up: each worker compiles its blocks on its first job.
         warm, _, _ = run_jobs(api, [{**base, "steps": 2, "seed": i} for i in range(count)], 900)
-        log({"event": "warmup", "workers": count, "ran_on": sorted(r["worker"] for r in warm)}, out)
+        emit_line({"event": "warmup", "workers": count, "ran_on": sorted(r["worker"] for r in warm)}, out)
 
         specs = [{**base, "steps": args.steps, "seed": 100 + i} for i in range(args.jobs)]
         with GpuSampler() as sampler:
@@ -187,7 +180,7 @@ def measure(count: int, args, out) -> dict:
         for r in records:
             conn_events[r["id"]] = [e["type"] for _, e in events.read(conn, r["id"])]
         for r in records:
-            log(
+            emit_line(
                 {
                     "event": "job",
                     "workers": count,
@@ -216,20 +209,14 @@ def measure(count: int, args, out) -> dict:
             "run_seconds_p50": round(statistics.median(_seconds(r["started"], r["finished"]) for r in records), 2),
             "gpu_utilisation_mean": sampler.mean_per_gpu(),
         }
-        log(result, out)
+        emit_line(result, out)
         return result
     except BaseException:
         for path in sorted(scratch.glob("*.log")):
             print(f"--- {path.name} (last lines)\n" + path.read_text(errors="replace")[-3000:], flush=True)
         raise
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs, timeout=60)
         server.stop()
 
 
@@ -260,7 +247,7 @@ def main() -> int:
     if len(results) > 1:
         base = results[0]
         for r in results[1:]:
-            log(
+            emit_line(
                 {
                     "event": "scaling",
                     "from_workers": base["workers"],

@@ -22,6 +22,23 @@ export function integerScale(w, h, maxW, maxH) {
   return Math.max(1, Math.floor(Math.min(maxW / w, maxH / h)));
 }
 
+/**
+ * Size a canvas for a w×h source shown as large as fits in box×box at an integer scale (one
+ * source pixel = scale×scale pixels, no smoothing). Returns {g, scale, width, height}.
+ */
+export function pixelCanvas(canvas, w, h, box) {
+  const scale = integerScale(w, h, box, box);
+  const width = w * scale;
+  const height = h * scale;
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+    canvas.style.width = `${width}px`;
+    canvas.style.height = `${height}px`;
+  }
+  return { g: canvas.getContext("2d"), scale, width, height };
+}
+
 /** Draw a "no data yet" cell. */
 export function drawPlaceholder(ctx, x, y, w, h, text = "") {
   ctx.fillStyle = "#161b23";

@@ -11,7 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import redis
@@ -110,4 +113,36 @@ def start_api(env: dict, log: Path, port: int | None = None) -> Proc:
     return proc
 
 
-__all__ = ["EmbeddedRedis", "Proc", "service_env", "start_api", "start_worker", "wait_until"]
+@contextmanager
+def running_service(root: Path, store: Path | str, workers: list[tuple[str, str | None]], **env_extra: str):
+    """Embedded Redis, one `stepscope worker` per (model, name) started side by side, and the API.
+
+    Yields a namespace with url, redis_url, store, environment, logs and workers; stops
+    everything it started, also when starting failed halfway.
+    """
+    server = EmbeddedRedis(root / "redis", persistence=False).start()
+    env = service_env(server.url, str(store), str(root / "cache"), **env_extra)
+    logs = root / "logs"
+    procs: list[Proc] = []
+    try:
+        with ThreadPoolExecutor(len(workers)) as pool:  # the workers load their models at the same time
+            starting = [
+                pool.submit(start_worker, env, logs / f"worker-{name or model}.log", model, name)
+                for model, name in workers
+            ]
+        procs += [f.result() for f in starting if f.exception() is None]  # so `finally` stops them
+        for future in starting:
+            if future.exception() is not None:
+                raise future.exception()
+        api = start_api(env, logs / "api.log")
+        procs.append(api)
+        yield SimpleNamespace(
+            url=api.url, redis_url=server.url, store=store, environment=env, logs=logs, workers=procs[:-1]
+        )
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        server.stop()
+
+
+__all__ = ["EmbeddedRedis", "Proc", "running_service", "service_env", "start_api", "start_worker", "wait_until"]

@@ -153,6 +153,19 @@ def cmd_api(args) -> int:
     return 0
 
 
+def stop_processes(procs: list, timeout: float = 30) -> None:
+    """SIGTERM every process, then wait for each; one still running after `timeout` is killed."""
+    import subprocess
+
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def cmd_up(args) -> int:
     """Redis (embedded unless STEPSCOPE_REDIS_URL is set), one worker per model, the API."""
     import os
@@ -187,13 +200,7 @@ def cmd_up(args) -> int:
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_processes(workers)
         if embedded is not None:
             embedded.stop()
         print("stopped", flush=True)

@@ -51,18 +51,22 @@ def read(conn: redis.Redis, job_id: str, after: str = "0-0", count: int = 1000) 
     return [(_id(i), decode(f)) for i, f in entries]
 
 
+def _entries(reply) -> Iterator[tuple[str, dict]]:
+    """(id, event) of every entry of an XREAD reply, oldest first."""
+    for _, entries in reply or []:
+        for entry_id, fields in entries:
+            yield _id(entry_id), decode(fields)
+
+
 def follow(conn: redis.Redis, job_id: str, after: str = "0-0", block_ms: int = 5000) -> Iterator[tuple[str, dict]]:
     """Every event after `after`, then live ones, until a terminal event (blocking reads)."""
     key = stream_key(job_id)
     while True:
         reply = conn.xread({key: after}, count=500, block=block_ms)
-        for _, entries in reply or []:
-            for entry_id, fields in entries:
-                after = _id(entry_id)
-                event = decode(fields)
-                yield after, event
-                if event.get("type") in TERMINAL:
-                    return
+        for after, event in _entries(reply):  # noqa: B020 - reading on from the last entry seen
+            yield after, event
+            if event.get("type") in TERMINAL:
+                return
 
 
 async def follow_async(conn, job_id: str, after: str = "0-0", block_ms: int = 15000):
@@ -73,14 +77,10 @@ async def follow_async(conn, job_id: str, after: str = "0-0", block_ms: int = 15
         reply = await conn.xread({key: after}, count=500, block=block_ms)
         if not reply:
             yield None, None
-            continue
-        for _, entries in reply:
-            for entry_id, fields in entries:
-                after = _id(entry_id)
-                event = decode(fields)
-                yield after, event
-                if event.get("type") in TERMINAL:
-                    return
+        for after, event in _entries(reply):
+            yield after, event
+            if event.get("type") in TERMINAL:
+                return
 
 
 def expire(conn: redis.Redis, job_id: str, ttl: int) -> None:

@@ -7,27 +7,20 @@ import { heatmapPixels, summary } from "../colour.js";
 import { fill, h } from "../dom.js";
 import { subarray } from "../npy.js";
 import { describeIntervention, interventionSteps } from "../specform.js";
-import { drawFrame, drawPlaceholder, integerScale } from "../preview.js";
+import { drawFrame, drawPlaceholder, integerScale, pixelCanvas } from "../preview.js";
+import { RunView } from "./runview.js";
 
 const FRAME_BOX = 250;
 const COLOURS = { baseline: "#5ec8ff", variant: "#ffb454", layers: "#c792ea" };
 
-export class CompareView {
+export class CompareView extends RunView {
   constructor(explorer) {
-    this.explorer = explorer;
+    super(explorer);
     this.variant = null;
     this.diffScale = "global";
     this.metricsData = new Map(); // variant → metrics/<variant>.json (or {error})
     this.diffCanvasTokens = document.createElement("canvas");
     this.build();
-  }
-
-  get run() {
-    return this.explorer.run;
-  }
-
-  get scrubber() {
-    return this.explorer.scrubber;
   }
 
   build() {
@@ -132,19 +125,9 @@ export class CompareView {
   frameGeometry() {
     const latent = this.run.manifest?.shapes?.latent;
     const w = latent?.[3] ?? 8;
-    const hh = latent?.[2] ?? 8;
-    const scale = integerScale(w, hh, FRAME_BOX, FRAME_BOX);
-    return { w, h: hh, scale, width: w * scale, height: hh * scale };
-  }
-
-  sizeCanvas(canvas, geo) {
-    if (canvas.width !== geo.width || canvas.height !== geo.height) {
-      canvas.width = geo.width;
-      canvas.height = geo.height;
-      canvas.style.width = `${geo.width}px`;
-      canvas.style.height = `${geo.height}px`;
-    }
-    return canvas.getContext("2d");
+    const h = latent?.[2] ?? 8;
+    const scale = integerScale(w, h, FRAME_BOX, FRAME_BOX);
+    return { w, h, width: w * scale, height: h * scale };
   }
 
   renderSides() {
@@ -152,7 +135,7 @@ export class CompareView {
     const step = this.scrubber.step;
     const frame = this.scrubber.frame;
     for (const [name, canvas, caption] of [["baseline", this.baseCanvas, this.baseCaption], [this.variant, this.variantCanvas, this.variantCaption]]) {
-      const g = this.sizeCanvas(canvas, geo);
+      const { g } = pixelCanvas(canvas, geo.w, geo.h, FRAME_BOX);
       const record = step === null ? null : this.run.stepRecord(name, step);
       const bitmap = record ? this.explorer.cache.get(record.artifacts.preview) : null;
       if (bitmap) {
@@ -168,7 +151,7 @@ export class CompareView {
 
   renderDifference(metrics) {
     const geo = this.frameGeometry();
-    const g = this.sizeCanvas(this.diffCanvas, geo);
+    const { g } = pixelCanvas(this.diffCanvas, geo.w, geo.h, FRAME_BOX);
     const path = this.run.metrics.get(this.variant)?.difference;
     if (path) this.explorer.cache.want(path, "array", true);
     const diff = path ? this.explorer.cache.get(path) : null;

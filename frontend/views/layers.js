@@ -7,15 +7,16 @@ import { colourRange, heatmapPixels, layerStats, SCALE_MODES } from "../colour.j
 import { fill, h } from "../dom.js";
 import { bandRanges, layerBand } from "../layerbands.js";
 import { subarray } from "../npy.js";
-import { drawFrame, drawPlaceholder, integerScale } from "../preview.js";
+import { drawFrame, drawPlaceholder, pixelCanvas } from "../preview.js";
+import { RunView } from "./runview.js";
 
 const FRAME_BOX = 340;
 const BAND_COLOURS = { early: "#7ee787", middle: "#5ec8ff", late: "#ffb454" };
 const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"]; // as on the trajectory timeline
 
-export class LayerView {
+export class LayerView extends RunView {
   constructor(explorer) {
-    this.explorer = explorer;
+    super(explorer);
     this.layerPos = null; // position on the arrays' L axis (manifest.probes.layers[layerPos] is the block)
     this.mode = "overlay";
     this.opacity = 0.65;
@@ -24,14 +25,6 @@ export class LayerView {
     this.stats = new Map(); // norms path → layerStats(array)
     this.tokenCanvas = document.createElement("canvas");
     this.build();
-  }
-
-  get run() {
-    return this.explorer.run;
-  }
-
-  get scrubber() {
-    return this.explorer.scrubber;
   }
 
   build() {
@@ -194,17 +187,7 @@ export class LayerView {
     const latent = this.run.manifest?.shapes?.latent;
     const w = bitmap ? bitmap.width / frames : latent?.[3] ?? 8;
     const hh = bitmap ? bitmap.height / members : latent?.[2] ?? 8;
-    const scale = integerScale(w, hh, FRAME_BOX, FRAME_BOX);
-    const width = w * scale;
-    const height = hh * scale;
-    const canvas = this.heatCanvas;
-    if (canvas.width !== width || canvas.height !== height) {
-      canvas.width = width;
-      canvas.height = height;
-      canvas.style.width = `${width}px`;
-      canvas.style.height = `${height}px`;
-    }
-    const g = canvas.getContext("2d");
+    const { g, width, height } = pixelCanvas(this.heatCanvas, w, hh, FRAME_BOX);
     g.globalAlpha = 1;
     const range = colourRange(this.scaleMode, byStep, step, this.layerPos);
     if (!array || !range) {
@@ -227,7 +210,7 @@ export class LayerView {
       g.drawImage(this.tokenCanvas, 0, 0, tw, th, 0, 0, width, height);
       g.globalAlpha = 1;
     }
-    Object.assign(canvas.dataset, {
+    Object.assign(this.heatCanvas.dataset, {
       trajectory: name,
       layer: layer ?? "",
       step: step ?? "",

@@ -6,7 +6,8 @@ import { lineChart } from "../charts.js";
 import { fill, fitCanvas, h } from "../dom.js";
 import { videoFramesLabel, videoFramesOfLatent } from "../frames.js";
 import { JobStream } from "../jobstream.js";
-import { drawFrame, drawPlaceholder, integerScale } from "../preview.js";
+import { drawFrame, drawPlaceholder, pixelCanvas } from "../preview.js";
+import { RunView } from "./runview.js";
 
 const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"];
 const FRAME_BOX = 340; // largest side of the main frame, in CSS pixels
@@ -14,21 +15,13 @@ const LABEL_W = 34; // step labels left of the grid
 const HEADER_H = 16; // frame labels above the grid
 const GRID_HEIGHT = 280; // the grid's box; taller grids scroll
 
-export class TrajectoryView {
+export class TrajectoryView extends RunView {
   constructor(explorer) {
-    this.explorer = explorer;
+    super(explorer);
     this.decodeRequests = new Map(); // "trajectory:step" → {state, job, error, stream}
     this.gridLayout = null;
     this.stripLayout = null;
     this.build();
-  }
-
-  get run() {
-    return this.explorer.run;
-  }
-
-  get scrubber() {
-    return this.explorer.scrubber;
   }
 
   build() {
@@ -120,25 +113,14 @@ export class TrajectoryView {
     const step = this.scrubber.step;
     const frame = this.scrubber.frame;
     const size = this.frameSize(ctx);
-    const scale = integerScale(size.w, size.h, FRAME_BOX, FRAME_BOX);
-    const width = size.w * scale;
-    const height = size.h * scale;
-    const canvas = this.frameCanvas;
-    if (canvas.width !== width || canvas.height !== height) {
-      // Backing store at the preview's integer multiple: one source pixel = scale×scale pixels.
-      canvas.width = width;
-      canvas.height = height;
-      canvas.style.width = `${width}px`;
-      canvas.style.height = `${height}px`;
-    }
-    const g = canvas.getContext("2d");
+    const { g, scale, width, height } = pixelCanvas(this.frameCanvas, size.w, size.h, FRAME_BOX);
     const { record, bitmap } = step === null ? {} : this.bitmapAt(ctx.name, step);
     if (bitmap) {
       drawFrame(g, bitmap, ctx.frames, ctx.members, frame, ctx.member, 0, 0, width, height);
     } else {
       drawPlaceholder(g, 0, 0, width, height, step === null ? "waiting for steps…" : record ? "loading…" : "not computed yet");
     }
-    Object.assign(canvas.dataset, {
+    Object.assign(this.frameCanvas.dataset, {
       trajectory: ctx.name,
       member: ctx.member,
       step: step ?? "",

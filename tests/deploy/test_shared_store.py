@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -27,7 +26,7 @@ from stepscope.client import Client
 from stepscope.embedded_redis import free_port
 from stepscope.jobs import queue_name
 from tests.deploy.conftest import REPO
-from tests.servers import EmbeddedRedis, service_env, start_api, start_worker, wait_until
+from tests.servers import running_service, wait_until
 
 TOKEN = "deploy-test-token"
 SPEC = {"model": "tiny", "prompt": "a ball rolls through a maze", "steps": 5}
@@ -37,33 +36,11 @@ SPEC = {"model": "tiny", "prompt": "a ball rolls through a maze", "steps": 5}
 def team(tmp_path_factory, moto_s3):
     root = tmp_path_factory.mktemp("team")
     bucket = moto_s3.new_bucket()
-    server = EmbeddedRedis(root / "redis", persistence=False).start()
-    env = service_env(server.url, f"s3://{bucket}/runs", str(root / "cache"), STEPSCOPE_TOKEN=TOKEN, **moto_s3.env())
-    procs = []
-    try:
-        names = ("host-a-gpu0", "host-b-gpu0")
-        with ThreadPoolExecutor(len(names)) as pool:  # both load the model at the same time
-            starting = [pool.submit(start_worker, env, root / "logs" / f"{n}.log", "tiny", n) for n in names]
-        procs += [f.result() for f in starting if f.exception() is None]  # so `finally` stops them
-        for future in starting:
-            if future.exception() is not None:
-                raise future.exception()
-        api = start_api(env, root / "logs" / "api.log")
-        procs.append(api)
-
-        class Team:
-            url = api.url
-            redis_url = server.url
-            environment = env
-            store_prefix = f"{bucket}/runs"
-            workers = procs[:2]
-            s3 = moto_s3.filesystem()
-
-        yield Team
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        server.stop()
+    workers = [("tiny", "host-a-gpu0"), ("tiny", "host-b-gpu0")]
+    with running_service(root, f"s3://{bucket}/runs", workers, STEPSCOPE_TOKEN=TOKEN, **moto_s3.env()) as team:
+        team.store_prefix = f"{bucket}/runs"
+        team.s3 = moto_s3.filesystem()
+        yield team
 
 
 @pytest.fixture

@@ -11,31 +11,14 @@ import pytest
 
 from stepscope.client import Client
 from tests.e2e.helpers import CHROMIUM, RUN_SPEC, VIEWPORT
-from tests.servers import EmbeddedRedis, service_env, start_api, start_worker
+from tests.servers import running_service
 
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    server = EmbeddedRedis(root / "redis", persistence=False).start()
-    env = service_env(server.url, str(root / "runs"), str(root / "cache"), STEPSCOPE_SSE_HEARTBEAT="1")
-    procs = []
-    try:
-        procs.append(start_worker(env, root / "logs" / "worker-tiny.log", "tiny"))
-        api = start_api(env, root / "logs" / "api.log")
-        procs.append(api)
-
-        class Service:
-            url = api.url
-            store = root / "runs"
-            environment = env
-            logs = root / "logs"
-
-        yield Service
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        server.stop()
+    with running_service(root, root / "runs", [("tiny", None)], STEPSCOPE_SSE_HEARTBEAT="1") as service:
+        yield service
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, Wa
 from transformers import UMT5Config, UMT5EncoderModel
 
 from stepscope.models.presets import RandomConfig
-from stepscope.models.tiny import build_tokenizer
+from stepscope.models.tiny import build_tokenizer, wan_transformer
 
 TEXT_DIM = 4096  # UMT5-XXL's width: the transformer's text projection expects it
 
@@ -18,19 +18,13 @@ def build_random_transformer(cfg: RandomConfig, device: str) -> WanTransformer3D
     torch.set_default_dtype(torch.bfloat16)
     try:
         with torch.device(device):
-            model = WanTransformer3DModel(
-                patch_size=(1, 2, 2),
-                num_attention_heads=cfg.num_attention_heads,
-                attention_head_dim=cfg.attention_head_dim,
-                in_channels=16,
-                out_channels=16,
-                text_dim=TEXT_DIM,
-                freq_dim=256,
+            model = wan_transformer(
+                heads=cfg.num_attention_heads,
+                head_dim=cfg.attention_head_dim,
                 ffn_dim=cfg.ffn_dim,
                 num_layers=cfg.num_layers,
-                cross_attn_norm=True,
-                qk_norm="rms_norm_across_heads",
-                eps=1e-6,
+                text_dim=TEXT_DIM,
+                freq_dim=256,
                 rope_max_seq_len=1024,
             )
     finally:

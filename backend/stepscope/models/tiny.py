@@ -58,20 +58,35 @@ def build_text_encoder(vocab_size: int) -> UMT5EncoderModel:
     return UMT5EncoderModel(config).eval()
 
 
-def build_transformer(cfg: TinyConfig) -> WanTransformer3DModel:
-    in_channels = 36 if cfg.image_to_video else 16  # I2V: latents + 4 mask + 16 image channels
+def wan_transformer(
+    *, heads: int, head_dim: int, ffn_dim: int, num_layers: int, text_dim: int, in_channels: int = 16, **extra
+) -> WanTransformer3DModel:
+    """A Wan 2.x transformer of the given size with Wan's fixed choices (2×2 patches, RMS qk-norm)."""
     return WanTransformer3DModel(
         patch_size=(1, 2, 2),
-        num_attention_heads=cfg.num_attention_heads,
-        attention_head_dim=cfg.attention_head_dim,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
         in_channels=in_channels,
         out_channels=16,
-        text_dim=TEXT_DIM,
-        freq_dim=32,
-        ffn_dim=cfg.ffn_dim,
-        num_layers=cfg.num_layers,
+        text_dim=text_dim,
+        ffn_dim=ffn_dim,
+        num_layers=num_layers,
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
+        **extra,
+    )
+
+
+def build_transformer(cfg: TinyConfig) -> WanTransformer3DModel:
+    in_channels = 36 if cfg.image_to_video else 16  # I2V: latents + 4 mask + 16 image channels
+    return wan_transformer(
+        heads=cfg.num_attention_heads,
+        head_dim=cfg.attention_head_dim,
+        ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.num_layers,
+        text_dim=TEXT_DIM,
+        in_channels=in_channels,
+        freq_dim=32,
         rope_max_seq_len=32,
     ).eval()
 

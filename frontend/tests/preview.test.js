@@ -1,0 +1,42 @@
+// Preview geometry: frame rectangles in a strip and integer-scaled pixel canvases.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { frameRect, integerScale, pixelCanvas } from "../preview.js";
+
+function fakeCanvas() {
+  const ctx = { kind: "2d" };
+  return { width: 300, height: 150, style: {}, getContext: () => ctx, ctx };
+}
+
+test("frames of a strip are side by side, members stacked", () => {
+  assert.deepEqual(frameRect(40, 16, 5, 2, 3, 1), { sx: 24, sy: 8, sw: 8, sh: 8 });
+  assert.throws(() => frameRect(40, 16, 5, 2, 5, 0), RangeError);
+});
+
+test("a frame is scaled by the largest integer that fits the box, never below 1", () => {
+  assert.equal(integerScale(8, 6, 340, 340), 42);
+  assert.equal(integerScale(104, 60, 340, 340), 3);
+  assert.equal(integerScale(500, 500, 340, 340), 1);
+});
+
+test("pixelCanvas sizes the backing store and the CSS box to the scaled frame", () => {
+  const canvas = fakeCanvas();
+  const { g, scale, width, height } = pixelCanvas(canvas, 13, 8, 250);
+  assert.equal(scale, 19);
+  assert.deepEqual([width, height], [247, 152]);
+  assert.deepEqual([canvas.width, canvas.height], [247, 152]);
+  assert.deepEqual(canvas.style, { width: "247px", height: "152px" });
+  assert.equal(g, canvas.ctx);
+});
+
+test("pixelCanvas leaves a canvas of the right size alone (no clearing reallocation)", () => {
+  const canvas = fakeCanvas();
+  pixelCanvas(canvas, 13, 8, 250);
+  let writes = 0;
+  const sized = { ...canvas, style: {} };
+  Object.defineProperty(sized, "width", { get: () => 247, set: () => writes++ });
+  Object.defineProperty(sized, "height", { get: () => 152, set: () => writes++ });
+  pixelCanvas(sized, 13, 8, 250);
+  assert.equal(writes, 0);
+});
