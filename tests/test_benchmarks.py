@@ -1,0 +1,47 @@
+"""The GPU benchmark scripts still run: their smallest configurations on CPU, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _lines(args: list[str], tmp_path: Path) -> list[dict]:
+    out = tmp_path / "results.jsonl"
+    done = subprocess.run(
+        [sys.executable, *args, "--scratch", str(tmp_path), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_overhead_benchmark_compares_plain_and_stepscope(tmp_path):
+    lines = _lines(
+        ["benchmarks/gpu_overhead.py", "--config", "smoke", "--device", "cpu", "--steps", "4", "--repeats", "1"]
+        + ["--height", "64", "--width", "64", "--frames", "5", "--decode-every", "2"],
+        tmp_path,
+    )
+    events = [line["event"] for line in lines]
+    assert "plain" in events and "stepscope" in events
+    (ratio,) = [line for line in lines if line["event"] == "ratio"]
+    assert ratio["mode"] == "eager" and ratio["wall_ratio"] > 0
+    assert ratio["final_rel_l2_vs_plain"] == 0.0  # eager probes leave the result bitwise unchanged
+
+
+def test_throughput_benchmark_runs_every_job_once(tmp_path):
+    lines = _lines(
+        ["benchmarks/multi_gpu_throughput.py", "--model", "tiny", "--device", "cpu", "--workers", "1", "--jobs", "3"]
+        + ["--steps", "3", "--height", "64", "--width", "64", "--frames", "5", "--decode-every", "3"],
+        tmp_path,
+    )
+    (result,) = [line for line in lines if line["event"] == "throughput"]
+    assert result["all_finished"] and result["run_twice"] == [] and result["jobs_per_worker"] == {"gpu0": 3}
+    assert len([line for line in lines if line["event"] == "job"]) == 3 and result["jobs_per_minute"] > 0
