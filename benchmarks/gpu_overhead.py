@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import gc
 import statistics
 import sys
@@ -154,15 +155,26 @@ def clear_memory() -> None:
         torch.cuda.empty_cache()
 
 
+MODES = ("eager", "compiled", "eager+bf16-decodes", "compiled+bf16-decodes")
+_step_vaes: dict[int, torch.nn.Module] = {}
+
+
 @contextlib.contextmanager
 def blocks_mode(model: LoadedModel, mode: str):
-    """Run stepscope with eager or compiled block forwards; plain diffusers always runs eager."""
-    if mode == "compiled":
+    """Run stepscope with eager or compiled block forwards, and step decodes in the VAE's own
+    dtype or in bfloat16 (STEPSCOPE_STEP_DECODE_DTYPE); plain diffusers always runs eager."""
+    if mode.startswith("compiled"):
         for module in model.experts.values():
             compile_blocks(module)
+    if mode.endswith("+bf16-decodes"):
+        key = id(model.pipe.vae)
+        if key not in _step_vaes:
+            _step_vaes[key] = copy.deepcopy(model.pipe.vae).to(torch.bfloat16)
+        model.step_vae = _step_vaes[key]
     try:
         yield
     finally:
+        model.step_vae = None
         for module in model.experts.values():
             uncompile_blocks(module)
 
@@ -216,6 +228,7 @@ def main() -> int:
     parser.add_argument("--scratch", default=tempfile.gettempdir())
     parser.add_argument("--out", help="also append the JSON lines to this file")
     parser.add_argument("--compile", action="store_true", help="also measure stepscope with compiled blocks")
+    parser.add_argument("--modes", help=f"comma-separated stepscope modes instead (of {', '.join(MODES)})")
     args = parser.parse_args()
     out = open(args.out, "a") if args.out else None
     device = args.device
@@ -252,7 +265,10 @@ def main() -> int:
         {"event": "setup", **common, "params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9}, out
     )
 
-    modes = ["eager", "compiled"] if args.compile else ["eager"]
+    modes = args.modes.split(",") if args.modes else ["eager", "compiled"] if args.compile else ["eager"]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
     warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_steps, "decode_every": 1})
     plain_run(pipe, warm)
     for mode in modes:
@@ -261,7 +277,7 @@ def main() -> int:
             stepscope_run(model, warm, publish, cache_dir)
             emit_line({"event": "warmup", "mode": mode, "seconds": round(time.perf_counter() - started, 2)}, out)
 
-    if args.compile:
+    if any(mode.startswith("compiled") for mode in modes):
         emit_line(
             {"event": "forward_check", **common, "compiled_vs_eager_rel_l2": compiled_forward_difference(model, args)},
             out,

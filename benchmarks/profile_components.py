@@ -59,6 +59,31 @@ def report(name: str, seconds: float, **extra) -> None:
     print(json.dumps({"measure": name, "seconds": round(seconds, 4), **extra}), flush=True)
 
 
+def profile_vae(dev: str, f_lat: int, h_lat: int, w_lat: int):
+    """One full decode: float32 and bfloat16, each with and without cuDNN's autotuner."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan().to(dev).eval()
+    latents = torch.randn(1, 16, f_lat, h_lat, w_lat, device=dev) * 0.5
+    vae_bf16 = AutoencoderKLWan().to(dev, torch.bfloat16).eval()
+    vae_bf16.load_state_dict({k: v.to(torch.bfloat16) for k, v in vae.state_dict().items()})
+    for autotune in (False, True):
+        torch.backends.cudnn.benchmark = autotune
+        suffix = "_cudnn_benchmark" if autotune else ""
+        reference = decode_latents(vae, latents)
+        report(f"vae_decode_fp32{suffix}", timed(lambda: decode_latents(vae, latents), repeats=2, warmup=1))
+        frames = decode_latents(vae_bf16, latents)
+        diff = np.abs(frames.astype(np.int16) - reference.astype(np.int16))
+        report(
+            f"vae_decode_bf16{suffix}",
+            timed(lambda: decode_latents(vae_bf16, latents), repeats=2, warmup=1),
+            mean_abs_diff_vs_fp32=round(float(diff.mean()), 3),
+            max_abs_diff_vs_fp32=int(diff.max()),
+        )
+    torch.backends.cudnn.benchmark = False
+    return vae, latents
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="1.3b", choices=["1.3b", "14b"])
@@ -66,11 +91,15 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=832)
     parser.add_argument("--compile", action="store_true", help="also time compiled block forwards")
+    parser.add_argument("--vae-only", action="store_true", help="only the VAE decode variants")
     args = parser.parse_args()
     dev = "cuda"
     torch.manual_seed(0)
-    model = build_random_transformer(RandomConfig(**(WAN_1_3B if args.config == "1.3b" else WAN_14B)), dev)
     f_lat, h_lat, w_lat = (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8
+    if args.vae_only:
+        profile_vae(dev, f_lat, h_lat, w_lat)
+        return 0
+    model = build_random_transformer(RandomConfig(**(WAN_1_3B if args.config == "1.3b" else WAN_14B)), dev)
     x = torch.randn(2, 16, f_lat, h_lat, w_lat, device=dev, dtype=torch.bfloat16)
     text = torch.randn(2, 512, TEXT_DIM, device=dev, dtype=torch.bfloat16)
     t = torch.tensor([900, 900], device=dev)
@@ -127,14 +156,7 @@ def main() -> int:
     model.to("cpu")  # free the GPU for the VAE measurements
     torch.cuda.empty_cache()
 
-    from diffusers import AutoencoderKLWan
-
-    vae = AutoencoderKLWan().to(dev).eval()
-    latents = torch.randn(1, 16, f_lat, h_lat, w_lat, device=dev) * 0.5
-    report("vae_decode_fp32", timed(lambda: decode_latents(vae, latents), repeats=2, warmup=1))
-    vae_bf16 = AutoencoderKLWan().to(dev, torch.bfloat16).eval()
-    vae_bf16.load_state_dict({k: v.to(torch.bfloat16) for k, v in vae.state_dict().items()})
-    report("vae_decode_bf16", timed(lambda: decode_latents(vae_bf16, latents), repeats=2, warmup=1))
+    vae, latents = profile_vae(dev, f_lat, h_lat, w_lat)
 
     frames = decode_latents(vae, latents)[0]
     report("jpeg_81_frames_serial", wall(lambda: [encode_image(f, "jpg") for f in frames], repeats=2))

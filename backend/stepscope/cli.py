@@ -69,7 +69,14 @@ def cmd_run(args) -> int:
     try:
         device = args.device or settings.device
         compile_blocks = args.compile or (args.compile is None and compile_on(settings, device))
-        model = load_model(spec.model, device=device, dtype=args.dtype, offload=args.offload, compile=compile_blocks)
+        model = load_model(
+            spec.model,
+            device=device,
+            dtype=args.dtype,
+            offload=args.offload,
+            compile=compile_blocks,
+            step_decode_dtype=settings.step_decode_dtype,
+        )
         check_against_model(spec, model.info)
     except (ModelError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)

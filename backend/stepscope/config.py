@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     dtype: str | None = Field(None, description="model dtype; default per preset")
     offload: str = Field("none", description="none | model | sequential CPU offload")
     compile: str = Field("auto", pattern="^(auto|on|off)$", description="torch.compile block forwards; auto = on CUDA")
+    step_decode_dtype: str | None = Field(
+        None,
+        pattern="^(float32|bfloat16)$",
+        description="dtype of the full decodes of steps (background and on request); default the VAE's own "
+        "(float32). bfloat16 is ~36% faster on an H100; the final decode always uses the VAE's own dtype",
+    )
     token: str | None = Field(None, description="bearer token required on every API route when set")
     host: str = "127.0.0.1"
     port: int = 8000

@@ -224,7 +224,12 @@ def run_worker(
     log.info("loading %s on %s", model_name, device)
     started = time.perf_counter()
     model = load_model(
-        model_name, device=device, dtype=settings.dtype, offload=settings.offload, compile=compile_on(settings, device)
+        model_name,
+        device=device,
+        dtype=settings.dtype,
+        offload=settings.offload,
+        compile=compile_on(settings, device),
+        step_decode_dtype=settings.step_decode_dtype,
     )
     load_seconds = round(time.perf_counter() - started, 2)
     queue = queue_name(model_name)

@@ -271,3 +271,36 @@ def test_last_step_decode_is_shared_with_the_final_decode(tiny, run_dir):
     assert decodes[1] == "trajectories/baseline/decode/step_001"
     np.testing.assert_array_equal(run.baseline.decoded(3), run.baseline.video)
     assert sorted(str(e["step"]) for e in events if e["type"] == "decode") == ["1", "3", "final"]
+
+
+def test_step_decodes_can_use_a_bfloat16_vae_while_the_final_decode_does_not(tiny, tmp_path):
+    from stepscope.probe.decode import decode_step
+    from stepscope.store import RunDir
+
+    spec = parse_spec({"prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1, 3]}})
+    plain_dir, fast_dir = RunDir.at(str(tmp_path / "fp32")), RunDir.at(str(tmp_path / "bf16"))
+    run_experiment(tiny, spec, plain_dir)
+    fast = load_model("tiny", step_decode_dtype="bfloat16")
+    assert next(fast.step_vae.parameters()).dtype == torch.bfloat16
+    assert next(fast.pipe.vae.parameters()).dtype == torch.float32
+    assert fast.describe()["step_decode_dtype"] == "bfloat16" and tiny.describe()["step_decode_dtype"] == "float32"
+    events = []
+    run_experiment(fast, spec, fast_dir, emit=events.append)
+    plain, run = stepscope.load_run(plain_dir.path), stepscope.load_run(fast_dir.path)
+    dtypes = {d["step"]: d["dtype"] for d in run.baseline.entry["decodes"]}
+    assert dtypes == {1: "bfloat16", "final": "float32", 3: "float32"}  # step 3 shares the final decode
+    assert {str(e["step"]): e["dtype"] for e in events if e["type"] == "decode"}["1"] == "bfloat16"
+    np.testing.assert_array_equal(run.baseline.video, plain.baseline.video)
+    step1, plain_step1 = run.baseline.decoded(1).astype(int), plain.baseline.decoded(1).astype(int)
+    assert not np.array_equal(step1, plain_step1) and np.abs(step1 - plain_step1).mean() < 4
+    assert decode_step(fast, fast_dir, "baseline", 2)["dtype"] == "bfloat16"
+    assert decode_step(tiny, plain_dir, "baseline", 2)["dtype"] == "float32"
+
+
+def test_step_decode_dtype_is_checked():
+    from stepscope.models.loading import ModelError
+
+    with pytest.raises(ModelError, match="step_decode_dtype"):
+        load_model("tiny", step_decode_dtype="int8")
+    with pytest.raises(ModelError, match="offload"):
+        load_model("tiny", step_decode_dtype="bfloat16", offload="model")

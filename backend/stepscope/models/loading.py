@@ -7,6 +7,7 @@ the tests exercise that same path on a tiny pipeline saved with `save_pretrained
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class LoadedModel:
     offload: str = "none"
     source: str = "tiny"
     compile: bool = False
+    step_vae: object = None  # a copy of the VAE in another dtype for the decodes of steps; None: pipe.vae
 
     @property
     def experts(self) -> dict[str, torch.nn.Module]:
@@ -56,6 +58,7 @@ class LoadedModel:
             "dtype": self.dtype,
             "offload": self.offload,
             "compile": {name: compiled_state(module) for name, module in self.experts.items()},
+            "step_decode_dtype": str(next((self.step_vae or self.pipe.vae).parameters()).dtype).removeprefix("torch."),
             **self.info.to_json(),
         }
 
@@ -87,15 +90,20 @@ def load_model(
     offload: str = "none",
     flow_shift: float | None = None,
     compile: bool = False,
+    step_decode_dtype: str | None = None,
 ) -> LoadedModel:
     """Load a preset, a local diffusers directory or a Hugging Face id onto `device`.
 
     `compile=True` compiles each transformer block's forward (see models/compiled.py).
+    `step_decode_dtype` (e.g. "bfloat16") keeps a copy of the VAE in that dtype for the
+    full decodes of steps along the way; the final decode always uses the VAE as loaded.
     """
     if offload not in OFFLOAD_MODES:
         raise ModelError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
     if dtype is not None and dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if step_decode_dtype is not None and step_decode_dtype not in DTYPES:
+        raise ModelError(f"step_decode_dtype must be one of {sorted(DTYPES)}, got {step_decode_dtype!r}")
     preset = PRESETS.get(name)
     if preset is not None and preset.random is not None:
         pipe = build_random_pipeline(preset.random, device)
@@ -119,6 +127,11 @@ def load_model(
     model = LoadedModel(
         name=name, pipe=pipe, info=info_from_pipeline(pipe), device=device, dtype=dtype, offload=offload, source=source
     )
+    vae_dtype = next(pipe.vae.parameters()).dtype
+    if step_decode_dtype is not None and DTYPES[step_decode_dtype] != vae_dtype:
+        if offload != "none":
+            raise ModelError("step_decode_dtype needs offload 'none' (an offloaded VAE cannot be copied)")
+        model.step_vae = copy.deepcopy(pipe.vae).to(DTYPES[step_decode_dtype])
     if compile:
         for module in model.experts.values():
             compile_blocks(module)

@@ -12,22 +12,24 @@ import torch
 
 from stepscope.models.loading import LoadedModel
 from stepscope.preview import decode_latents
-from stepscope.probe.recorder import store_decoded
+from stepscope.probe.recorder import dtype_name, store_decoded
 from stepscope.run import decode_dir, existing_decode, x0_artifact
 from stepscope.store import RunDir
 
 
 @torch.no_grad()
 def decode_step(model: LoadedModel, run: RunDir, trajectory: str, step: int) -> dict:
-    """Decode member 0 of a stored x̂₀ with the model's VAE; returns the decode entry."""
+    """Decode member 0 of a stored x̂₀ with the model's step VAE; returns the decode entry."""
     manifest = run.manifest()
     done = existing_decode(run, manifest, trajectory, step)
     if done is not None:
         return done
     started = time.perf_counter()
     x0 = torch.from_numpy(run.read_array(x0_artifact(manifest, trajectory, step)))
-    frames = decode_latents(model.pipe.vae, x0[:1])[0]
+    vae = model.step_vae or model.pipe.vae
+    frames = decode_latents(vae, x0[:1])[0]
     entry = {"step": step, "trajectory": trajectory, **store_decoded(run, decode_dir(trajectory, step), frames)}
+    entry["dtype"] = dtype_name(vae)
     entry["seconds"] = round(time.perf_counter() - started, 4)
     run.write_json(f"{decode_dir(trajectory, step)}/decode.json", entry)
     return entry

@@ -101,7 +101,7 @@ class Experiment:
         self.total_steps = spec.steps * (1 + len(spec.variants) + self._swap_count())
         self.steps_before = 0  # steps of the trajectories already run, for progress
         self.writer = BackgroundQueue("stepscope-writer")
-        self.decoder = Decoder(model.pipe.vae, run, self.emit)
+        self.decoder = Decoder(model.pipe.vae, run, self.emit, step_vae=model.step_vae)
         self.manifest = RunManifest(run, self._initial_manifest())
         self.baseline: TrajectoryRecorder | None = None
 

@@ -110,11 +110,16 @@ class RunManifest:
 
 @dataclass
 class Decoder:
-    """Full VAE decodes of chosen steps, on a background thread and (on CUDA) a side stream."""
+    """Full VAE decodes of chosen steps, on a background thread and (on CUDA) a side stream.
+
+    `vae` decodes the final latents (as the plain pipeline does); `step_vae`, when given (e.g.
+    a bfloat16 copy, see LoadedModel.step_vae), decodes the steps along the way.
+    """
 
     vae: Any
     run: RunDir
     emit: Emit
+    step_vae: Any = None
     queue: BackgroundQueue = field(default_factory=lambda: BackgroundQueue("stepscope-decode"))
     stream: Any = None
 
@@ -123,7 +128,10 @@ class Decoder:
         if device.type == "cuda":
             self.stream = torch.cuda.Stream(device=device)
 
-    def submit(self, rel_dir: str, latents: torch.Tensor, event_fields: dict, on_stored=None) -> None:
+    def submit(
+        self, rel_dir: str, latents: torch.Tensor, event_fields: dict, on_stored=None, final: bool = False
+    ) -> None:
+        vae = self.vae if final or self.step_vae is None else self.step_vae
         ready = None
         if latents.is_cuda:
             ready = torch.cuda.Event()
@@ -135,16 +143,20 @@ class Decoder:
                 with torch.cuda.stream(self.stream):
                     self.stream.wait_event(ready)
                     latents.record_stream(self.stream)
-                    frames = decode_latents(self.vae, latents[:1])[0]
+                    frames = decode_latents(vae, latents[:1])[0]
             else:
-                frames = decode_latents(self.vae, latents[:1])[0]
-            fields = {**event_fields, **store_decoded(self.run, rel_dir, frames)}
+                frames = decode_latents(vae, latents[:1])[0]
+            fields = {**event_fields, **store_decoded(self.run, rel_dir, frames), "dtype": dtype_name(vae)}
             fields["seconds"] = round(time.perf_counter() - started, 4)
             if on_stored is not None:
                 on_stored(fields)
             self.emit({"type": "decode", **fields})
 
         self.queue.submit(job)
+
+
+def dtype_name(module) -> str:
+    return str(next(module.parameters()).dtype).removeprefix("torch.")
 
 
 def store_decoded(run: RunDir, rel_dir: str, frames: np.ndarray) -> dict:
@@ -276,7 +288,9 @@ class TrajectoryRecorder(StepSink):
                 self.emit({"type": "decode", **fields, "step": last})
 
         if decode_final:
-            self.decoder.submit(f"{base}/final", final_latents, {"trajectory": self.name, "step": "final"}, record)
+            self.decoder.submit(
+                f"{base}/final", final_latents, {"trajectory": self.name, "step": "final"}, record, final=True
+            )
         if x0 is not None and not shared:
             self.decoder.submit(
                 f"{base}/decode/{step_name(last)}", x0, {"trajectory": self.name, "step": last}, self.record_decode
@@ -284,5 +298,5 @@ class TrajectoryRecorder(StepSink):
         self.deferred_x0 = None
 
     def record_decode(self, fields: dict) -> None:
-        entry = {"step": fields["step"], "dir": fields["dir"], "frames": fields["frames"], "video": fields["video"]}
+        entry = {key: fields[key] for key in ("step", "dir", "frames", "video", "dtype")}
         self.manifest.update(lambda m: m["trajectories"][self.name]["decodes"].append(entry))
