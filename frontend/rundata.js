@@ -13,7 +13,7 @@ function newTrajectory(name, kind = null) {
     commitmentStep: null,
     convergence: null, // run-relative path of convergence.npy
     final: null,
-    decodes: new Map(), // step (number or "final") → {dir, frames, video}
+    decodes: new Map(), // step (number or "final") → {dir, frames, video, dtype}
     meta: {},
   };
 }
@@ -75,6 +75,7 @@ export class RunData {
           dir: event.dir,
           frames: event.frames,
           video: event.video,
+          dtype: event.dtype,
         });
         break;
       case "trajectory_finished": {

@@ -28,7 +28,7 @@ test("events build trajectories, steps, metrics and the terminal status", () => 
     { type: "trajectory_started", trajectory: "noise1", kind: "variant" },
     step("noise1", 0),
     { type: "metric", variant: "noise1", file: "metrics/noise1.json", difference: "metrics/noise1/difference.npy" },
-    { type: "decode", trajectory: "baseline", step: 1, dir: "d", frames: 5, video: "d/video.mp4" },
+    { type: "decode", trajectory: "baseline", step: 1, dir: "d", frames: 5, video: "d/video.mp4", dtype: "bfloat16" },
     { type: "finished" },
   ];
   const statuses = events.map((e) => {
@@ -43,6 +43,7 @@ test("events build trajectories, steps, metrics and the terminal status", () => 
   assert.deepEqual(run.variants(), ["noise1"]);
   assert.equal(run.metrics.get("noise1").difference, "metrics/noise1/difference.npy");
   assert.equal(run.trajectories.get("baseline").decodes.get(1).dir, "d");
+  assert.equal(run.trajectories.get("baseline").decodes.get(1).dtype, "bfloat16");
   assert.deepEqual(run.allSteps(), [0, 1]);
   assert.equal(run.stepRecord("baseline", 1).expert, "transformer");
 });

@@ -341,7 +341,7 @@ export class TrajectoryView extends RunView {
     if (event.type === "started") request.state = "decoding…";
     else if (event.type === "decode") {
       this.run.trajectory(request.name).decodes.set(request.step, {
-        dir: event.dir, frames: event.frames, video: event.video, seconds: event.seconds,
+        dir: event.dir, frames: event.frames, video: event.video, seconds: event.seconds, dtype: event.dtype,
       });
       request.state = "done";
       request.seconds = event.seconds;
@@ -369,7 +369,8 @@ export class TrajectoryView extends RunView {
       return;
     }
     this.decodeStatus.dataset.state = "done";
-    this.decodeStatus.textContent = `decoded${decode.seconds ? ` in ${decode.seconds} s` : ""} · ${decode.frames} frames`;
+    const vae = decode.dtype ? ` · ${decode.dtype} VAE` : "";
+    this.decodeStatus.textContent = `decoded${decode.seconds ? ` in ${decode.seconds} s` : ""} · ${decode.frames} frames${vae}`;
     const { first, last } = videoFramesOfLatent(this.scrubber.frame, this.run.temporal, decode.frames);
     const images = [];
     for (let v = first; v <= last; v++) {

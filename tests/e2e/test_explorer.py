@@ -341,6 +341,7 @@ def test_full_quality_decode_of_a_step_on_request(page, service, finished_run):
     first = page.locator("#decode-frames img.decoded-frame").first
     first.wait_for(timeout=60_000)
     assert first.get_attribute("data-src") == "trajectories/baseline/decode/step_004/frame_000.jpg"
+    assert page.text_content("#decode-status").endswith("· 17 frames · float32 VAE")
     page.wait_for_function(DECODED_IMAGES_LOADED)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("ArrowUp")
