@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
-from transformers import UMT5Config, UMT5EncoderModel
 
 from stepscope.models.presets import RandomConfig
-from stepscope.models.tiny import build_tokenizer, wan_transformer
+from stepscope.models.tiny import build_text_encoder, build_tokenizer, wan_transformer
 
 TEXT_DIM = 4096  # UMT5-XXL's width: the transformer's text projection expects it
 
@@ -45,17 +44,9 @@ def build_random_transformer(cfg: RandomConfig, device: str) -> WanTransformer3D
 def build_random_pipeline(cfg: RandomConfig, device: str) -> WanPipeline:
     torch.manual_seed(cfg.weight_seed)
     tokenizer = build_tokenizer()
-    text_config = UMT5Config(
-        vocab_size=len(tokenizer),
-        d_model=TEXT_DIM,
-        d_kv=64,
-        d_ff=256,
-        num_layers=1,
-        num_heads=8,
-        relative_attention_num_buckets=32,
-        feed_forward_proj="gated-gelu",
-    )
-    text_encoder = UMT5EncoderModel(text_config).to(device, torch.bfloat16).eval()
+    # One layer of the real width: only the shape of its output matters to the transformer.
+    text_encoder = build_text_encoder(len(tokenizer), d_model=TEXT_DIM, d_kv=64, d_ff=256, num_layers=1, num_heads=8)
+    text_encoder = text_encoder.to(device, torch.bfloat16)
     vae = AutoencoderKLWan().to(device).eval()  # the Wan 2.1 VAE's config, float32 as in Wan's code
     transformer = build_random_transformer(cfg, device)
     transformer_2 = build_random_transformer(cfg, device) if cfg.two_experts else None

@@ -42,14 +42,17 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def build_text_encoder(vocab_size: int) -> UMT5EncoderModel:
+def build_text_encoder(
+    vocab_size: int, *, d_model: int = TEXT_DIM, d_kv: int = 8, d_ff: int = 64, num_layers: int = 2, num_heads: int = 4
+) -> UMT5EncoderModel:
+    """A small UMT5 encoder (the tiny model's by default; `d_model` sets its output width)."""
     config = UMT5Config(
         vocab_size=vocab_size,
-        d_model=TEXT_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
+        d_model=d_model,
+        d_kv=d_kv,
+        d_ff=d_ff,
+        num_layers=num_layers,
+        num_heads=num_heads,
         relative_attention_num_buckets=8,
         relative_attention_max_distance=32,
         dropout_rate=0.0,
