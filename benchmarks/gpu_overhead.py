@@ -49,6 +49,7 @@ NEGATIVE = "blurry, low quality"
 def build_model(config: str, device: str) -> LoadedModel:
     if config == "smoke":
         pipe = build_random_pipeline(SMOKE, device)
+        pipe.set_progress_bar_config(disable=True)
         return LoadedModel(name="smoke", pipe=pipe, info=info_from_pipeline(pipe), device=device, dtype="bfloat16")
     return load_model(PRESET_OF[config], device=device)
 
@@ -230,6 +231,10 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also measure stepscope with compiled blocks")
     parser.add_argument("--modes", help=f"comma-separated stepscope modes instead (of {', '.join(MODES)})")
     args = parser.parse_args()
+    modes = args.modes.split(",") if args.modes else ["eager", "compiled"] if args.compile else ["eager"]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
     out = open(args.out, "a") if args.out else None
     device = args.device
 
@@ -265,10 +270,6 @@ def main() -> int:
         {"event": "setup", **common, "params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9}, out
     )
 
-    modes = args.modes.split(",") if args.modes else ["eager", "compiled"] if args.compile else ["eager"]
-    unknown = set(modes) - set(MODES)
-    if unknown:
-        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
     warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_steps, "decode_every": 1})
     plain_run(pipe, warm)
     for mode in modes:
@@ -329,6 +330,8 @@ def main() -> int:
             out,
         )
     server.stop()
+    if out:
+        out.close()
     return 0
 
 

@@ -14,7 +14,9 @@ checks that no job was lost or run twice. The last line is the scaling ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
@@ -112,6 +115,7 @@ def measure(count: int, args, out) -> dict:
         "PYTHONUNBUFFERED": "1",
     }
     procs = []
+    logs = contextlib.ExitStack()
     try:
         for gpu in range(count):
             worker_env = {**env, "CUDA_VISIBLE_DEVICES": str(gpu)}
@@ -132,7 +136,7 @@ def measure(count: int, args, out) -> dict:
                     cmd,
                     env=worker_env,
                     cwd=REPO,
-                    stdout=open(scratch / f"worker{gpu}.log", "wb"),
+                    stdout=logs.enter_context(open(scratch / f"worker{gpu}.log", "wb")),
                     stderr=subprocess.STDOUT,
                 )
             )
@@ -141,7 +145,7 @@ def measure(count: int, args, out) -> dict:
                 [sys.executable, "-m", "stepscope.cli", "api", "--port", str(port)],
                 env=env,
                 cwd=REPO,
-                stdout=open(scratch / "api.log", "wb"),
+                stdout=logs.enter_context(open(scratch / "api.log", "wb")),
                 stderr=subprocess.STDOUT,
             )
         )
@@ -167,15 +171,22 @@ def measure(count: int, args, out) -> dict:
             "probes": {"every": 1, "decode_every": args.decode_every},
         }
         # Warm-up: each worker compiles its blocks on its first job.
-        warm, _, _ = run_jobs(api, [{**base, "steps": 2, "seed": i} for i in range(count)], 900)
-        emit_line({"event": "warmup", "workers": count, "ran_on": sorted(r["worker"] for r in warm)}, out)
+        # A worker that missed the warm-up would compile inside the burst and skew it, so
+        # warm-up rounds go on until every worker has run one (a fast worker may take two).
+        warmed: set[str] = set()
+        for attempt in range(5):
+            warm, _, _ = run_jobs(api, [{**base, "steps": 2, "seed": attempt * count + i} for i in range(count)], 900)
+            warmed.update(r["worker"] for r in warm if r["status"] == "finished")
+            emit_line({"event": "warmup", "workers": count, "ran_on": sorted(r["worker"] for r in warm)}, out)
+            if warmed == {f"gpu{gpu}" for gpu in range(count)}:
+                break
+        else:
+            raise RuntimeError(f"after 5 warm-up rounds only these workers had run a job: {sorted(warmed)}")
 
         specs = [{**base, "steps": args.steps, "seed": 100 + i} for i in range(args.jobs)]
         with GpuSampler() as sampler:
             records, first, last = run_jobs(api, specs, args.timeout)
         conn_events = {}
-        import redis
-
         conn = redis.Redis.from_url(server.url)
         for r in records:
             conn_events[r["id"]] = [e["type"] for _, e in events.read(conn, r["id"])]
@@ -196,6 +207,11 @@ def measure(count: int, args, out) -> dict:
         result = {
             "event": "throughput",
             "workers": count,
+            "model": args.model,
+            "steps": args.steps,
+            "height": args.height,
+            "width": args.width,
+            "frames": args.frames,
             "jobs": len(records),
             "all_finished": all(r["status"] == "finished" for r in records),
             "run_twice": [i for i, types in conn_events.items() if types.count("started") != 1],
@@ -218,6 +234,8 @@ def measure(count: int, args, out) -> dict:
     finally:
         stop_processes(procs, timeout=60)
         server.stop()
+        logs.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _seconds(start: str, end: str) -> float:
@@ -257,6 +275,8 @@ def main() -> int:
                 },
                 out,
             )
+    if out:
+        out.close()
     return 0
 
 

@@ -90,7 +90,11 @@ def start_worker(env: dict, log: Path, model: str = "tiny", name: str | None = N
             raise RuntimeError(f"worker exited:\n{proc.output()}")
         return any(w["name"] == name for w in live_workers(conn))
 
-    wait_until(ready, 120, f"worker {name} to announce itself")
+    try:
+        wait_until(ready, 120, f"worker {name} to announce itself")
+    except BaseException:
+        proc.stop()
+        raise
     proc.name = name
     return proc
 
@@ -109,7 +113,11 @@ def start_api(env: dict, log: Path, port: int | None = None) -> Proc:
         except httpx.HTTPError:
             return False
 
-    wait_until(ready, 60, "the API to answer /api/health")
+    try:
+        wait_until(ready, 60, "the API to answer /api/health")
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
@@ -125,7 +133,7 @@ def running_service(root: Path, store: Path | str, workers: list[tuple[str, str 
     logs = root / "logs"
     procs: list[Proc] = []
     try:
-        with ThreadPoolExecutor(len(workers)) as pool:  # the workers load their models at the same time
+        with ThreadPoolExecutor(max(1, len(workers))) as pool:  # the workers load their models at the same time
             starting = [
                 pool.submit(start_worker, env, logs / f"worker-{name or model}.log", model, name)
                 for model, name in workers

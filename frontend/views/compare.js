@@ -125,9 +125,9 @@ export class CompareView extends RunView {
   frameGeometry() {
     const latent = this.run.manifest?.shapes?.latent;
     const w = latent?.[3] ?? 8;
-    const h = latent?.[2] ?? 8;
-    const scale = integerScale(w, h, FRAME_BOX, FRAME_BOX);
-    return { w, h, width: w * scale, height: h * scale };
+    const hh = latent?.[2] ?? 8;
+    const scale = integerScale(w, hh, FRAME_BOX, FRAME_BOX);
+    return { w, h: hh, width: w * scale, height: hh * scale };
   }
 
   renderSides() {

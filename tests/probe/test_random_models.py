@@ -40,3 +40,12 @@ def test_random_presets_say_what_they_are():
     moe = PRESETS["wan2.2-a14b-random"]
     assert moe.info.experts == ("transformer", "transformer_2") and moe.info.num_layers == 40
     assert PRESETS["wan2.1-1.3b-random"].info.num_layers == 30
+
+
+def test_random_presets_refuse_another_dtype_before_building():
+    from stepscope.models.loading import ModelError, load_model
+
+    with pytest.raises(ModelError, match="bfloat16 only"):
+        load_model("wan2.1-1.3b-random", dtype="float32")
+    with pytest.raises(ModelError, match="offload"):
+        load_model("wan2.1-1.3b-random", step_decode_dtype="bfloat16", offload="model")

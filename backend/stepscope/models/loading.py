@@ -83,6 +83,9 @@ def info_from_pipeline(pipe) -> ModelInfo:
     )
 
 
+_STEP_VAE_NEEDS_RESIDENT_VAE = "step_decode_dtype needs offload 'none' (an offloaded VAE cannot be copied)"
+
+
 def load_model(
     name: str,
     device: str = "cpu",
@@ -104,8 +107,13 @@ def load_model(
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if step_decode_dtype is not None and step_decode_dtype not in DTYPES:
         raise ModelError(f"step_decode_dtype must be one of {sorted(DTYPES)}, got {step_decode_dtype!r}")
+    if step_decode_dtype not in (None, "float32") and offload != "none":
+        # Refused before loading: a 14B load should not end in this error.
+        raise ModelError(_STEP_VAE_NEEDS_RESIDENT_VAE)
     preset = PRESETS.get(name)
     if preset is not None and preset.random is not None:
+        if dtype not in (None, "bfloat16"):
+            raise ModelError(f"random-weight preset {name!r} is built in bfloat16 only, got dtype {dtype!r}")
         pipe = build_random_pipeline(preset.random, device)
         dtype = "bfloat16"
         source = preset.source
@@ -130,7 +138,7 @@ def load_model(
     vae_dtype = next(pipe.vae.parameters()).dtype
     if step_decode_dtype is not None and DTYPES[step_decode_dtype] != vae_dtype:
         if offload != "none":
-            raise ModelError("step_decode_dtype needs offload 'none' (an offloaded VAE cannot be copied)")
+            raise ModelError(_STEP_VAE_NEEDS_RESIDENT_VAE)
         model.step_vae = copy.deepcopy(pipe.vae).to(DTYPES[step_decode_dtype])
     if compile:
         for module in model.experts.values():
