@@ -49,3 +49,36 @@ test("a failed fetch is remembered and does not block the queue", async () => {
   cache.want("x.npy", "array");
   assert.equal(pending.length, 2);
 });
+
+test("arrays past the byte budget drop the least recently used; a dropped one is fetched again", async () => {
+  const { pending, fetchers } = manualFetchers();
+  const cache = new AssetCache("job3", { concurrency: 1, arrayBudget: 250, fetchers });
+  const array = (bytes) => ({ shape: [bytes / 4], data: new Float32Array(bytes / 4) });
+  const kinds = [];
+  cache.subscribe((path, value, kind) => kinds.push(kind));
+  for (const p of ["s0.npy", "s1.npy"]) {
+    cache.want(p, "array");
+    pending.at(-1).resolve(array(100));
+    await tick();
+  }
+  assert.equal(cache.arrayBytes, 200);
+  assert.ok(cache.get("s0.npy"), "s0 is now the most recently used");
+  cache.want("s2.npy", "array");
+  pending.at(-1).resolve(array(100));
+  await tick();
+  assert.equal(cache.get("s1.npy"), null, "the least recently used array went");
+  assert.ok(cache.get("s0.npy") && cache.get("s2.npy"));
+  assert.equal(cache.arrayBytes, 200);
+  assert.equal(cache.evictions, 1);
+  cache.want("big.npy", "array");
+  pending.at(-1).resolve(array(400));
+  await tick();
+  assert.deepEqual([...cache.arrays.keys()], ["big.npy"], "one array over the budget is still held, alone");
+  cache.want("png.png", "bitmap");
+  pending.at(-1).resolve({ width: 1 });
+  await tick();
+  assert.ok(cache.get("png.png") && cache.get("big.npy"), "bitmaps are not counted against the budget");
+  cache.want("s1.npy", "array");
+  assert.equal(pending.at(-1).url, "/api/jobs/job3/artifacts/s1.npy", "asked again, a dropped array is refetched");
+  assert.deepEqual(kinds, ["array", "array", "array", "array", "bitmap"]);
+});

@@ -4,6 +4,7 @@
 
 import { ApiError, jobs } from "../api.js";
 import { AssetCache } from "../assets.js";
+import { layerStats } from "../colour.js";
 import { ago, fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
 import { JobStream } from "../jobstream.js";
@@ -20,14 +21,14 @@ const TERMINAL = new Set(["finished", "failed", "cancelled"]);
 const REFRESH_MANIFEST_ON = new Set(["experiment_started", "trajectory_finished", "metric", ...TERMINAL]);
 
 export class Explorer {
-  constructor(jobId, { tab = "trajectory", onTabChange = () => {}, onJobChange = () => {} } = {}) {
+  constructor(jobId, { tab = "trajectory", onTabChange = () => {}, onJobChange = () => {}, arrayBudget } = {}) {
     this.jobId = jobId;
     this.tab = TABS[tab] ? tab : "trajectory";
     this.onTabChange = onTabChange;
     this.onJobChange = onJobChange;
     this.run = new RunData(jobId);
     this.scrubber = new Scrubber();
-    this.cache = new AssetCache(jobId);
+    this.cache = new AssetCache(jobId, { arrayBudget });
     this.selection = { trajectory: "baseline", member: 0, pass: null }; // pass: null = the run's first
     this.reasons = new Set();
     this.frameRequest = null;
@@ -35,9 +36,17 @@ export class Explorer {
     this.eventCount = 0;
     this.disposed = false;
     this.prefetched = new Set(); // step artifacts already handed to the cache
+    // Per-layer summaries of every layer-norm array ever loaded, kept when the cache drops the
+    // array itself (its byte budget), so the energy chart and colour scales stay complete.
+    this.normStats = new Map(); // norms path → layerStats(array)
     this.build();
     this.scrubber.subscribe((change) => this.invalidate(change === "step" || change === "frame" ? "position" : "data"));
-    this.cache.subscribe(() => this.invalidate("asset"));
+    this.cache.subscribe((path, value, kind) => {
+      if (kind === "array" && path.includes("/layer_norms/") && !this.normStats.has(path)) {
+        this.normStats.set(path, layerStats(value));
+      }
+      this.invalidate("asset");
+    });
   }
 
   build() {

@@ -1,9 +1,11 @@
 // Layer view: per-token L2 norm of one block's output over the current frame (alone or over x̂₀),
-// with a colour scale that is global, per layer or per step (picked from summaries of the arrays
-// already in memory, so switching needs no fetch), a layer × step energy chart and a depth profile.
+// with a colour scale that is global, per layer or per step (picked from per-layer summaries of
+// the arrays loaded so far, so switching needs no fetch), a layer × step energy chart and a depth
+// profile. The summaries outlive the arrays (the cache drops arrays past its byte budget); an
+// array dropped and shown again is fetched again, with its neighbouring steps.
 
 import { colourBar, lineChart, matrixChart } from "../charts.js";
-import { colourRange, heatmapPixels, layerStats, SCALE_MODES } from "../colour.js";
+import { colourRange, heatmapPixels, SCALE_MODES } from "../colour.js";
 import { fill, h } from "../dom.js";
 import { bandRanges, layerBand } from "../layerbands.js";
 import { subarray } from "../npy.js";
@@ -22,7 +24,6 @@ export class LayerView extends RunView {
     this.opacity = 0.65;
     this.scaleMode = "global";
     this.cmap = "inferno";
-    this.stats = new Map(); // norms path → layerStats(array)
     this.tokenCanvas = document.createElement("canvas");
     this.build();
   }
@@ -102,22 +103,31 @@ export class LayerView extends RunView {
     return this.run.stepRecord(name, step)?.artifacts?.[`layer_norms.${this.explorer.normPass}`] ?? null;
   }
 
-  /** step → per-layer summaries, for every step whose norms are in memory. */
+  /** step → per-layer summaries, for every step whose norms have been loaded. */
   statsByStep(name) {
     const out = new Map();
     for (const step of this.run.stepIndices(name)) {
-      const path = this.normsPath(name, step);
-      if (!path) continue;
-      let stats = this.stats.get(path);
-      if (!stats) {
-        const array = this.explorer.cache.get(path);
-        if (!array) continue;
-        stats = layerStats(array);
-        this.stats.set(path, stats);
-      }
-      out.set(step, stats);
+      const stats = this.explorer.normStats.get(this.normsPath(name, step));
+      if (stats) out.set(step, stats);
     }
     return out;
+  }
+
+  /** The norms of `step`, asking for them (and the steps next to it) when not in memory. */
+  normsAt(name, step) {
+    const path = step === null ? null : this.normsPath(name, step);
+    const array = path ? this.explorer.cache.get(path) : null;
+    if (path && !array) {
+      const steps = this.run.stepIndices(name);
+      const at = steps.indexOf(step);
+      // urgent requests go to the front of the queue: neighbours first, so `step` leads
+      for (const d of [2, -2, 1, -1, 0]) {
+        const near = steps[at + d];
+        const nearPath = near === undefined ? null : this.normsPath(name, near);
+        if (nearPath) this.explorer.cache.want(nearPath, "array", true);
+      }
+    }
+    return { path, array };
   }
 
   render(reasons) {
@@ -137,7 +147,7 @@ export class LayerView extends RunView {
     this.energy.setCursor(col);
     this.renderProfile(byStep, layers);
     const total = this.run.stepIndices(name).length;
-    this.loadNote.textContent = `norms in memory: ${byStep.size} / ${total} steps`;
+    this.loadNote.textContent = `norms loaded: ${byStep.size} / ${total} steps`;
     const passes = this.run.manifest?.probes?.passes ?? [];
     this.passControl.hidden = passes.length < 2;
     if (this.passSelect.dataset.passes !== passes.join(",")) {
@@ -182,8 +192,7 @@ export class LayerView extends RunView {
     const frames = this.run.latentFrames;
     const record = step === null ? null : this.run.stepRecord(name, step);
     const bitmap = record ? this.explorer.cache.get(record.artifacts.preview) : null;
-    const path = step === null ? null : this.normsPath(name, step);
-    const array = path ? this.explorer.cache.get(path) : null;
+    const { path, array } = this.normsAt(name, step);
     const latent = this.run.manifest?.shapes?.latent;
     const w = bitmap ? bitmap.width / frames : latent?.[3] ?? 8;
     const hh = bitmap ? bitmap.height / members : latent?.[2] ?? 8;

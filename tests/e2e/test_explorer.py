@@ -273,6 +273,33 @@ def test_switch_layer_and_colour_scale_changes_the_heatmap(page, service, finish
     screenshot(page, "layers_heatmap")
 
 
+def test_layer_norms_past_the_memory_budget_are_dropped_and_fetched_again(page, service, finished_run):
+    """With room for ~2 norm arrays the explorer still summarises every step, holds no more
+    than its budget and fetches a dropped step's norms again when it is shown."""
+    manifest = finished_run.manifest
+    run_dir = service.store / finished_run.id
+    norm_paths = [s["artifacts"]["layer_norms.cond"] for s in manifest["trajectories"]["baseline"]["steps"]]
+    norms = np.stack([np.load(run_dir / p) for p in norm_paths])
+    budget = 2.5 * norms[0].astype(np.float32).nbytes
+    page.goto(f"{service.url}/?array_budget_mb={budget / 2**20}#/jobs/{finished_run.id}/layers")
+    page.wait_for_selector(f"section.explorer[data-job='{finished_run.id}']")
+    page.wait_for_function(f"() => document.getElementById('norms-loaded')?.dataset.loaded === '{len(norm_paths)}'")
+    page.wait_for_function("() => window.stepscope.view.cache.idle")
+    cache = page.evaluate("() => { const c = window.stepscope.view.cache; return [c.arrayBytes, c.evictions]; }")
+    assert cache[0] <= budget and cache[1] > 0, f"arrays held / dropped: {cache}"
+    assert page.locator("#energy-chart").get_attribute("data-steps") == str(len(norm_paths))
+    requests = artifact_requests(page)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.fill("#step-input", "0")
+    page.press("#step-input", "Enter")
+    wait_for_data(page, "#heatmap-canvas", step="0", src=norm_paths[0])
+    c = page.locator("#heatmap-canvas")
+    lo, hi = float(c.get_attribute("data-lo")), float(c.get_attribute("data-hi"))
+    assert (lo, hi) == (float(norms.min()), float(norms.max())), "the global scale still spans every step"
+    assert any(r.endswith(norm_paths[0]) for r in requests), "the dropped step 0 was fetched again"
+    assert page.evaluate("() => window.stepscope.view.cache.arrayBytes") <= budget
+
+
 def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     metrics = client.manifest(finished_run.id)["metrics"]["noise3"]
     data = json_artifact(client, finished_run.id, metrics["file"])
