@@ -156,22 +156,24 @@ def clear_memory() -> None:
         torch.cuda.empty_cache()
 
 
-MODES = ("eager", "compiled", "eager+bf16-decodes", "compiled+bf16-decodes")
-_step_vaes: dict[int, torch.nn.Module] = {}
+DECODE_DTYPES = {"+bf16-decodes": torch.bfloat16, "+fp16-decodes": torch.float16}
+MODES = tuple(blocks + suffix for suffix in ("", *DECODE_DTYPES) for blocks in ("eager", "compiled"))
+_step_vaes: dict[tuple[int, torch.dtype], torch.nn.Module] = {}
 
 
 @contextlib.contextmanager
 def blocks_mode(model: LoadedModel, mode: str):
     """Run stepscope with eager or compiled block forwards, and step decodes in the VAE's own
-    dtype or in bfloat16 (STEPSCOPE_STEP_DECODE_DTYPE); plain diffusers always runs eager."""
+    dtype or in bfloat16 / float16 (STEPSCOPE_STEP_DECODE_DTYPE); plain diffusers always runs eager."""
     if mode.startswith("compiled"):
         for module in model.experts.values():
             compile_blocks(module)
-    if mode.endswith("+bf16-decodes"):
-        key = id(model.pipe.vae)
-        if key not in _step_vaes:
-            _step_vaes[key] = copy.deepcopy(model.pipe.vae).to(torch.bfloat16)
-        model.step_vae = _step_vaes[key]
+    for suffix, dtype in DECODE_DTYPES.items():
+        if mode.endswith(suffix):
+            key = (id(model.pipe.vae), dtype)
+            if key not in _step_vaes:
+                _step_vaes[key] = copy.deepcopy(model.pipe.vae).to(dtype)
+            model.step_vae = _step_vaes[key]
     try:
         yield
     finally:
@@ -247,11 +249,13 @@ def main() -> int:
     job = f"bench-{args.config}"
 
     decode_seconds: list[float] = []
+    decode_dtypes: list[str] = []
 
     def publish(event: dict) -> None:
         events.publish(conn, job, event)
         if event["type"] == "decode":
             decode_seconds.append(event["seconds"])
+            decode_dtypes.append(event["dtype"])
 
     model = build_model(args.config, device)
     pipe = model.pipe
@@ -294,9 +298,11 @@ def main() -> int:
         for mode in modes:
             clear_memory()
             decode_seconds.clear()
+            decode_dtypes.clear()
             with blocks_mode(model, mode):
                 r = stepscope_run(model, args, publish, cache_dir)
             r["decode_seconds"] = list(decode_seconds)
+            r["decode_dtypes"] = list(decode_dtypes)  # the final decode's is the VAE's own
             r["steady_step_seconds"] = statistics.median(r["step_seconds"][2:])
             r["final_rel_l2_vs_plain"] = relative_l2(r["final_latents"], p["final_latents"])
             probed[mode].append(r)

@@ -4,7 +4,7 @@ Times, each as a median of CUDA-event-timed repeats after warm-up: one transform
 with batch 1 (what the pipelines run twice per step for CFG) and batch 2 (cond and uncond in
 one forward); the same with each block's forward compiled by torch.compile (hooks stay
 outside the compiled graph); the per-token norm probe over every block; one full VAE decode
-in float32 and bfloat16; JPEG and MP4 encoding of the decoded frames.
+in float32, bfloat16 and float16; JPEG and MP4 encoding of the decoded frames.
 
     python benchmarks/profile_components.py --config 1.3b
 """
@@ -60,27 +60,36 @@ def report(name: str, seconds: float, **extra) -> None:
 
 
 def profile_vae(dev: str, f_lat: int, h_lat: int, w_lat: int):
-    """One full decode: float32 and bfloat16, each with and without cuDNN's autotuner."""
+    """One full decode: float32 (with and without TF32 convolutions), bfloat16 and float16, each
+    with and without cuDNN's autotuner; lower-precision frames compared with float32's."""
     from diffusers import AutoencoderKLWan
 
     vae = AutoencoderKLWan().to(dev).eval()
     latents = torch.randn(1, 16, f_lat, h_lat, w_lat, device=dev) * 0.5
-    vae_bf16 = AutoencoderKLWan().to(dev, torch.bfloat16).eval()
-    vae_bf16.load_state_dict({k: v.to(torch.bfloat16) for k, v in vae.state_dict().items()})
+    copies = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        copies[name] = AutoencoderKLWan().to(dev, dtype).eval()
+        copies[name].load_state_dict({k: v.to(dtype) for k, v in vae.state_dict().items()})
+    report("cudnn_allow_tf32_default", float(torch.backends.cudnn.allow_tf32))
     for autotune in (False, True):
         torch.backends.cudnn.benchmark = autotune
         suffix = "_cudnn_benchmark" if autotune else ""
         reference = decode_latents(vae, latents)
         report(f"vae_decode_fp32{suffix}", timed(lambda: decode_latents(vae, latents), repeats=2, warmup=1))
-        frames = decode_latents(vae_bf16, latents)
-        diff = np.abs(frames.astype(np.int16) - reference.astype(np.int16))
-        report(
-            f"vae_decode_bf16{suffix}",
-            timed(lambda: decode_latents(vae_bf16, latents), repeats=2, warmup=1),
-            mean_abs_diff_vs_fp32=round(float(diff.mean()), 3),
-            max_abs_diff_vs_fp32=int(diff.max()),
-        )
+        for name, copy in copies.items():
+            frames = decode_latents(copy, latents)
+            diff = np.abs(frames.astype(np.int16) - reference.astype(np.int16))
+            report(
+                f"vae_decode_{name}{suffix}",
+                timed(lambda copy=copy: decode_latents(copy, latents), repeats=2, warmup=1),
+                mean_abs_diff_vs_fp32=round(float(diff.mean()), 3),
+                max_abs_diff_vs_fp32=int(diff.max()),
+            )
     torch.backends.cudnn.benchmark = False
+    allow = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    report("vae_decode_fp32_without_tf32_convs", timed(lambda: decode_latents(vae, latents), repeats=1, warmup=1))
+    torch.backends.cudnn.allow_tf32 = allow
     return vae, latents
 
 

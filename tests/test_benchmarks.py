@@ -26,14 +26,17 @@ def _lines(args: list[str], tmp_path: Path) -> list[dict]:
 def test_overhead_benchmark_compares_plain_and_stepscope(tmp_path):
     lines = _lines(
         ["benchmarks/gpu_overhead.py", "--config", "smoke", "--device", "cpu", "--steps", "4", "--repeats", "1"]
-        + ["--height", "64", "--width", "64", "--frames", "5", "--decode-every", "2"],
+        + ["--height", "64", "--width", "64", "--frames", "5", "--decode-every", "2"]
+        + ["--modes", "eager,eager+fp16-decodes"],
         tmp_path,
     )
     events = [line["event"] for line in lines]
     assert "plain" in events and "stepscope" in events
-    (ratio,) = [line for line in lines if line["event"] == "ratio"]
-    assert ratio["mode"] == "eager" and ratio["wall_ratio"] > 0
-    assert ratio["final_rel_l2_vs_plain"] == 0.0  # eager probes leave the result bitwise unchanged
+    ratios = [line for line in lines if line["event"] == "ratio"]
+    assert [r["mode"] for r in ratios] == ["eager", "eager+fp16-decodes"]
+    for ratio in ratios:
+        assert ratio["wall_ratio"] > 0
+        assert ratio["final_rel_l2_vs_plain"] == 0.0  # eager probes leave the result bitwise unchanged
 
 
 def test_throughput_benchmark_runs_every_job_once(tmp_path):

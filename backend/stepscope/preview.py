@@ -48,15 +48,43 @@ def vae_fingerprint(vae) -> str:
     return h.hexdigest()[:24]
 
 
+class NonFiniteDecode(ArithmeticError):
+    """A decode produced inf or NaN (e.g. float16 overflow in a VAE trained in float32)."""
+
+
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor) -> np.ndarray:
-    """Full-quality decode of normalized latents (B, C, F, H, W) → uint8 frames (B, T, H, W, 3)."""
+def decode_latents(vae, latents: torch.Tensor, require_finite: bool = False) -> np.ndarray:
+    """Full-quality decode of normalized latents (B, C, F, H, W) → uint8 frames (B, T, H, W, 3).
+
+    With `require_finite`, a decode containing inf or NaN raises NonFiniteDecode instead of
+    being clamped into frames.
+    """
     mean, std = latent_stats(vae)
     device = next(vae.parameters()).device
     z = latents.to(device, torch.float32) * std.to(device) + mean.to(device)
     video = vae.decode(z.to(vae.dtype), return_dict=False)[0]  # (B, 3, T, H, W) in [-1, 1]
+    if require_finite and not bool(torch.isfinite(video).all()):
+        raise NonFiniteDecode(f"the {str(video.dtype).removeprefix('torch.')} VAE decode has inf or NaN values")
     video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return video.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def decode_step_latents(step_vae, vae, latents: torch.Tensor) -> tuple[np.ndarray, str]:
+    """Decode a step's latents with `step_vae` (a lower-precision copy, or None for `vae`).
+
+    If the copy overflows (inf or NaN), the step is decoded again with `vae`, the VAE as loaded.
+    Returns the frames and the name of the dtype of the VAE that made them ("float32").
+    """
+    if step_vae is not None and step_vae is not vae:
+        try:
+            return decode_latents(step_vae, latents, require_finite=True), dtype_name(step_vae)
+        except NonFiniteDecode:
+            pass
+    return decode_latents(vae, latents), dtype_name(vae)
+
+
+def dtype_name(vae) -> str:
+    return str(vae.dtype).removeprefix("torch.")
 
 
 @dataclass

@@ -273,28 +273,56 @@ def test_last_step_decode_is_shared_with_the_final_decode(tiny, run_dir):
     assert sorted(str(e["step"]) for e in events if e["type"] == "decode") == ["1", "3", "final"]
 
 
-def test_step_decodes_can_use_a_bfloat16_vae_while_the_final_decode_does_not(tiny, tmp_path):
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_step_decodes_can_use_a_lower_precision_vae_while_the_final_decode_does_not(tiny, tmp_path, dtype):
     from stepscope.probe.decode import decode_step
     from stepscope.store import RunDir
 
     spec = parse_spec({"prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1, 3]}})
-    plain_dir, fast_dir = RunDir.at(str(tmp_path / "fp32")), RunDir.at(str(tmp_path / "bf16"))
+    plain_dir, fast_dir = RunDir.at(str(tmp_path / "fp32")), RunDir.at(str(tmp_path / dtype))
     run_experiment(tiny, spec, plain_dir)
-    fast = load_model("tiny", step_decode_dtype="bfloat16")
-    assert next(fast.step_vae.parameters()).dtype == torch.bfloat16
+    fast = load_model("tiny", step_decode_dtype=dtype)
+    assert next(fast.step_vae.parameters()).dtype == getattr(torch, dtype)
     assert next(fast.pipe.vae.parameters()).dtype == torch.float32
-    assert fast.describe()["step_decode_dtype"] == "bfloat16" and tiny.describe()["step_decode_dtype"] == "float32"
+    assert fast.describe()["step_decode_dtype"] == dtype and tiny.describe()["step_decode_dtype"] == "float32"
     events = []
     run_experiment(fast, spec, fast_dir, emit=events.append)
     plain, run = stepscope.load_run(plain_dir.path), stepscope.load_run(fast_dir.path)
     dtypes = {d["step"]: d["dtype"] for d in run.baseline.entry["decodes"]}
-    assert dtypes == {1: "bfloat16", "final": "float32", 3: "float32"}  # step 3 shares the final decode
-    assert {str(e["step"]): e["dtype"] for e in events if e["type"] == "decode"}["1"] == "bfloat16"
+    assert dtypes == {1: dtype, "final": "float32", 3: "float32"}  # step 3 shares the final decode
+    assert {str(e["step"]): e["dtype"] for e in events if e["type"] == "decode"}["1"] == dtype
     np.testing.assert_array_equal(run.baseline.video, plain.baseline.video)
     step1, plain_step1 = run.baseline.decoded(1).astype(int), plain.baseline.decoded(1).astype(int)
     assert not np.array_equal(step1, plain_step1) and np.abs(step1 - plain_step1).mean() < 4
-    assert decode_step(fast, fast_dir, "baseline", 2)["dtype"] == "bfloat16"
+    assert decode_step(fast, fast_dir, "baseline", 2)["dtype"] == dtype
     assert decode_step(tiny, plain_dir, "baseline", 2)["dtype"] == "float32"
+
+
+def test_a_step_decode_that_overflows_is_redone_with_the_vae_as_loaded(tiny, tmp_path, monkeypatch):
+    from stepscope.probe.decode import decode_step
+    from stepscope.store import RunDir
+
+    spec = parse_spec({"prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1]}})
+    plain_dir, fast_dir = RunDir.at(str(tmp_path / "fp32")), RunDir.at(str(tmp_path / "fp16"))
+    run_experiment(tiny, spec, plain_dir)
+    fast = load_model("tiny", step_decode_dtype="float16")
+    real_decode = fast.step_vae.decode
+    calls = []
+
+    def overflowing(z, return_dict=False):  # what a float16 VAE does when an activation passes 65504
+        calls.append(z.dtype)
+        video = real_decode(z, return_dict=False)[0]
+        video[0, 0, 0, 0, 0] = float("inf")
+        return (video,)
+
+    monkeypatch.setattr(fast.step_vae, "decode", overflowing)
+    run_experiment(fast, spec, fast_dir)
+    assert calls == [torch.float16]
+    plain, run = stepscope.load_run(plain_dir.path), stepscope.load_run(fast_dir.path)
+    assert {d["step"]: d["dtype"] for d in run.baseline.entry["decodes"]}[1] == "float32"
+    np.testing.assert_array_equal(run.baseline.decoded(1), plain.baseline.decoded(1))
+    assert decode_step(fast, fast_dir, "baseline", 2)["dtype"] == "float32"
+    assert calls == [torch.float16, torch.float16]
 
 
 def test_step_decode_dtype_is_checked():

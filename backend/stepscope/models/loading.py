@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers.utils import logging as diffusers_logging
 
 from stepscope.models.compiled import compile_blocks, compiled_state
 from stepscope.models.presets import PRESETS, ModelInfo
@@ -139,7 +140,7 @@ def load_model(
     if step_decode_dtype is not None and DTYPES[step_decode_dtype] != vae_dtype:
         if offload != "none":
             raise ModelError(_STEP_VAE_NEEDS_RESIDENT_VAE)
-        model.step_vae = copy.deepcopy(pipe.vae).to(DTYPES[step_decode_dtype])
+        model.step_vae = _cast_copy(pipe.vae, DTYPES[step_decode_dtype])
     if compile:
         for module in model.experts.values():
             compile_blocks(module)
@@ -177,6 +178,17 @@ def _cast_tiny(pipe, torch_dtype: torch.dtype) -> None:
         for param_name, param in module.named_parameters():
             if keep.intersection(param_name.split(".")):
                 param.data = param.data.float()
+
+
+def _cast_copy(vae, dtype: torch.dtype):
+    """A copy of `vae` in `dtype`, without diffusers' warning about casting with `to()`
+    (AutoencoderKLWan has no modules that must stay in float32)."""
+    previous = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        return copy.deepcopy(vae).to(dtype)
+    finally:
+        diffusers_logging.set_verbosity(previous)
 
 
 def _place(pipe, device: str, offload: str) -> None:

@@ -11,8 +11,8 @@ import time
 import torch
 
 from stepscope.models.loading import LoadedModel
-from stepscope.preview import decode_latents
-from stepscope.probe.recorder import dtype_name, store_decoded
+from stepscope.preview import decode_step_latents
+from stepscope.probe.recorder import store_decoded
 from stepscope.run import decode_dir, existing_decode, x0_artifact
 from stepscope.store import RunDir
 
@@ -26,10 +26,9 @@ def decode_step(model: LoadedModel, run: RunDir, trajectory: str, step: int) -> 
         return done
     started = time.perf_counter()
     x0 = torch.from_numpy(run.read_array(x0_artifact(manifest, trajectory, step)))
-    vae = model.step_vae or model.pipe.vae
-    frames = decode_latents(vae, x0[:1])[0]
-    entry = {"step": step, "trajectory": trajectory, **store_decoded(run, decode_dir(trajectory, step), frames)}
-    entry["dtype"] = dtype_name(vae)
+    frames, dtype = decode_step_latents(model.step_vae, model.pipe.vae, x0[:1])
+    entry = {"step": step, "trajectory": trajectory, **store_decoded(run, decode_dir(trajectory, step), frames[0])}
+    entry["dtype"] = dtype
     entry["seconds"] = round(time.perf_counter() - started, 4)
     run.write_json(f"{decode_dir(trajectory, step)}/decode.json", entry)
     return entry

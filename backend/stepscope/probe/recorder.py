@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stepscope.preview import LinearPreview, decode_latents, frame_strip
+from stepscope.preview import LinearPreview, decode_step_latents, frame_strip
 from stepscope.probe.trajectory import StepCapture, StepSink
 from stepscope.run import step_name, trajectory_dir
 from stepscope.store import RunDir, encode_mp4
@@ -131,7 +131,7 @@ class Decoder:
     def submit(
         self, rel_dir: str, latents: torch.Tensor, event_fields: dict, on_stored=None, final: bool = False
     ) -> None:
-        vae = self.vae if final or self.step_vae is None else self.step_vae
+        step_vae = None if final else self.step_vae
         ready = None
         if latents.is_cuda:
             ready = torch.cuda.Event()
@@ -143,20 +143,16 @@ class Decoder:
                 with torch.cuda.stream(self.stream):
                     self.stream.wait_event(ready)
                     latents.record_stream(self.stream)
-                    frames = decode_latents(vae, latents[:1])[0]
+                    frames, dtype = decode_step_latents(step_vae, self.vae, latents[:1])
             else:
-                frames = decode_latents(vae, latents[:1])[0]
-            fields = {**event_fields, **store_decoded(self.run, rel_dir, frames), "dtype": dtype_name(vae)}
+                frames, dtype = decode_step_latents(step_vae, self.vae, latents[:1])
+            fields = {**event_fields, **store_decoded(self.run, rel_dir, frames[0]), "dtype": dtype}
             fields["seconds"] = round(time.perf_counter() - started, 4)
             if on_stored is not None:
                 on_stored(fields)
             self.emit({"type": "decode", **fields})
 
         self.queue.submit(job)
-
-
-def dtype_name(module) -> str:
-    return str(next(module.parameters()).dtype).removeprefix("torch.")
 
 
 def store_decoded(run: RunDir, rel_dir: str, frames: np.ndarray) -> dict:
