@@ -55,7 +55,7 @@ def _spec_from_args(args) -> dict:
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
-    from stepscope.config import compile_on, get_settings
+    from stepscope.config import compile_on, get_settings, step_decode_dtype_for
     from stepscope.models import ModelError, load_model
     from stepscope.probe import Cancelled, run_experiment
     from stepscope.store import RunDir
@@ -75,7 +75,7 @@ def cmd_run(args) -> int:
             dtype=args.dtype,
             offload=args.offload,
             compile=compile_blocks,
-            step_decode_dtype=settings.step_decode_dtype,
+            step_decode_dtype=step_decode_dtype_for(settings, device, args.offload),
         )
         check_against_model(spec, model.info)
     except (ModelError, SpecError) as exc:

@@ -26,7 +26,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from stepscope import events
-from stepscope.config import Settings, compile_on, get_settings
+from stepscope.config import Settings, compile_on, get_settings, step_decode_dtype_for
 from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, queue_name, retire_worker, rq_queue
 from stepscope.models import LoadedModel, load_model
 from stepscope.probe import Cancelled, run_experiment
@@ -229,7 +229,7 @@ def run_worker(
         dtype=settings.dtype,
         offload=settings.offload,
         compile=compile_on(settings, device),
-        step_decode_dtype=settings.step_decode_dtype,
+        step_decode_dtype=step_decode_dtype_for(settings, device, settings.offload),
     )
     load_seconds = round(time.perf_counter() - started, 2)
     queue = queue_name(model_name)

@@ -332,3 +332,15 @@ def test_step_decode_dtype_is_checked():
         load_model("tiny", step_decode_dtype="int8")
     with pytest.raises(ModelError, match="offload"):
         load_model("tiny", step_decode_dtype="bfloat16", offload="model")
+
+
+def test_step_decodes_default_to_float16_on_cuda_only():
+    from stepscope.config import Settings, step_decode_dtype_for
+
+    auto = Settings()
+    assert step_decode_dtype_for(auto, "cuda:0", "none") == "float16"
+    assert step_decode_dtype_for(auto, "cuda", "model") is None  # an offloaded VAE is not copied
+    assert step_decode_dtype_for(auto, "cpu", "none") is None
+    assert step_decode_dtype_for(Settings(step_decode_dtype="float32"), "cuda", "none") == "float32"
+    with pytest.raises(ValueError, match="step_decode_dtype"):
+        Settings(step_decode_dtype="int8")
