@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import gc
 import statistics
 import sys
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
 from jsonl import emit_line  # noqa: E402
 from stepscope.models.compiled import compile_blocks, uncompile_blocks  # noqa: E402
-from stepscope.models.loading import LoadedModel, info_from_pipeline, load_model  # noqa: E402
+from stepscope.models.loading import LoadedModel, cast_copy, info_from_pipeline, load_model  # noqa: E402
 from stepscope.models.presets import RandomConfig  # noqa: E402
 from stepscope.models.random import TEXT_DIM, build_random_pipeline  # noqa: E402
 from stepscope.probe import run_experiment  # noqa: E402
@@ -172,7 +171,7 @@ def blocks_mode(model: LoadedModel, mode: str):
         if mode.endswith(suffix):
             key = (id(model.pipe.vae), dtype)
             if key not in _step_vaes:
-                _step_vaes[key] = copy.deepcopy(model.pipe.vae).to(dtype)
+                _step_vaes[key] = cast_copy(model.pipe.vae, dtype)
             model.step_vae = _step_vaes[key]
     try:
         yield

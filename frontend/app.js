@@ -16,13 +16,13 @@ function navigate(hash) {
   else location.hash = hash;
 }
 
-/** "#/jobs/<id>/<tab>" → {page: "job", id, tab}; "#/new" or nothing → {page: "new"}. */
 /** `?array_budget_mb=N` in the page URL: megabytes of arrays an open run keeps in memory. */
 function arrayBudgetFromUrl() {
   const mb = Number(new URLSearchParams(location.search).get("array_budget_mb"));
   return Number.isFinite(mb) && mb > 0 ? mb * 1024 * 1024 : undefined;
 }
 
+/** "#/jobs/<id>/<tab>" → {page: "job", id, tab}; "#/new" or nothing → {page: "new"}. */
 function parseRoute(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
   if (parts[0] === "jobs" && parts[1]) return { page: "job", id: parts[1], tab: parts[2] ?? "trajectory" };

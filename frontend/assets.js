@@ -5,10 +5,10 @@
 // are dropped (a 14B run's layer norms are ~5 MB a step; 50 steps of two trajectories would
 // not fit a browser tab comfortably) and fetched again if asked for again.
 
+import { artifactUrl, fetchArray, fetchBitmap } from "./api.js";
+
 /** Default bytes of arrays kept in memory per open run. */
 export const ARRAY_BUDGET_BYTES = 512 * 1024 * 1024;
-
-import { artifactUrl, fetchArray, fetchBitmap } from "./api.js";
 
 export class AssetCache {
   constructor(
@@ -21,7 +21,7 @@ export class AssetCache {
     this.arrayBytes = 0; // bytes of the arrays in `ready`
     this.evictions = 0;
     this.fetchers = fetchers;
-    this.ready = new Map(); // path → ImageBitmap | parsed array; arrays in least-recently-used order
+    this.ready = new Map(); // path → ImageBitmap | parsed array
     this.arrays = new Map(); // path → bytes, for the arrays in `ready`, least recently used first
     this.failed = new Map(); // path → Error
     this.queued = []; // {path, kind} waiting, newest requests first for priority ones

@@ -80,6 +80,15 @@ def service_env(redis_url: str, store: str, cache_dir: str, **extra: str) -> dic
     return env
 
 
+def wait_or_stop(proc: Proc, ready, timeout: float, what: str) -> None:
+    """Wait until `ready()`; a process that never gets there is stopped before the error goes on."""
+    try:
+        wait_until(ready, timeout, what)
+    except BaseException:
+        proc.stop()
+        raise
+
+
 def start_worker(env: dict, log: Path, model: str = "tiny", name: str | None = None) -> Proc:
     name = name or f"test-{model}-{os.urandom(3).hex()}"
     proc = Proc([sys.executable, "-m", "stepscope.cli", "worker", "--model", model, "--name", name], env, log)
@@ -90,11 +99,7 @@ def start_worker(env: dict, log: Path, model: str = "tiny", name: str | None = N
             raise RuntimeError(f"worker exited:\n{proc.output()}")
         return any(w["name"] == name for w in live_workers(conn))
 
-    try:
-        wait_until(ready, 120, f"worker {name} to announce itself")
-    except BaseException:
-        proc.stop()
-        raise
+    wait_or_stop(proc, ready, 120, f"worker {name} to announce itself")
     proc.name = name
     return proc
 
@@ -113,11 +118,7 @@ def start_api(env: dict, log: Path, port: int | None = None) -> Proc:
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_until(ready, 60, "the API to answer /api/health")
-    except BaseException:
-        proc.stop()
-        raise
+    wait_or_stop(proc, ready, 60, "the API to answer /api/health")
     return proc
 
 

@@ -140,7 +140,7 @@ def load_model(
     if step_decode_dtype is not None and DTYPES[step_decode_dtype] != vae_dtype:
         if offload != "none":
             raise ModelError(_STEP_VAE_NEEDS_RESIDENT_VAE)
-        model.step_vae = _cast_copy(pipe.vae, DTYPES[step_decode_dtype])
+        model.step_vae = cast_copy(pipe.vae, DTYPES[step_decode_dtype])
     if compile:
         for module in model.experts.values():
             compile_blocks(module)
@@ -180,7 +180,7 @@ def _cast_tiny(pipe, torch_dtype: torch.dtype) -> None:
                 param.data = param.data.float()
 
 
-def _cast_copy(vae, dtype: torch.dtype):
+def cast_copy(vae, dtype: torch.dtype):
     """A copy of `vae` in `dtype`, without diffusers' warning about casting with `to()`
     (AutoencoderKLWan has no modules that must stay in float32)."""
     previous = diffusers_logging.get_verbosity()
