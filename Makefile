@@ -36,7 +36,7 @@ lint: setup
 test: setup browser-deps
 	$(VENV)/bin/ruff check backend tests benchmarks
 	node --test frontend/tests/
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) runs var test-output
