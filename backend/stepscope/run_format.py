@@ -1,0 +1,431 @@
+"""The run directory's format: every path in it and the manifest's types, in one place.
+
+    run_format.x0_path("baseline", 7)            → "trajectories/baseline/x0/step_007.npy"
+    run_format.input_image_path("image")         → "inputs/first_frame.png"
+    run_format.parse_manifest(json.load(f))      → Manifest (or RunFormatError for unknown formats)
+
+The engine writes a run through these functions and `ManifestWriter`; the API, `stepscope.run`
+and the exports read it through them. Adding an artifact means a path function here plus the
+code that produces it. This module is a leaf (pydantic only), so every side can import it.
+docs/run-format.md describes the format; docs/schema/manifest.schema.json is generated from
+`Manifest` (`python -m stepscope.run_format` rewrites it; a test checks it is current).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+FORMAT_VERSION = 2
+FORMAT = f"stepscope-run/{FORMAT_VERSION}"
+# Versions this code reads. 1 differs only in naming swap-source images
+# `inputs/<variant>-source-<i>.png` (recorded in `inputs`, so readers need no change).
+READABLE_FORMATS = {"stepscope-run/1": 1, FORMAT: FORMAT_VERSION}
+
+MANIFEST = "manifest.json"
+RUN_PREFIX = "run:"  # a spec image already stored in the run directory, e.g. run:inputs/first_frame.png
+BASELINE = "baseline"
+
+Status = Literal["running", "finished", "failed", "cancelled"]
+TrajectoryKind = Literal["baseline", "variant", "swap_source"]
+
+
+class RunFormatError(ValueError):
+    """A run directory this version of stepscope cannot read."""
+
+
+# -- paths ----------------------------------------------------------------------------------
+def step_name(index: int) -> str:
+    """Steps are zero-padded to three digits: step_007."""
+    return f"step_{index:03d}"
+
+
+def trajectory_dir(name: str) -> str:
+    return f"trajectories/{name}"
+
+
+def swap_source_name(variant: str, intervention: int) -> str:
+    """The trajectory name of run B of a layer swap."""
+    return f"{variant}.source{intervention}"
+
+
+def input_image_path(field: str) -> str:
+    """Where the image of a spec field is stored (`image`, `variants.0.interventions.1.source.image`)."""
+    if field == "image":
+        return "inputs/first_frame.png"
+    return f"inputs/{field.replace('.', '_')}.png"
+
+
+def run_ref(rel: str) -> str:
+    """The spec value that points at an image already stored in the run."""
+    return RUN_PREFIX + rel
+
+
+def preview_path(trajectory: str, step: int) -> str:
+    return f"{trajectory_dir(trajectory)}/preview/{step_name(step)}.png"
+
+
+def x0_path(trajectory: str, step: int) -> str:
+    return f"{trajectory_dir(trajectory)}/x0/{step_name(step)}.npy"
+
+
+def layer_norms_path(trajectory: str, pass_name: str, step: int) -> str:
+    return f"{trajectory_dir(trajectory)}/layer_norms/{pass_name}/{step_name(step)}.npy"
+
+
+def layer_norms_key(pass_name: str) -> str:
+    """The key of a pass's layer norms in a step record's `artifacts`."""
+    return f"layer_norms.{pass_name}"
+
+
+def decode_dir(trajectory: str, step: int) -> str:
+    """A full-quality decode of one step: frames, video and (when requested later) decode.json."""
+    return f"{trajectory_dir(trajectory)}/decode/{step_name(step)}"
+
+
+def decode_record_path(trajectory: str, step: int) -> str:
+    return f"{decode_dir(trajectory, step)}/decode.json"
+
+
+DECODE_RECORDS_GLOB = "trajectories/*/decode/*/decode.json"
+
+
+def final_dir(trajectory: str) -> str:
+    """The decoded output video's frames and MP4."""
+    return f"{trajectory_dir(trajectory)}/final"
+
+
+def final_latents_path(trajectory: str) -> str:
+    return f"{final_dir(trajectory)}/latents.npy"
+
+
+def frame_path(frames_dir: str, index: int) -> str:
+    """One decoded video frame in a decode or final directory."""
+    return f"{frames_dir}/frame_{index:03d}.jpg"
+
+
+def video_path(frames_dir: str) -> str:
+    return f"{frames_dir}/video.mp4"
+
+
+def convergence_path(trajectory: str) -> str:
+    return f"{trajectory_dir(trajectory)}/convergence.npy"
+
+
+def metrics_path(variant: str) -> str:
+    return f"metrics/{variant}.json"
+
+
+def difference_path(variant: str) -> str:
+    return f"metrics/{variant}/difference.npy"
+
+
+# -- the manifest ---------------------------------------------------------------------------
+class _Record(BaseModel):
+    # Keys written by a newer stepscope are kept, not refused: readers only need what they know.
+    model_config = ConfigDict(extra="allow")
+
+
+class Shapes(_Record):
+    latent: list[int] = Field(description="(C, F_lat, H_lat, W_lat) of one member's latent")
+    tokens: list[int] = Field(description="token grid (F', H', W') of the layer norms")
+    video: list[int] = Field(description="(frames, height, width) of the output video")
+    patch: list[int] = Field(description="the transformer's patch size (p_t, p_h, p_w)")
+
+
+class ProbesRecord(_Record):
+    captured_steps: list[int]
+    layers: list[int] = Field(description="blocks on the layer axis of every layer_norms array")
+    passes: list[str]
+    decode_steps: list[int]
+    x0_arrays: bool
+
+
+class PreviewMap(_Record):
+    """The fitted linear latent→RGB map of the previews: pixels = clip(W·x̂₀ + b, −1, 1)."""
+
+    weight: list[list[float]]
+    bias: list[float]
+    fingerprint: str
+    residual_rms: float | None = None
+
+
+class StepTimings(_Record):
+    step_seconds: float
+    store_seconds: float
+    forward_to_stored_seconds: float
+
+
+class StepRecord(_Record):
+    """One captured step: its timestep, σ, expert and stored artifacts."""
+
+    index: int
+    t: float
+    sigma: float
+    expert: str
+    artifacts: dict[str, str] = Field(
+        description="'preview', 'x0' and 'layer_norms.<pass>' → paths in the run directory"
+    )
+    timings: StepTimings
+
+
+class DecodeEntry(_Record):
+    """A full-quality VAE decode of one step (or of the final latents)."""
+
+    step: int | Literal["final"]
+    dir: str
+    frames: int
+    video: str
+    dtype: str
+
+
+class DecodeRecord(DecodeEntry):
+    """decode.json beside the frames of a decode requested after the run."""
+
+    trajectory: str
+    seconds: float | None = None
+
+
+class FinalOutput(_Record):
+    latents: str
+    video: str | None = None
+    frames_dir: str | None = None
+
+
+class Convergence(_Record):
+    file: str
+    steps: list[int]
+    commitment_step: int | None
+    threshold: float
+
+
+class Percentiles(_Record):
+    p50: float | None
+    p95: float | None
+
+
+class TrajectoryResult(_Record):
+    """What a trajectory records once its loop is over."""
+
+    timesteps: list[float]
+    sigmas: list[float]
+    experts: list[str]
+    step_seconds: list[float]
+    loop_seconds: float
+    final: FinalOutput
+    convergence: Convergence
+    forward_to_event_seconds: Percentiles
+
+
+class TrajectoryEntry(_Record):
+    """One trajectory: the baseline, a variant or a swap source (run B of a layer swap)."""
+
+    kind: TrajectoryKind
+    status: Status
+    seeds: list[int]
+    guidance: float
+    guidance_2: float | None
+    prompt: str
+    steps: list[StepRecord] = Field(default_factory=list, description="captured steps only")
+    decodes: list[DecodeEntry] = Field(default_factory=list)
+    # variants
+    variant: str | None = None
+    interventions: list[dict[str, Any]] | None = None
+    returned_member: int | None = Field(None, description="a seed ensemble's member that continues (0)")
+    # swap sources
+    source_of: str | None = None
+    intervention: int | None = None
+    source: dict[str, Any] | None = None
+    # once finished (TrajectoryResult's fields)
+    timesteps: list[float] | None = Field(None, description="every step, captured or not")
+    sigmas: list[float] | None = None
+    experts: list[str] | None = None
+    step_seconds: list[float] | None = None
+    loop_seconds: float | None = None
+    final: FinalOutput | None = None
+    convergence: Convergence | None = None
+    forward_to_event_seconds: Percentiles | None = None
+
+
+class MetricSummary(_Record):
+    file: str
+    difference: str
+    max_cka_x0_distance: float | None
+    final_relative_l2: float
+
+
+class LayerNormDistance(_Record):
+    # `pass` is a Python keyword, hence the alias.
+    pass_name: str = Field(alias="pass")
+    layers: list[int]
+    values: list[list[float]]
+
+
+class MetricsFile(_Record):
+    """metrics/<variant>.json: a variant compared with the baseline."""
+
+    variant: str
+    baseline: str
+    steps: list[int]
+    cka_x0_distance: list[float]
+    difference: str
+    difference_shape: list[int]
+    final_relative_l2: float
+    layer_norm_cka_distance: LayerNormDistance | None = None
+    commitment_step: dict[str, int | None]
+
+
+class Manifest(_Record):
+    """manifest.json: what ran, with which model, and where every artifact is."""
+
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    id: str
+    status: Status
+    created: str
+    finished: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    partial: bool | None = Field(None, description="the worker was lost; what it stored stays")
+    spec: dict[str, Any] = Field(description="the ExperimentSpec (schema: GET /api/schema/spec)")
+    model: dict[str, Any] = Field(description="the loaded model: pipeline, scheduler, device, dtype, ModelInfo")
+    versions: dict[str, str]
+    shapes: Shapes
+    probes: ProbesRecord
+    preview: PreviewMap
+    inputs: dict[str, str] = Field(default_factory=dict, description="spec field → stored image")
+    trajectories: dict[str, TrajectoryEntry] = Field(default_factory=dict)
+    variants: list[str] = Field(default_factory=list)
+    metrics: dict[str, MetricSummary] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def start(cls, **fields: Any) -> Manifest:
+        """A new run's manifest: status running, every collection present (and empty)."""
+        empty = {"inputs": {}, "trajectories": {}, "variants": [], "metrics": {}, "timings": {}}
+        base = {"format": FORMAT, "format_version": FORMAT_VERSION, "status": "running", "created": now()}
+        return cls(**{**base, "finished": None, "error": None, **empty, **fields})
+
+    def to_json(self) -> dict:
+        """The JSON object stored as manifest.json (optional fields never set are left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def manifest_json_schema() -> dict:
+    """The JSON Schema of manifest.json."""
+    schema = Manifest.model_json_schema(by_alias=True)
+    schema["$id"] = "https://stepscope/schema/manifest.schema.json"
+    return schema
+
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "schema" / "manifest.schema.json"
+
+
+def format_version_of(data: dict) -> int:
+    """The format version of a manifest's JSON, or RunFormatError naming what this code reads."""
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt not in READABLE_FORMATS:
+        readable = ", ".join(READABLE_FORMATS)
+        raise RunFormatError(
+            f"manifest.json: run format {fmt!r} is not one this stepscope reads ({readable}); "
+            "open it with the stepscope version that wrote it"
+        )
+    return READABLE_FORMATS[fmt]
+
+
+def parse_manifest(data: dict) -> Manifest:
+    """Validate a stored manifest (any readable format version) into a Manifest."""
+    version = format_version_of(data)
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise RunFormatError(f"manifest.json: {where}: {err['msg']}") from None
+    manifest.format_version = version
+    return manifest
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class ManifestWriter:
+    """The manifest of a run being written: each change under a lock, then stored whole.
+
+    Every change the engine makes to a manifest is one method here, so the manifest's shape
+    is visible in one file; `write` stores the JSON (RunDir.write_manifest, atomic on local disks).
+    """
+
+    def __init__(self, manifest: Manifest, write: Callable[[dict], None]):
+        self.manifest = manifest
+        self._write = write
+        self._lock = threading.Lock()
+        self._store()
+
+    def _store(self) -> None:
+        self._write(self.manifest.to_json())
+
+    def _change(self, change: Callable[[Manifest], None]) -> None:
+        with self._lock:
+            change(self.manifest)
+            self._store()
+
+    def trajectory(self, name: str) -> TrajectoryEntry:
+        return self.manifest.trajectories[name]
+
+    def set_input(self, field: str, rel: str) -> None:
+        self._change(lambda m: m.inputs.__setitem__(field, rel))
+
+    def start_trajectory(self, name: str, entry: TrajectoryEntry) -> None:
+        self._change(lambda m: m.trajectories.__setitem__(name, entry))
+
+    def add_step(self, trajectory: str, record: StepRecord) -> None:
+        self._change(lambda m: m.trajectories[trajectory].steps.append(record))
+
+    def add_decode(self, trajectory: str, entry: DecodeEntry) -> None:
+        self._change(lambda m: m.trajectories[trajectory].decodes.append(entry))
+
+    def finish_trajectory(self, name: str, result: TrajectoryResult) -> None:
+        def finish(m: Manifest) -> None:
+            entry = m.trajectories[name]
+            entry.status = "finished"
+            for key in TrajectoryResult.model_fields:
+                setattr(entry, key, getattr(result, key))
+
+        self._change(finish)
+
+    def add_metric(self, variant: str, summary: MetricSummary) -> None:
+        self._change(lambda m: m.metrics.__setitem__(variant, summary))
+
+    def finish(self, status: Status, error: str | None, total_seconds: float, traceback: str | None = None) -> None:
+        """The run's end: its status, and that of every trajectory still running."""
+
+        def finish(m: Manifest) -> None:
+            m.status = status
+            m.error = error
+            m.finished = now()
+            m.timings["total_seconds"] = round(total_seconds, 4)
+            if traceback:
+                m.traceback = traceback[-4000:]
+            for entry in m.trajectories.values():
+                if entry.status == "running":
+                    entry.status = status
+
+        self._change(finish)
+
+
+def write_schema(path: Path = SCHEMA_FILE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    write_schema()
+    print(SCHEMA_FILE)

@@ -1,0 +1,110 @@
+"""run_format: the run directory's paths and manifest types, without a model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stepscope import run_format as rf
+from stepscope.store import RunDir
+
+
+def minimal_manifest(**fields) -> rf.Manifest:
+    return rf.Manifest.start(
+        id="r1",
+        spec={"prompt": "a maze"},
+        model={"name": "tiny"},
+        versions={"stepscope": "0"},
+        shapes=rf.Shapes(latent=[16, 5, 8, 8], tokens=[5, 4, 4], video=[17, 64, 64], patch=[1, 2, 2]),
+        probes=rf.ProbesRecord(captured_steps=[0, 1], layers=[0, 1], passes=["cond"], decode_steps=[], x0_arrays=True),
+        preview=rf.PreviewMap(weight=[[0.0] * 16] * 3, bias=[0.0] * 3, fingerprint="f"),
+        **fields,
+    )
+
+
+def test_paths_of_every_artifact():
+    assert rf.x0_path("baseline", 7) == "trajectories/baseline/x0/step_007.npy"
+    assert rf.preview_path("n1", 12) == "trajectories/n1/preview/step_012.png"
+    assert rf.layer_norms_path("n1", "uncond", 3) == "trajectories/n1/layer_norms/uncond/step_003.npy"
+    assert rf.decode_dir("baseline", 9) == "trajectories/baseline/decode/step_009"
+    assert rf.decode_record_path("baseline", 9) == "trajectories/baseline/decode/step_009/decode.json"
+    assert rf.frame_path(rf.final_dir("baseline"), 4) == "trajectories/baseline/final/frame_004.jpg"
+    assert rf.video_path(rf.final_dir("baseline")) == "trajectories/baseline/final/video.mp4"
+    assert rf.final_latents_path("b") == "trajectories/b/final/latents.npy"
+    assert rf.convergence_path("b") == "trajectories/b/convergence.npy"
+    assert rf.metrics_path("n1") == "metrics/n1.json"
+    assert rf.difference_path("n1") == "metrics/n1/difference.npy"
+    assert rf.swap_source_name("swap", 2) == "swap.source2"
+    assert rf.layer_norms_key("cond") == "layer_norms.cond"
+
+
+def test_one_name_for_each_input_image():
+    assert rf.input_image_path("image") == "inputs/first_frame.png"
+    field = "variants.0.interventions.1.source.image"
+    assert rf.input_image_path(field) == "inputs/variants_0_interventions_1_source_image.png"
+    assert rf.run_ref(rf.input_image_path("image")) == "run:inputs/first_frame.png"
+
+
+def test_committed_json_schema_is_current():
+    committed = json.loads(rf.SCHEMA_FILE.read_text())
+    assert committed == json.loads(json.dumps(rf.manifest_json_schema())), (
+        "docs/schema/manifest.schema.json is stale: run `python -m stepscope.run_format`"
+    )
+
+
+def test_writer_stores_each_change_and_reads_back(tmp_path):
+    run = RunDir.at(str(tmp_path / "r1"))
+    writer = rf.ManifestWriter(minimal_manifest(variants=["n1"]), run.write_manifest)
+    assert run.manifest()["status"] == "running" and run.manifest()["trajectories"] == {}
+    entry = rf.TrajectoryEntry(
+        kind="baseline", status="running", seeds=[0], guidance=5.0, guidance_2=None, prompt="p", steps=[], decodes=[]
+    )
+    writer.start_trajectory("baseline", entry)
+    timings = rf.StepTimings(step_seconds=0.1, store_seconds=0.01, forward_to_stored_seconds=0.02)
+    record = rf.StepRecord(
+        index=0, t=999.0, sigma=0.99, expert="transformer", artifacts={"x0": rf.x0_path("baseline", 0)}, timings=timings
+    )
+    writer.add_step("baseline", record)
+    stored = run.manifest()["trajectories"]["baseline"]
+    assert stored["steps"][0]["artifacts"]["x0"] == "trajectories/baseline/x0/step_000.npy"
+    assert "final" not in stored and "variant" not in stored  # optional fields never set stay out
+    writer.finish("cancelled", "stop", total_seconds=1.23456)
+    data = run.manifest()
+    assert data["status"] == "cancelled" and data["error"] == "stop"
+    assert data["trajectories"]["baseline"]["status"] == "cancelled"
+    assert data["timings"]["total_seconds"] == 1.2346
+    parsed = rf.parse_manifest(data)
+    assert parsed.format_version == rf.FORMAT_VERSION
+    assert parsed.trajectories["baseline"].steps[0].sigma == 0.99
+
+
+def test_version_1_manifests_still_read():
+    data = minimal_manifest().to_json()
+    data["format"] = "stepscope-run/1"
+    del data["format_version"]
+    data["inputs"] = {"variants.0.interventions.0.source.image": "inputs/swap-source-0.png"}
+    parsed = rf.parse_manifest(data)
+    assert parsed.format_version == 1
+    assert parsed.inputs["variants.0.interventions.0.source.image"] == "inputs/swap-source-0.png"
+
+
+@pytest.mark.parametrize("fmt", ["stepscope-run/3", None, "other/1"])
+def test_unknown_formats_are_refused_clearly(fmt):
+    data = minimal_manifest().to_json()
+    data["format"] = fmt
+    with pytest.raises(rf.RunFormatError, match="not one this stepscope reads"):
+        rf.parse_manifest(data)
+
+
+def test_a_malformed_manifest_names_the_field():
+    data = minimal_manifest().to_json()
+    data["shapes"] = {"latent": "wide"}
+    with pytest.raises(rf.RunFormatError, match="manifest.json: shapes"):
+        rf.parse_manifest(data)
+
+
+def test_unknown_keys_from_newer_writers_are_kept():
+    data = minimal_manifest().to_json()
+    data["janitor_note"] = "x"
+    assert rf.parse_manifest(data).to_json()["janitor_note"] == "x"
