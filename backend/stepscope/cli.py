@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stepscope.spec import SpecError, check_against_model, parse_spec
@@ -148,68 +155,203 @@ def cmd_worker(args) -> int:
     return 0
 
 
-def cmd_api(args) -> int:
+GRACEFUL_SHUTDOWN = 5.0  # seconds uvicorn waits for open responses after SIGTERM (SSE streams end at once)
+STOP_TIMEOUT = 8.0  # seconds a child of `up` gets after SIGTERM before it is killed (all exit within 10 s)
+log = logging.getLogger("stepscope.up")
+
+
+def serve(app, host: str, port: int, on_exit: Callable[[], None] | None = None) -> None:
+    """Run the API with uvicorn until SIGTERM/SIGINT; `on_exit` runs as soon as the signal arrives."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            super().handle_exit(sig, frame)
+            if on_exit is not None:
+                on_exit()
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
+    Server(config).run()
+
+
+def cmd_api(args) -> int:
     from stepscope.api import create_app
 
     settings = _settings_with(redis_url=args.redis_url, store=args.store)
-    uvicorn.run(
-        create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_level="warning"
-    )
+    serve(create_app(settings), args.host or settings.host, args.port or settings.port)
     return 0
 
 
-def stop_processes(procs: list, timeout: float = 30) -> None:
+def stop_processes(procs: list, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM every process, then wait for each; one still running after `timeout` is killed."""
-    import subprocess
-
     for proc in procs:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
     for proc in procs:
         try:
-            proc.wait(timeout=timeout)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            log.warning("pid %s did not stop within %.0f s of SIGTERM: killed", proc.pid, timeout)
             proc.kill()
+            proc.wait()
+
+
+class Child:
+    """One process `up` keeps running: how to start it, and its restart history."""
+
+    def __init__(self, name: str, start: Callable[[], subprocess.Popen]):
+        self.name = name
+        self._start = start
+        self.process: subprocess.Popen | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.last_exit: int | None = None
+        self.restart_at: float | None = None  # when a restart is due, while one is pending
+        self.backoff = Supervisor.FIRST_BACKOFF
+
+    def start(self) -> None:
+        self.process = self._start()
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def status(self) -> dict:
+        running = self.process is not None and self.process.poll() is None
+        return {
+            "state": "running" if running else ("restarting" if self.restart_at is not None else "stopped"),
+            "pid": self.process.pid if running else None,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "up_seconds": round(time.monotonic() - self.started_at, 1) if running else None,
+        }
+
+
+class Supervisor:
+    """Restarts what `up` started when it dies: after 1 s, doubling to 30 s while it keeps dying
+    (the delay resets once a process has stayed up for a minute). Logs every exit and restart."""
+
+    FIRST_BACKOFF = 1.0
+    MAX_BACKOFF = 30.0
+    STABLE_AFTER = 60.0
+    POLL = 0.25
+
+    def __init__(self) -> None:
+        self.children: dict[str, Child] = {}
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="stepscope-supervisor", daemon=True)
+
+    def add(self, name: str, start: Callable[[], subprocess.Popen]) -> Child:
+        child = self.children[name] = Child(name, start)
+        child.start()
+        return child
+
+    def run(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(self.POLL):
+            for child in list(self.children.values()):
+                with self._lock:
+                    if self.stopping.is_set():
+                        return
+                    self._check(child)
+
+    def _check(self, child: Child) -> None:
+        now = time.monotonic()
+        if child.restart_at is None:
+            code = child.process.poll() if child.process is not None else None
+            if code is None:
+                if now - child.started_at > self.STABLE_AFTER:
+                    child.backoff = self.FIRST_BACKOFF
+                return
+            child.last_exit = code
+            child.restart_at = now + child.backoff
+            log.warning(
+                "%s (pid %s) exited with %s; restarting in %.0f s", child.name, child.process.pid, code, child.backoff
+            )
+            child.backoff = min(child.backoff * 2, self.MAX_BACKOFF)
+        elif now >= child.restart_at:
+            try:
+                child.start()
+            except Exception as exc:  # e.g. Redis's port still taken: try again after a longer pause
+                child.restart_at = time.monotonic() + child.backoff
+                log.warning("%s did not restart (%s); next try in %.0f s", child.name, exc, child.backoff)
+                child.backoff = min(child.backoff * 2, self.MAX_BACKOFF)
+                return
+            child.restarts += 1
+            log.warning("%s restarted (pid %s, restart %d)", child.name, child.process.pid, child.restarts)
+
+    def status(self) -> dict:
+        return {name: child.status() for name, child in self.children.items()}
+
+    def stop(self, names: list[str]) -> None:
+        """Stop restarting anything, then stop `names` in order (SIGTERM, kill after STOP_TIMEOUT)."""
+        self.stopping.set()
+        with self._lock:  # no restart is half done
+            procs = [self.children[n].process for n in names if self.children[n].process is not None]
+        stop_processes(procs)
 
 
 def cmd_up(args) -> int:
-    """Redis (embedded unless STEPSCOPE_REDIS_URL is set), one worker per model, the API."""
-    import os
-    import signal
-    import subprocess
-
-    import uvicorn
-
+    """Redis (embedded unless STEPSCOPE_REDIS_URL is set), one worker per model, the API; `up`
+    restarts a worker or the embedded Redis that dies, and stops them all on SIGTERM."""
     from stepscope.api import create_app
-    from stepscope.embedded_redis import EmbeddedRedis
+    from stepscope.embedded_redis import EmbeddedRedis, free_port
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    data_dir = Path(args.data_dir).resolve()
     settings = _settings_with(redis_url=args.redis_url, store=args.store)
-    embedded = None
+    # Everything a deployment writes goes under its data directory unless told otherwise.
+    defaults = {"store": str(data_dir / "runs"), "cache_dir": str(data_dir / "cache")}
+    settings = settings.model_copy(
+        update={
+            k: v for k, v in defaults.items() if k not in settings.model_fields_set and getattr(args, k, None) is None
+        }
+    )
+    supervisor = Supervisor()
     if not settings.redis_url:
-        embedded = EmbeddedRedis(Path(args.data_dir) / "redis").start()
-        settings = settings.model_copy(update={"redis_url": embedded.url})
-        print(f"embedded Redis on {embedded.url} (data in {args.data_dir}/redis)", flush=True)
-    env = {**os.environ, "STEPSCOPE_REDIS_URL": settings.redis_url, "STEPSCOPE_STORE": settings.store}
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "stepscope.cli", "worker", "--model", model], env=env)
-        for model in args.model or ["tiny"]
-    ]
+        redis_port = free_port()
 
-    # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that into an exception
-    # so the `finally` below stops the workers and Redis instead of the process just dying.
-    def stop_on_sigterm(signum, frame):
-        raise SystemExit(0)
+        def start_redis() -> subprocess.Popen:
+            return EmbeddedRedis(data_dir / "redis", port=redis_port).start().process
 
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+        supervisor.add("redis", start_redis)
+        settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{redis_port}/0"})
+        print(f"embedded Redis on {settings.redis_url} (data in {data_dir / 'redis'})", flush=True)
+    env = {
+        **os.environ,
+        "STEPSCOPE_REDIS_URL": settings.redis_url,
+        "STEPSCOPE_STORE": settings.store,
+        "STEPSCOPE_CACHE_DIR": settings.cache_dir,
+    }
+    workers = [f"worker:{model}" for model in args.model or ["tiny"]]
+    for name in workers:
+        model = name.split(":", 1)[1]
+        supervisor.add(
+            name,
+            lambda m=model: subprocess.Popen([sys.executable, "-m", "stepscope.cli", "worker", "--model", m], env=env),
+        )
+    supervisor.run()
+
+    def on_exit() -> None:
+        # Workers get SIGTERM now, at the same time as the API's streams are closed: all are down within 10 s.
+        threading.Thread(target=supervisor.stop, args=(workers,), daemon=True).start()
+
+    app = create_app(settings)
+    app.state.supervisor = supervisor
     host, port = args.host or settings.host, args.port or settings.port
     print(f"stepscope is up: http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl-C stops)", flush=True)
+    print(f"runs in {settings.store}", flush=True)
+    # uvicorn re-raises the signal it caught once it has shut down; ignore that one so the
+    # `finally` below stops the workers and Redis instead of the process just dying.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        serve(app, host, port, on_exit=on_exit)
     finally:
-        stop_processes(workers)
-        if embedded is not None:
-            embedded.stop()
+        supervisor.stop([*workers, *(["redis"] if "redis" in supervisor.children else [])])
         print("stopped", flush=True)
     return 0
 
@@ -266,7 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host")
     up.add_argument("--port", type=int)
     up.add_argument("--model", action="append", help="model to serve (repeatable; default tiny)")
-    up.add_argument("--data-dir", default="var", help="where the embedded Redis keeps its data")
+    up.add_argument(
+        "--data-dir",
+        default="var",
+        help="where everything is written: the embedded Redis's data, runs (unless --store or STEPSCOPE_STORE) "
+        "and the preview-map cache (unless STEPSCOPE_CACHE_DIR)",
+    )
     service_flags(up)
     up.set_defaults(func=cmd_up)
     return parser

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-TERMINAL = ("finished", "failed", "cancelled")
+from stepscope.events import STREAM_CLOSING, TERMINAL
 
 
 class ApiError(RuntimeError):
@@ -89,7 +89,8 @@ class Client:
     def events(
         self, job_id: str, last_event_id: str | None = None, timeout: float = 600.0
     ) -> Iterator[tuple[str, dict]]:
-        """(event id, event) from the job's SSE stream until its terminal event."""
+        """(event id, event) from the job's SSE stream until its terminal event (or until the API closes
+        the stream for a shutdown: then resume with the last id seen, as `wait` does)."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         with self.http.stream(
             "GET", f"/api/jobs/{job_id}/events", headers=headers, timeout=httpx.Timeout(timeout, connect=10)
@@ -103,8 +104,10 @@ class Client:
                     data.append(line[5:].strip())
                 elif line == "" and data:
                     event = json.loads("\n".join(data))
-                    yield event_id, event
                     data = []
+                    if event.get("type") == STREAM_CLOSING:
+                        return
+                    yield event_id, event
                     if event.get("type") in TERMINAL:
                         return
 

@@ -106,7 +106,7 @@ class Jobs:
         pipe.hset(job_key(job_id), mapping=record)
         pipe.zadd(INDEX, {job_id: created})
         pipe.execute()
-        events.publish(self.conn, job_id, {"type": "queued", "job": job_id, "model": model, "kind": kind})
+        events.publish(self.conn, job_id, events.queued_event(job_id, model, kind))
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict | None:
@@ -178,9 +178,7 @@ class Jobs:
             fields["error"] = error[:4000]
         if self.transition(job_id, ("queued", "running"), **fields) != "ok":
             return False
-        event = {"type": status, "job": job_id, **event_fields}
-        if error:
-            event["error"] = error[:4000]
+        event = events.final_event(status, job_id, error[:4000] if error else None, **event_fields)
         events.publish(self.conn, job_id, event, ttl=self.ttl)
         pipe = self.conn.pipeline()
         pipe.expire(job_key(job_id), self.ttl)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -39,6 +40,31 @@ log = logging.getLogger("stepscope.worker")
 
 class JobTimeout(Exception):
     pass
+
+
+class WorkerShutdown(Exception):
+    """The worker was told to stop (SIGTERM/SIGINT) while a job was running."""
+
+
+# Set by SIGTERM/SIGINT: take no new job, stop the running one at its next step, leave.
+SHUTDOWN = threading.Event()
+
+
+class StepscopeWorker(SimpleWorker):
+    """RQ's in-process worker, whose shutdown request also reaches the running job and our own loop."""
+
+    def request_stop(self, signum, frame):
+        SHUTDOWN.set()
+        super().request_stop(signum, frame)
+
+    def request_force_stop(self, signum, frame):
+        SHUTDOWN.set()
+        super().request_force_stop(signum, frame)
+
+
+def _stop_on_signal(signum, frame) -> None:
+    log.warning("signal %s: stopping", signal.Signals(signum).name)
+    SHUTDOWN.set()
 
 
 def through_outage(call, what: str, patience: float):
@@ -121,16 +147,7 @@ class ResidentRunner:
         if not self._redis(lambda: self.jobs.start(job_id, self.name), f"starting job {job_id}"):
             return (self.jobs.get(job_id) or {}).get("status", "missing")
         self.heartbeat.job_id = job_id
-        self._publish(
-            job_id,
-            {
-                "type": "started",
-                "job": job_id,
-                "worker": self.name,
-                "model": self.model.name,
-                "device": self.model.device,
-            },
-        )
+        self._publish(job_id, events.started_event(job_id, self.name, self.model.name, self.model.device))
         try:
             if record.get("kind") == "decode":
                 return self._decode(job_id, record)
@@ -143,6 +160,8 @@ class ResidentRunner:
         deadline = time.monotonic() + self.settings.job_timeout
 
         def should_stop() -> bool:
+            if SHUTDOWN.is_set():
+                raise WorkerShutdown(f"worker {self.name} was stopped (SIGTERM) while the job ran")
             if time.monotonic() > deadline:
                 raise JobTimeout(f"job ran past its {self.settings.job_timeout} s timeout")
             try:
@@ -184,7 +203,7 @@ class ResidentRunner:
             log.exception("decode job %s failed", job_id)
             self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
             return "failed"
-        self._publish(job_id, {"type": "decode", "job": request["parent"], **entry})
+        self._publish(job_id, events.decode_event(job=request["parent"], **entry))
         self._finish(job_id, "finished", parent=request["parent"])
         return "finished"
 
@@ -252,14 +271,14 @@ def run_worker(
 
 
 def serve_queue(conn: redis.Redis, model_name: str, name: str, burst: bool, settings: Settings) -> None:
-    """RQ's work loop, restarted after a Redis outage (RQ's own loop exits on one)."""
+    """RQ's work loop, restarted after a Redis outage (RQ's own loop exits on one), until SIGTERM/SIGINT."""
     generation = 0
-    while True:
+    while not SHUTDOWN.is_set():
         generation += 1
-        if generation > 1:
-            time.sleep(1.0)  # do not spin if RQ's loop keeps ending
+        if generation > 1 and SHUTDOWN.wait(1.0):  # do not spin if RQ's loop keeps ending
+            return
         # A fresh RQ name per generation: Redis may still hold the previous one's registration.
-        worker = SimpleWorker(
+        worker = StepscopeWorker(
             [rq_queue(conn, model_name)],
             connection=conn,
             name=f"{name}.{generation}",
@@ -270,12 +289,15 @@ def serve_queue(conn: redis.Redis, model_name: str, name: str, burst: bool, sett
             worker.work(burst=burst, logging_level="WARNING")
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("Redis went away (%s)", exc)
-        while not (burst or worker._stop_requested):  # RQ's SIGTERM handler sets _stop_requested
+        # RQ's handlers stay installed after its loop ends; outside it, a signal only sets SHUTDOWN.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _stop_on_signal)
+        while not (burst or SHUTDOWN.is_set()):
             log.warning("waiting for Redis to come back")
             try:
                 conn.ping()
                 break
             except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(1.0)
-        if burst or worker._stop_requested:
+                SHUTDOWN.wait(1.0)
+        if burst:
             return

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from importlib import resources
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 import stepscope
 from stepscope.api import errors
 from stepscope.api.deps import Services, require_token
 from stepscope.api.routes import artifacts, events, exports, health, jobs, models
+from stepscope.api.routes.events import EventHub
 from stepscope.config import Settings, get_settings
 from stepscope.spec import ExperimentSpec
 from stepscope.store import NotFound
@@ -36,6 +41,33 @@ def frontend_dir() -> Path | None:
         pass
     checkout = Path(stepscope.__file__).resolve().parents[2] / "frontend"
     return checkout if (checkout / "index.html").is_file() else None
+
+
+# Swagger UI and ReDoc from the fastapi-offline wheel: the API docs page needs no CDN.
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def close_streams_on_signal(hub: EventHub, loop: asyncio.AbstractEventLoop) -> dict:
+    """Make SIGTERM/SIGINT also end open SSE streams (with a last event), then run the server's own
+    handler: uvicorn waits for open responses before it stops, and a stream never ends by itself.
+    Returns the handlers it replaced (to restore); nothing is done off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {sig: signal.getsignal(sig) for sig in SHUTDOWN_SIGNALS}
+
+    def handler(signum, frame):
+        loop.call_soon_threadsafe(hub.close)
+        chained = previous.get(signum)
+        if callable(chained):
+            chained(signum, frame)
+        elif chained == signal.SIG_DFL:  # nobody else handles it: die as the signal says
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    for sig in SHUTDOWN_SIGNALS:
+        signal.signal(sig, handler)
+    return previous
 
 
 def label_lost_run(services: Services, job_id: str) -> None:
@@ -76,13 +108,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         services = Services(settings)
         app.state.services = services
+        hub = app.state.event_hub = EventHub(settings.redis_url)
+        replaced = close_streams_on_signal(hub, asyncio.get_running_loop())
         task = asyncio.create_task(janitor(services, settings.janitor_every))
         try:
             yield
         finally:
+            for sig, handler in replaced.items():
+                if signal.getsignal(sig) is not handler:  # ours is still installed: put back what was there
+                    signal.signal(sig, handler)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await hub.aclose()
             await services.close()
 
     app = FastAPI(
@@ -91,11 +129,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Denoising trajectories of video diffusion transformers: submit experiments, "
         "follow their events, fetch x̂₀ previews, layer norms and comparisons.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     auth = [Depends(require_token)]
     for module in (jobs, events, artifacts, exports, models, health):
         app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
+
+    app.mount("/static-docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url="/static-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static-docs/swagger-ui.css",
+            swagger_favicon_url="/static-docs/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} API",
+            redoc_js_url="/static-docs/redoc.standalone.js",
+            redoc_favicon_url="/static-docs/favicon.png",
+            with_google_fonts=False,
+        )
 
     web = frontend_dir()
     if web is not None:
