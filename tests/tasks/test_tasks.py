@@ -1,0 +1,143 @@
+"""Every registered task family: determinism, JSON, scorer validation, candidate measures, the picture format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stepscope.tasks import Canvas, TaskError, TaskInstance, candidate_curves, corrupt, family_names, generate
+from stepscope.tasks.core import CELL, PALETTE
+from stepscope.tasks.validate import validate_family
+
+FAMILIES = family_names()
+N_FAST = 45  # per family (15 per difficulty); `python -m stepscope.tasks.validate --n 1000` runs the full check
+
+
+def test_the_three_families_are_registered():
+    assert {"maze", "trajectory", "pattern"} <= set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_instances_are_deterministic_and_json_round_trips(family):
+    a, b = generate(family, 2, 11), generate(family, 2, 11)
+    assert a == b
+    assert np.array_equal(a.ground_truth(), b.ground_truth())
+    back = TaskInstance.from_json(json.loads(a.dumps()))
+    assert back == a
+    assert np.array_equal(back.ground_truth(), a.ground_truth())
+    others = {generate(family, 2, s).dumps() for s in range(12, 20)}
+    assert len(others) >= 6  # other seeds give other instances
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_instance_pictures_follow_the_format(family):
+    task = generate(family, 1, 3)
+    video = task.ground_truth()
+    assert video.shape == (17, 64, 64, 3) and video.dtype == np.uint8
+    assert np.array_equal(task.first_frame, video[0])
+    colours = {tuple(int(x) for x in c) for c in video.reshape(-1, 3)}
+    assert colours <= set(PALETTE.values())  # flat palette colours only
+    assert task.prompt and task.family.split("_")[0] in task.prompt.lower()
+    assert 0 <= task.answer < len(task.candidates) and len(task.candidates) >= 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ground_truth_passes_and_corruptions_fail(family):
+    result = validate_family(family, N_FAST)
+    assert result["ground_truth"] >= 0.99, result
+    assert result["candidates"] >= 0.99, result
+    for name in corrupt.MUST_PASS:
+        assert result[f"{name}_passes"] >= 0.99, (name, result)
+    for name in corrupt.MUST_FAIL:
+        assert result[f"{name}_fails"] >= 0.99, (name, result)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scores_are_in_range_and_diagnose_every_frame(family):
+    task = generate(family, 3, 5)
+    truth = task.ground_truth()
+    good = task.score(truth)
+    assert good.passed and good.score == pytest.approx(1.0)
+    assert len(good.frames) == 17 and [f["frame"] for f in good.frames] == list(range(17))
+    bad = task.score(corrupt.wrong(task))
+    assert not bad.passed and 0.0 <= bad.score < 1.0 and bad.reason
+    blank = task.score(corrupt.blank(truth))
+    assert not blank.passed and blank.score == 0.0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scoring_resamples_other_sizes_and_frame_counts(family):
+    task = generate(family, 2, 8)
+    truth = task.ground_truth()
+    bigger = np.repeat(np.repeat(truth, 2, axis=1), 2, axis=2)  # 128×128
+    assert task.score(bigger).passed
+    # A 5-frame estimate (latent frames) is stretched in time; candidates still read it.
+    short = truth[np.round(np.linspace(0, 16, 5)).astype(int)]
+    measure = task.measure_candidates(short)
+    assert measure.winner == task.answer
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_larger_canvas_and_more_frames(family):
+    canvas = Canvas(size=96, frames=21)
+    for seed in range(6):
+        task = generate(family, 1 + seed % 3, seed, canvas=canvas)
+        truth = task.ground_truth()
+        assert truth.shape == (21, 96, 96, 3)
+        assert task.score(truth).passed
+        assert not task.score(corrupt.wrong(task)).passed
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_candidate_curves_show_exploration_then_commitment(family):
+    task = generate(family, 2, 4)
+    truth = task.ground_truth()
+    wrong = task.candidate_video((task.answer + 1) % len(task.candidates))
+    superposed = ((truth.astype(np.float32) + wrong) / 2).astype(np.uint8)
+    floor = corrupt.blank(truth)
+    curves = candidate_curves(task, [floor, superposed, truth, truth], steps=[0, 3, 6, 9])
+    assert curves.steps == [0, 3, 6, 9]
+    assert curves.live[0] == 0 and curves.winner[0] is None
+    assert curves.live[1] == 2  # both answers drawn at half strength
+    assert curves.masses[1][task.answer] == pytest.approx(0.5, abs=0.15)
+    assert curves.live[2] == 1 and curves.winner[2] == task.answer
+    assert curves.explored_then_committed()
+    assert not candidate_curves(task, [floor, truth, truth, truth]).explored_then_committed()
+    assert json.loads(json.dumps(curves.to_json()))["live"] == curves.live
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_candidate_videos_measure_as_their_candidate(family):
+    task = generate(family, 3, 2)
+    assert np.array_equal(task.candidate_video(task.answer), task.ground_truth())
+    for index in range(len(task.candidates)):
+        measure = task.measure_candidates(task.candidate_video(index))
+        assert measure.winner == index and measure.live == 1, (index, measure)
+        assert task.score(task.candidate_video(index)).passed == (index == task.answer)
+
+
+def test_bad_requests_name_the_field():
+    with pytest.raises(TaskError) as err:
+        generate("sudoku", 1, 0)
+    assert err.value.field == "family"
+    with pytest.raises(TaskError) as err:
+        generate("maze", 4, 0)
+    assert err.value.field == "difficulty"
+    with pytest.raises(TaskError) as err:
+        generate("maze", 1, -1)
+    assert err.value.field == "seed"
+    with pytest.raises(TaskError) as err:
+        Canvas(size=72)
+    assert err.value.field == "canvas.size"
+    with pytest.raises(TaskError) as err:
+        Canvas(frames=18)
+    assert err.value.field == "canvas.frames"
+    with pytest.raises(TaskError) as err:
+        generate("maze", 1, 0).score(np.zeros((17, 64, 64), dtype=np.uint8))
+    assert err.value.field == "video"
+
+
+def test_cells_are_eight_pixels():
+    assert CELL == 8 and Canvas().grid == 8 and Canvas(size=96).grid == 12
