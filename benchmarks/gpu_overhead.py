@@ -26,14 +26,16 @@ import time
 from pathlib import Path
 
 import torch
+from diffusers.utils import logging as diffusers_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
 from jsonl import emit_line  # noqa: E402
 from stepscope.models.compiled import compile_blocks, uncompile_blocks  # noqa: E402
 from stepscope.models.loading import LoadedModel, cast_copy, info_from_pipeline, load_model  # noqa: E402
-from stepscope.models.presets import RandomConfig  # noqa: E402
+from stepscope.models.presets import RandomConfig, TinyConfig  # noqa: E402
 from stepscope.models.random import TEXT_DIM, build_random_pipeline  # noqa: E402
+from stepscope.models.tiny import build_vae  # noqa: E402
 from stepscope.probe import run_experiment  # noqa: E402
 from stepscope.spec import parse_spec  # noqa: E402
 from stepscope.store import RunDir  # noqa: E402
@@ -48,9 +50,28 @@ NEGATIVE = "blurry, low quality"
 def build_model(config: str, device: str) -> LoadedModel:
     if config == "smoke":
         pipe = build_random_pipeline(SMOKE, device)
+        # The Wan VAE at full width decodes for seconds per frame on a CPU; the script check needs its shape only.
+        pipe = type(pipe)(**{**pipe.components, "vae": build_vae(TinyConfig()).to(device)})
         pipe.set_progress_bar_config(disable=True)
-        return LoadedModel(name="smoke", pipe=pipe, info=info_from_pipeline(pipe), device=device, dtype="bfloat16")
+        dtype = "bfloat16"
+        if not device.startswith("cuda"):
+            # CPUs without native bfloat16 arithmetic emulate it slowly: the script check runs float32 there.
+            with quiet_diffusers():  # its keep-in-float32 warning: every module ends in float32 here
+                pipe.transformer.to(torch.float32)
+            pipe.text_encoder.to(torch.float32)
+            dtype = "float32"
+        return LoadedModel(name="smoke", pipe=pipe, info=info_from_pipeline(pipe), device=device, dtype=dtype)
     return load_model(PRESET_OF[config], device=device)
+
+
+@contextlib.contextmanager
+def quiet_diffusers():
+    previous = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(previous)
 
 
 def sync() -> None:
@@ -236,6 +257,10 @@ def main() -> int:
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    low_precision = [mode for mode in modes if mode.endswith(tuple(DECODE_DTYPES))]
+    if low_precision and not args.device.startswith("cuda"):
+        # float16/bfloat16 VAE convolutions on a CPU without native support take many minutes.
+        parser.error(f"--modes {','.join(low_precision)}: lower-precision step decodes are measured on CUDA only")
     out = open(args.out, "a") if args.out else None
     device = args.device
 
