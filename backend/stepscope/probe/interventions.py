@@ -1,7 +1,8 @@
 """Interventions: what a variant changes about a run.
 
 Two kinds act at two places of the loop:
-- on the latent entering a step (noise_at_step, noise_at_frame): `perturb_latents(step, x)`;
+- on the state entering a step (noise_at_step, noise_at_frame): `LatentPerturbations`, which
+  shifts the model's input and, for UniPC, the corrected sample the solver continues from;
 - on block outputs inside a forward (layer_swap, seed_ensemble): a `BlockRewrite`.
 Guidance changes act on the pipeline call itself (see `trajectory.TrajectoryInputs`).
 """
@@ -11,14 +12,19 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 
 import torch
 
-from stepscope.probe.hooks import wants_pass
+from stepscope.probe.hooks import UNIPC, HookSet, wants_pass
 from stepscope.spec import LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble
 
 # Hidden states of a swap source are kept in host memory up to this many bytes, then on disk.
 DEFAULT_BANK_MEMORY = int(os.environ.get("STEPSCOPE_SWAP_MEMORY_BYTES", 4 * 2**30))
+
+# Where a latent perturbation entered the solver (AppliedPerturbation.solver_state).
+MODEL_INPUT = "model_input"  # the perturbed latent is the solver's whole state at that step
+MODEL_INPUT_AND_CORRECTED_SAMPLE = "model_input+corrected_sample"  # UniPC: also its corrector's result
 
 
 def _noise_like(latents: torch.Tensor, seed: int, step: int) -> torch.Tensor:
@@ -35,27 +41,103 @@ def _scale(latents: torch.Tensor, strength: float, relative: bool) -> torch.Tens
     return (strength * std).view(-1, 1, 1, 1, 1)
 
 
+@dataclass
+class AppliedPerturbation:
+    """One perturbation as it was realised: at which step, where in the solver, and how large."""
+
+    step: int  # the step whose incoming latent was perturbed
+    kind: str  # "noise_at_step" | "noise_at_frame"
+    frames: list[int] | None  # latent frames that got noise; None for all
+    noise_l2: list[float]  # ‖δ‖ per batch member
+    latent_l2: list[float]  # ‖x‖ per batch member of the latent before this perturbation
+    solver_state: str = MODEL_INPUT  # MODEL_INPUT or MODEL_INPUT_AND_CORRECTED_SAMPLE
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 class LatentPerturbations:
-    """noise_at_step and noise_at_frame, applied to the latent that enters a step."""
+    """noise_at_step and noise_at_frame: a shift δ of the state the solver continues from at a step.
+
+    δ is added to the latent entering step s, which is the model's input at s. A solver that
+    keeps no sample of its own (FlowMatchEuler: x_{s+1} = x_s + Δσ·v) then carries δ on by
+    itself. UniPC's corrector does not: during step s it recomputes the sample at σ_s from its
+    stored `last_sample` (the corrected sample of step s−1) and its x̂₀ history, so the input's
+    δ would reach the next sample only through the one model evaluation at s (2–14% of it).
+    There δ is also added to the corrector's result, the corrected sample that becomes
+    `last_sample` and the start of the predictor: the same as shifting `last_sample` by
+    δ·σ_{s−1}/σ_s. Earlier x̂₀ predictions in `model_outputs` are kept: they are the model's
+    answers at earlier, unperturbed states; x̂₀ at s is the model's answer at the perturbed input.
+    Where no corrector runs at s (s = 0, `disable_corrector`), the input is the solver's state.
+    """
 
     def __init__(self, items: Iterable[NoiseAtStep | NoiseAtFrame]):
         self.items = list(items)
+        self.applied: list[AppliedPerturbation] = []
+        self._pending: tuple[int, torch.Tensor] | None = None  # (step, δ) for that step's corrector
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
+    def install(self, hooks: HookSet, scheduler) -> None:
+        """Make each perturbation part of `scheduler`'s state too; undone by `hooks.remove()`."""
+        self.applied = []
+        self._pending = None
+        if type(scheduler).__name__ == UNIPC:
+            original = scheduler.multistep_uni_c_bh_update
+
+            def corrector(*args, **kwargs):
+                corrected = original(*args, **kwargs)
+                if self._pending is not None and self._pending[0] == scheduler.step_index:
+                    step, delta = self._pending
+                    self._pending = None
+                    for record in self.applied:
+                        if record.step == step:
+                            record.solver_state = MODEL_INPUT_AND_CORRECTED_SAMPLE
+                    corrected = corrected + delta.to(corrected.dtype)
+                return corrected
+
+            hooks.patch(scheduler, "multistep_uni_c_bh_update", corrector)
+        elif hasattr(scheduler, "last_sample"):
+            # Another solver that rebuilds its sample from a stored one would silently undo δ.
+            raise ValueError(
+                f"noise perturbations are not defined for {type(scheduler).__name__}, which keeps its own previous "
+                "sample; use UniPCMultistepScheduler or FlowMatchEulerDiscreteScheduler"
+            )
+
     def perturb(self, step: int, latents: torch.Tensor) -> torch.Tensor:
+        """The latent entering `step` with every perturbation of that step added (δ is remembered)."""
+        delta = None
         for item in self.items:
             if isinstance(item, NoiseAtStep) and step in item.steps:
-                noise = _noise_like(latents, item.seed, step)
-                latents = latents + _scale(latents, item.strength, item.relative) * noise.to(latents.dtype)
+                frames = None
+                added = _scale(latents, item.strength, item.relative) * _noise_like(latents, item.seed, step)
             elif isinstance(item, NoiseAtFrame) and (item.steps is None or step in item.steps):
-                noise = _noise_like(latents, item.seed, step)
+                frames = list(item.frames)
                 mask = torch.zeros(latents.shape[2], dtype=torch.bool, device=latents.device)
                 mask[item.frames] = True
-                scaled = _scale(latents, item.strength, item.relative) * noise.to(latents.dtype)
-                latents = latents + scaled * mask.view(1, 1, -1, 1, 1)
+                noise = _noise_like(latents, item.seed, step)
+                added = _scale(latents, item.strength, item.relative) * noise * mask.view(1, 1, -1, 1, 1)
+            else:
+                continue
+            self.applied.append(
+                AppliedPerturbation(
+                    step=step,
+                    kind=item.kind,
+                    frames=frames,
+                    noise_l2=_l2_per_member(added),
+                    latent_l2=_l2_per_member(latents),
+                )
+            )
+            latents = latents + added.to(latents.dtype)
+            delta = added if delta is None else delta + added
+        if delta is not None:
+            self._pending = (step, delta)
         return latents
+
+
+def _l2_per_member(x: torch.Tensor) -> list[float]:
+    return torch.linalg.vector_norm(x.flatten(1), dim=1, dtype=torch.float32).tolist()
 
 
 def token_slice_for_frames(frames: list[int] | None, tokens_per_frame: int, num_tokens: int) -> torch.Tensor | None:

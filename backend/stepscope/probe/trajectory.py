@@ -75,6 +75,8 @@ class TrajectoryResult:
     experts: list[str]  # which expert ran each step
     step_seconds: list[float]
     captured_steps: list[int] = field(default_factory=list)
+    # Each latent perturbation as realised (AppliedPerturbation.to_json()): step, kind, frames, ‖δ‖, solver state.
+    perturbations: list[dict] | None = None
 
 
 def captured_steps(steps: int, every: int) -> list[int]:
@@ -189,6 +191,8 @@ def run_trajectory(
         if layers:
             norms.install(hooks, experts)
         x0_reader.install(hooks)
+        if perturbations:
+            perturbations.install(hooks, pipe.scheduler)
         norms.active = 0 in capture_at
 
         latents = initial_latents(model, inputs)
@@ -216,6 +220,7 @@ def run_trajectory(
             call_kwargs["image"] = inputs.image
         output = pipe(**call_kwargs)
         result.final_latents = output.frames
+        result.perturbations = [applied.to_json() for applied in perturbations.applied]
         return result
     finally:
         hooks.remove()
