@@ -15,67 +15,78 @@ from functools import cached_property
 import numpy as np
 from PIL import Image
 
+from stepscope import run_format as rf
+from stepscope.run_format import Manifest, TrajectoryEntry, decode_dir, parse_manifest
 from stepscope.spec import SpecError
 from stepscope.store import NotFound, RunDir
 
+__all__ = [
+    "Run",
+    "Trajectory",
+    "decode_dir",
+    "existing_decode",
+    "list_decodes",
+    "load_run",
+    "read_manifest",
+    "x0_artifact",
+]
 
-def step_name(index: int) -> str:
-    return f"step_{index:03d}"
+
+def read_manifest(run: RunDir) -> Manifest:
+    """The typed manifest of a run directory (RunFormatError for formats this code cannot read)."""
+    return parse_manifest(run.manifest())
 
 
-def trajectory_dir(name: str) -> str:
-    return f"trajectories/{name}"
-
-
-def decode_dir(trajectory: str, step: int) -> str:
-    return f"{trajectory_dir(trajectory)}/decode/{step_name(step)}"
-
-
-def x0_artifact(manifest: dict, trajectory: str, step: int) -> str:
+def x0_artifact(manifest: Manifest, trajectory: str, step: int) -> str:
     """The stored x̂₀ of a step, or a SpecError naming what is missing."""
-    traj = manifest.get("trajectories", {}).get(trajectory)
+    traj = manifest.trajectories.get(trajectory)
     if traj is None:
-        names = ", ".join(manifest.get("trajectories", {}))
+        names = ", ".join(manifest.trajectories)
         raise SpecError("trajectory", f"no trajectory {trajectory!r} in this run (has: {names})")
-    for record in traj["steps"]:
-        if record["index"] == step:
-            if "x0" not in record["artifacts"]:
+    for record in traj.steps:
+        if record.index == step:
+            if "x0" not in record.artifacts:
                 raise SpecError("step", f"step {step} has no stored x̂₀ (the run had probes.x0_arrays off)")
-            return record["artifacts"]["x0"]
-    stored = [r["index"] for r in traj["steps"]]
+            return record.artifacts["x0"]
+    stored = [r.index for r in traj.steps]
     raise SpecError("step", f"step {step} of {trajectory} was not captured (captured: {stored})")
 
 
-def existing_decode(run: RunDir, manifest: dict, trajectory: str, step: int) -> dict | None:
+def existing_decode(run: RunDir, manifest: Manifest, trajectory: str, step: int) -> dict | None:
     """A decode of that step made during the run or by an earlier request, if any."""
-    for entry in manifest.get("trajectories", {}).get(trajectory, {}).get("decodes", []):
-        if entry["step"] == step:
-            return entry
+    traj = manifest.trajectories.get(trajectory)
+    for entry in traj.decodes if traj is not None else []:
+        if entry.step == step:
+            return entry.model_dump(mode="json")
     try:
-        return run.read_json(f"{decode_dir(trajectory, step)}/decode.json")
+        return run.read_json(rf.decode_record_path(trajectory, step))
     except NotFound:
         return None
 
 
-def list_decodes(run: RunDir, manifest: dict) -> list[dict]:
+def list_decodes(run: RunDir, manifest: Manifest) -> list[dict]:
     """Every full-quality decode of a run: those made during it (in the manifest) and those
     requested afterwards (a decode.json beside their frames)."""
     found = {}
-    for name, traj in manifest.get("trajectories", {}).items():
-        for entry in traj.get("decodes", []):
-            found[(name, str(entry["step"]))] = {"trajectory": name, **entry}
-    for rel in run.glob("trajectories/*/decode/*/decode.json"):
+    for name, traj in manifest.trajectories.items():
+        for entry in traj.decodes:
+            found[(name, str(entry.step))] = {"trajectory": name, **entry.model_dump(mode="json")}
+    for rel in run.glob(rf.DECODE_RECORDS_GLOB):
         entry = run.read_json(rel)
         found.setdefault((entry["trajectory"], str(entry["step"])), entry)
     return sorted(found.values(), key=lambda d: (d["trajectory"], str(d["step"])))
 
 
 class Trajectory:
-    """One stored trajectory (baseline, variant or swap source); arrays load lazily."""
+    """One stored trajectory (baseline, variant or swap source); arrays load lazily.
 
-    def __init__(self, run: RunDir, name: str, entry: dict, shapes: dict):
+    `record` is the typed `run_format.TrajectoryEntry`, `entry` the same as stored JSON.
+    """
+
+    def __init__(self, run: RunDir, name: str, record: TrajectoryEntry, entry: dict, shapes: rf.Shapes):
         self._run = run
         self.name = name
+        self.record = record
         self.entry = entry
         self._shapes = shapes
 
@@ -84,31 +95,35 @@ class Trajectory:
 
     @property
     def kind(self) -> str:
-        return self.entry["kind"]
+        return self.record.kind
 
     @property
     def status(self) -> str:
-        return self.entry["status"]
+        return self.record.status
 
     @property
     def steps(self) -> list[int]:
         """Indices of the stored (captured) steps, in order."""
-        return [s["index"] for s in self.entry["steps"]]
+        return [s.index for s in self.record.steps]
 
     @property
     def timesteps(self) -> np.ndarray:
-        return np.asarray(self.entry.get("timesteps", [s["t"] for s in self.entry["steps"]]))
+        """The timestep of every step (captured or not, once the trajectory finished)."""
+        values = self.record.timesteps
+        return np.asarray(values if values is not None else [s.t for s in self.record.steps])
 
     @property
     def sigmas(self) -> np.ndarray:
-        return np.asarray(self.entry.get("sigmas", [s["sigma"] for s in self.entry["steps"]]))
+        values = self.record.sigmas
+        return np.asarray(values if values is not None else [s.sigma for s in self.record.steps])
 
     @property
     def experts(self) -> list[str]:
-        return self.entry.get("experts", [s["expert"] for s in self.entry["steps"]])
+        values = self.record.experts
+        return values if values is not None else [s.expert for s in self.record.steps]
 
     def _stack(self, key: str) -> np.ndarray:
-        paths = [s["artifacts"][key] for s in self.entry["steps"] if key in s["artifacts"]]
+        paths = [s.artifacts[key] for s in self.record.steps if key in s.artifacts]
         if not paths:
             raise KeyError(f"trajectory {self.name} stored no {key!r} arrays")
         return np.stack([self._run.read_array(p) for p in paths])
@@ -118,47 +133,47 @@ class Trajectory:
         return self._stack("x0")
 
     def layer_norms(self, pass_name: str = "cond") -> np.ndarray:
-        return self._stack(f"layer_norms.{pass_name}")
+        return self._stack(rf.layer_norms_key(pass_name))
 
     @cached_property
     def previews(self) -> np.ndarray:
-        frames = self._shapes["latent"][1]
-        members = len(self.entry["seeds"])
+        frames = self._shapes.latent[1]
+        members = len(self.record.seeds)
         out = []
-        for step in self.entry["steps"]:
-            strip = np.asarray(Image.open(io.BytesIO(self._run.read_bytes(step["artifacts"]["preview"]))))
+        for step in self.record.steps:
+            strip = np.asarray(Image.open(io.BytesIO(self._run.read_bytes(step.artifacts["preview"]))))
             h, w = strip.shape[0] // members, strip.shape[1] // frames
             out.append(strip.reshape(members, h, frames, w, 3).transpose(0, 2, 1, 3, 4))
         return np.stack(out)
 
+    def _finished(self) -> TrajectoryEntry:
+        if self.record.final is None or self.record.convergence is None:
+            raise KeyError(f"trajectory {self.name} is {self.status}: it has no final outputs")
+        return self.record
+
     @cached_property
     def final_latents(self) -> np.ndarray:
-        return self._run.read_array(self.entry["final"]["latents"])
+        return self._run.read_array(self._finished().final.latents)
 
     @cached_property
     def convergence(self) -> np.ndarray:
-        return self._run.read_array(self.entry["convergence"]["file"])
+        return self._run.read_array(self._finished().convergence.file)
 
     @property
     def commitment_step(self) -> int | None:
-        return self.entry.get("convergence", {}).get("commitment_step")
+        return self.record.convergence.commitment_step if self.record.convergence is not None else None
 
     def _frames(self, rel_dir: str, count: int) -> np.ndarray:
         return np.stack(
-            [
-                np.asarray(Image.open(io.BytesIO(self._run.read_bytes(f"{rel_dir}/frame_{i:03d}.jpg"))))
-                for i in range(count)
-            ]
+            [np.asarray(Image.open(io.BytesIO(self._run.read_bytes(rf.frame_path(rel_dir, i))))) for i in range(count)]
         )
 
-    def decoded(self, step: int) -> np.ndarray:
+    def decoded(self, step: int | str) -> np.ndarray:
         """Full-quality decode of a step (if one was made): (T, H, W, 3) uint8."""
-        for d in self.entry["decodes"]:
-            if d["step"] == step:
-                return self._frames(d["dir"], d["frames"])
-        raise KeyError(
-            f"step {step} of {self.name} was not decoded; decoded: {[d['step'] for d in self.entry['decodes']]}"
-        )
+        for d in self.record.decodes:
+            if d.step == step:
+                return self._frames(d.dir, d.frames)
+        raise KeyError(f"step {step} of {self.name} was not decoded; decoded: {[d.step for d in self.record.decodes]}")
 
     @cached_property
     def video(self) -> np.ndarray:
@@ -167,14 +182,15 @@ class Trajectory:
 
 
 class Run:
-    """A loaded run directory."""
+    """A loaded run directory: `record` is the typed `run_format.Manifest`, `manifest` the stored JSON."""
 
     def __init__(self, run: RunDir):
         self.dir = run
         self.manifest = run.manifest()
-        shapes = self.manifest["shapes"]
+        self.record = parse_manifest(self.manifest)
         self.trajectories = {
-            name: Trajectory(run, name, entry, shapes) for name, entry in self.manifest["trajectories"].items()
+            name: Trajectory(run, name, entry, self.manifest["trajectories"][name], self.record.shapes)
+            for name, entry in self.record.trajectories.items()
         }
 
     def __repr__(self) -> str:
@@ -182,26 +198,27 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.manifest["status"]
+        return self.record.status
 
     @property
     def baseline(self) -> Trajectory:
-        return self.trajectories["baseline"]
+        return self.trajectories[rf.BASELINE]
 
     def __getitem__(self, name: str) -> Trajectory:
         return self.trajectories[name]
 
     @property
     def variants(self) -> list[str]:
-        return list(self.manifest.get("variants", []))
+        return list(self.record.variants)
 
     def metrics(self, variant: str) -> dict:
         """The comparison of a variant with the baseline, with its difference maps as an array."""
-        entry = self.manifest["metrics"][variant]
-        data = self.dir.read_json(entry["file"])
-        data["difference"] = self.dir.read_array(entry["difference"])
+        entry = self.record.metrics[variant]
+        data = self.dir.read_json(entry.file)
+        data["difference"] = self.dir.read_array(entry.difference)
         return data
 
 
 def load_run(path: str) -> Run:
+    """Open a run directory (local path or fsspec URL) for reading."""
     return Run(RunDir.at(path))

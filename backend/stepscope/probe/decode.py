@@ -13,22 +13,24 @@ import torch
 from stepscope.models.loading import LoadedModel
 from stepscope.preview import decode_step_latents
 from stepscope.probe.recorder import store_decoded
-from stepscope.run import decode_dir, existing_decode, x0_artifact
+from stepscope.run import decode_dir, existing_decode, read_manifest, x0_artifact
+from stepscope.run_format import DecodeRecord, decode_record_path
 from stepscope.store import RunDir
 
 
 @torch.no_grad()
 def decode_step(model: LoadedModel, run: RunDir, trajectory: str, step: int) -> dict:
     """Decode member 0 of a stored x̂₀ with the model's step VAE; returns the decode entry."""
-    manifest = run.manifest()
+    manifest = read_manifest(run)
     done = existing_decode(run, manifest, trajectory, step)
     if done is not None:
         return done
     started = time.perf_counter()
     x0 = torch.from_numpy(run.read_array(x0_artifact(manifest, trajectory, step)))
     frames, dtype = decode_step_latents(model.step_vae, model.pipe.vae, x0[:1])
-    entry = {"step": step, "trajectory": trajectory, **store_decoded(run, decode_dir(trajectory, step), frames[0])}
-    entry["dtype"] = dtype
-    entry["seconds"] = round(time.perf_counter() - started, 4)
-    run.write_json(f"{decode_dir(trajectory, step)}/decode.json", entry)
-    return entry
+    stored = store_decoded(run, decode_dir(trajectory, step), frames[0])
+    seconds = round(time.perf_counter() - started, 4)
+    entry = DecodeRecord(step=step, trajectory=trajectory, **stored, dtype=dtype, seconds=seconds)
+    data = entry.model_dump(mode="json")
+    run.write_json(decode_record_path(trajectory, step), data)
+    return data

@@ -2,29 +2,36 @@
 
     run_experiment(model, spec, run_dir)  →  manifest (also stored as manifest.json)
 
-Everything lands in the run directory through the store; `emit` is told about each artifact
-after it is stored (the worker turns these into Redis stream events, the CLI into a progress
-bar). Variants share the baseline's seed and inputs unless an intervention says otherwise.
+Everything lands in the run directory through the store, at the paths `stepscope.run_format`
+names; `emit` is told about each artifact after it is stored (the worker turns these into
+Redis stream events, the CLI into a progress bar). Variants share the baseline's seed and
+inputs unless an intervention says otherwise.
+
+`Experiment.__call__` reads top to bottom: prepare the inputs, run the baseline, then for
+each variant turn its interventions into a `TrajectoryPlan` (latent perturbations, block
+rewrites, changed inputs), run it, and compare it with the baseline.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import stepscope
+from stepscope import run_format as rf
 from stepscope.config import get_settings
 from stepscope.images import decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.models.loading import LoadedModel
 from stepscope.preview import linear_preview_for
 from stepscope.probe import metrics
+from stepscope.probe.hooks import BlockRewrite
 from stepscope.probe.interventions import (
     EnsembleAverager,
     HiddenStateBank,
@@ -33,18 +40,20 @@ from stepscope.probe.interventions import (
     SwapReplayer,
     default_ensemble_layers,
 )
-from stepscope.probe.recorder import BackgroundQueue, Decoder, RunManifest, TrajectoryRecorder
+from stepscope.probe.recorder import BackgroundQueue, Decoder, RunOutputs, TrajectoryRecorder
 from stepscope.probe.trajectory import Cancelled, TrajectoryInputs, captured_steps, run_trajectory
-from stepscope.run import trajectory_dir
-from stepscope.spec import BASELINE, ExperimentSpec, Guidance, LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble
+from stepscope.run_format import BASELINE, RUN_PREFIX
+from stepscope.spec import (
+    ExperimentSpec,
+    Guidance,
+    LayerSwap,
+    NoiseAtFrame,
+    NoiseAtStep,
+    SeedEnsemble,
+    Variant,
+    check_against_model,
+)
 from stepscope.store import RunDir
-
-FORMAT = "stepscope-run/1"
-RUN_PREFIX = "run:"  # an image already stored in the run directory, e.g. run:inputs/first_frame.png
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def versions() -> dict:
@@ -65,6 +74,18 @@ def load_first_frame(ref: str, run: RunDir, field: str, allow_paths: bool) -> Im
     raise ValueError(f"{field}: expected a data: URL or an uploaded image")
 
 
+@dataclass
+class TrajectoryPlan:
+    """One trajectory to run: its inputs, what it records about itself, and its interventions."""
+
+    name: str
+    kind: rf.TrajectoryKind
+    inputs: TrajectoryInputs
+    meta: dict = field(default_factory=dict)  # TrajectoryEntry fields of variants and swap sources
+    perturbations: LatentPerturbations | None = None
+    rewrites: list[tuple[list[int], BlockRewrite]] = field(default_factory=list)
+
+
 class Experiment:
     """Runs one spec on a resident model into one run directory."""
 
@@ -79,139 +100,97 @@ class Experiment:
         cache_dir: str | None = None,
         allow_paths: bool = False,
     ):
+        check_against_model(spec, model.info)
         self.model = model
         self.spec = spec
         self.run = run
         self.emit = emit or (lambda event: None)
         self.should_stop = should_stop
         self.allow_paths = allow_paths
-        if cache_dir is None:
-            cache_dir = get_settings().cache_dir
-        self.preview = linear_preview_for(model.pipe.vae, cache_dir)
         info = model.info
+        probes = spec.probes
+        # What to capture: layers and passes of the norms, steps to keep and to decode.
         self.num_layers = info.num_layers
-        self.layers = self._probe_layers()
-        self.passes = ["cond", "uncond"] if spec.probes.passes == "both" else [spec.probes.passes]
+        self.layers = (
+            {"all": list(range(info.num_layers)), "none": []}[probes.layers]
+            if isinstance(probes.layers, str)
+            else list(probes.layers)
+        )
+        self.passes = ["cond", "uncond"] if probes.passes == "both" else [probes.passes]
+        decode_steps = set(probes.decode_steps)
+        if probes.decode_every:
+            decode_steps |= {i for i in range(spec.steps) if i % probes.decode_every == probes.decode_every - 1}
+        self.capture_at = sorted(set(captured_steps(spec.steps, probes.every)) | decode_steps)
         lat = (spec.latent_frames, spec.height // info.vae_spatial, spec.width // info.vae_spatial)
         p_t, p_h, p_w = info.patch_size
-        self.latent_shape = (info.latent_channels, *lat)
-        self.token_grid = (lat[0] // p_t, lat[1] // p_h, lat[2] // p_w)
-        self.decode_steps = self._decode_steps()
-        self.capture_at = sorted(set(captured_steps(spec.steps, spec.probes.every)) | self.decode_steps)
-        self.total_steps = spec.steps * (1 + len(spec.variants) + self._swap_count())
-        self.steps_before = 0  # steps of the trajectories already run, for progress
-        self.writer = BackgroundQueue("stepscope-writer")
-        self.decoder = Decoder(model.pipe.vae, run, self.emit, step_vae=model.step_vae)
-        self.manifest = RunManifest(run, self._initial_manifest())
+        token_grid = (lat[0] // p_t, lat[1] // p_h, lat[2] // p_w)
+        # Progress counts the steps of every trajectory: baseline, variants and swap sources.
+        swaps = sum(isinstance(iv, LayerSwap) for v in spec.variants for iv in v.interventions)
+        self.total_steps = spec.steps * (1 + len(spec.variants) + swaps)
+        self.steps_before = 0
+
+        preview = linear_preview_for(model.pipe.vae, cache_dir or get_settings().cache_dir)
+        manifest = rf.Manifest.start(
+            id=run.run_id,
+            spec=spec.model_dump(mode="json"),
+            model=model.describe(),
+            versions=versions(),
+            shapes=rf.Shapes(
+                latent=[info.latent_channels, *lat],
+                tokens=list(token_grid),
+                video=[spec.frames, spec.height, spec.width],
+                patch=list(info.patch_size),
+            ),
+            probes=rf.ProbesRecord(
+                captured_steps=self.capture_at,
+                layers=self.layers,
+                passes=self.passes,
+                decode_steps=sorted(decode_steps),
+                x0_arrays=probes.x0_arrays,
+            ),
+            preview=rf.PreviewMap(**preview.to_json()),
+            variants=[v.name for v in spec.variants],
+        )
+        self.manifest = rf.ManifestWriter(manifest, run.write_manifest)
+        self.out = RunOutputs(
+            run=run,
+            manifest=self.manifest,
+            writer=BackgroundQueue("stepscope-writer"),
+            decoder=Decoder(model.pipe.vae, run, self.emit, step_vae=model.step_vae),
+            preview=preview,
+            token_grid=token_grid,
+            store_x0=probes.x0_arrays,
+            decode_steps=decode_steps,
+            emit=self.emit,
+        )
         self.baseline: TrajectoryRecorder | None = None
-
-    # -- what to capture -------------------------------------------------------------------
-    def _probe_layers(self) -> list[int]:
-        layers = self.spec.probes.layers
-        if layers == "all":
-            return list(range(self.num_layers))
-        if layers == "none":
-            return []
-        return list(layers)
-
-    def _decode_steps(self) -> set[int]:
-        probes = self.spec.probes
-        steps = set(probes.decode_steps)
-        if probes.decode_every:
-            steps |= {i for i in range(self.spec.steps) if i % probes.decode_every == probes.decode_every - 1}
-        return steps
-
-    def _swap_count(self) -> int:
-        return sum(isinstance(iv, LayerSwap) for v in self.spec.variants for iv in v.interventions)
-
-    def _initial_manifest(self) -> dict:
-        spec = self.spec
-        return {
-            "format": FORMAT,
-            "id": self.run.run_id,
-            "status": "running",
-            "created": now(),
-            "finished": None,
-            "error": None,
-            "spec": spec.model_dump(mode="json"),
-            "model": self.model.describe(),
-            "versions": versions(),
-            "shapes": {
-                "latent": list(self.latent_shape),
-                "tokens": list(self.token_grid),
-                "video": [spec.frames, spec.height, spec.width],
-                "patch": list(self.model.info.patch_size),
-            },
-            "probes": {
-                "captured_steps": self.capture_at,
-                "layers": self.layers,
-                "passes": self.passes,
-                "decode_steps": sorted(self.decode_steps),
-                "x0_arrays": spec.probes.x0_arrays,
-            },
-            "preview": self.preview.to_json(),
-            "inputs": {},
-            "trajectories": {},
-            "variants": [v.name for v in spec.variants],
-            "metrics": {},
-            "timings": {},
-        }
 
     def _progress(self) -> dict:
         return {"done": self.steps_before, "total": self.total_steps}
 
-    # -- running ---------------------------------------------------------------------------
-    def run_all(self) -> dict:
+    # -- the experiment, top to bottom -----------------------------------------------------
+    def __call__(self) -> dict:
         started = time.perf_counter()
-        status, error = "finished", None
         try:
-            base_inputs = self._base_inputs()
-            self.emit({"type": "experiment_started", "progress": self._progress(), "manifest": "manifest.json"})
-            self.baseline = self._trajectory(BASELINE, "baseline", base_inputs, {})
+            base = self._base_inputs()
+            self.emit({"type": "experiment_started", "progress": self._progress(), "manifest": rf.MANIFEST})
+            self.baseline = self._trajectory(TrajectoryPlan(BASELINE, "baseline", base))
             for index, variant in enumerate(self.spec.variants):
-                self._variant(index, variant, base_inputs)
+                with ExitStack() as banks:  # a layer swap's hidden states live until its variant ran
+                    plan = self._variant_plan(index, variant, base, banks)
+                    recorder = self._trajectory(plan)
+                self._compare(variant.name, recorder)
         except Cancelled as exc:
-            status, error = "cancelled", str(exc)
-        except BaseException as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            self._finish(status, error, started, traceback.format_exc())
+            self._finish("cancelled", str(exc), started)
             raise
-        self._finish(status, error, started)
-        if status == "cancelled":
-            raise Cancelled(error)
-        return self.manifest.data
-
-    def _finish(self, status: str, error: str | None, started: float, tb: str | None = None) -> None:
-        try:
-            self.writer.drain()
-            self.decoder.queue.drain()
-        except BaseException as exc:  # keep the first error; the artifacts stored so far stay
-            if error is None:
-                status, error = "failed", f"{type(exc).__name__}: {exc}"
-        finally:
-            self.writer.close()
-            self.decoder.queue.close()
-
-        def mark(m: dict) -> None:
-            m["status"] = status
-            m["error"] = error
-            m["finished"] = now()
-            m["timings"]["total_seconds"] = round(time.perf_counter() - started, 4)
-            if tb:
-                m["traceback"] = tb[-4000:]
-            for traj in m["trajectories"].values():
-                if traj["status"] == "running":
-                    traj["status"] = status
-
-        self.manifest.update(mark)
+        except BaseException as exc:
+            self._finish("failed", f"{type(exc).__name__}: {exc}", started, traceback.format_exc())
+            raise
+        self._finish("finished", None, started)
+        return self.manifest.manifest.to_json()
 
     def _base_inputs(self) -> TrajectoryInputs:
         spec = self.spec
-        image = None
-        if spec.image is not None:
-            image = self._stored_image(spec.image, "image", "inputs/first_frame.png")
-        elif self.model.info.task == "i2v":
-            raise ValueError("image: this image-to-video model needs a first-frame image")
         return TrajectoryInputs(
             prompt=spec.prompt,
             negative_prompt=spec.negative_prompt,
@@ -222,54 +201,47 @@ class Experiment:
             height=spec.height,
             width=spec.width,
             frames=spec.frames,
-            image=image,
+            image=None if spec.image is None else self._input_image("image", spec.image),
         )
 
-    def _stored_image(self, ref: str, field: str, rel: str) -> Image.Image:
+    def _input_image(self, field: str, ref: str) -> Image.Image:
+        """Load a spec image and keep it in the run (once: the API may have stored it already)."""
         image = load_first_frame(ref, self.run, field, self.allow_paths)
-        if ref != RUN_PREFIX + rel:
+        rel = rf.input_image_path(field)
+        if ref != rf.run_ref(rel):
             self.run.write_bytes(rel, encode_png(image))
-        self.manifest.update(lambda m: m["inputs"].__setitem__(field, rel))
+        self.manifest.set_input(field, rel)
         return image
 
-    def _variant(self, variant_index: int, variant, base: TrajectoryInputs) -> None:
+    def _variant_plan(self, vi: int, variant: Variant, base: TrajectoryInputs, banks: ExitStack) -> TrajectoryPlan:
+        """Turn a variant's interventions into one trajectory plan (running any swap sources first)."""
         inputs = base
         latent_items: list[NoiseAtStep | NoiseAtFrame] = []
-        rewrites = []
-        banks: list[HiddenStateBank] = []
-        try:
-            for index, iv in enumerate(variant.interventions):
-                if isinstance(iv, (NoiseAtStep, NoiseAtFrame)):
-                    latent_items.append(iv)
-                elif isinstance(iv, Guidance):
-                    inputs = replace(inputs, guidance=iv.scale, guidance_2=iv.scale_2)
-                elif isinstance(iv, SeedEnsemble):
-                    inputs = replace(inputs, seeds=list(iv.seeds))
-                    layers = list(iv.layers) if iv.layers is not None else default_ensemble_layers(self.num_layers)
-                    rewrites.append((layers, EnsembleAverager(iv, layers)))
-                elif isinstance(iv, LayerSwap):
-                    bank = HiddenStateBank()
-                    banks.append(bank)
-                    field = f"variants.{variant_index}.interventions.{index}.source.image"
-                    self._swap_source(variant.name, index, iv, base, bank, field)
-                    tokens_per_frame = self.token_grid[1] * self.token_grid[2]
-                    rewrites.append((list(iv.layers), SwapReplayer(iv, bank, tokens_per_frame)))
-            meta = {
-                "variant": variant.name,
-                "interventions": [iv.model_dump(mode="json") for iv in variant.interventions],
-            }
-            if len(inputs.seeds) > 1:
-                # The seed ensemble returns member 0 (its first seed); every member is stored.
-                meta["returned_member"] = 0
-            recorder = self._trajectory(
-                variant.name, "variant", inputs, meta, LatentPerturbations(latent_items), rewrites
-            )
-        finally:
-            for bank in banks:
-                bank.close()
-        self._compare(variant.name, recorder)
+        rewrites: list[tuple[list[int], BlockRewrite]] = []
+        for ii, iv in enumerate(variant.interventions):
+            if isinstance(iv, (NoiseAtStep, NoiseAtFrame)):
+                latent_items.append(iv)
+            elif isinstance(iv, Guidance):
+                inputs = replace(inputs, guidance=iv.scale, guidance_2=iv.scale_2)
+            elif isinstance(iv, SeedEnsemble):
+                inputs = replace(inputs, seeds=list(iv.seeds))
+                layers = list(iv.layers) if iv.layers is not None else default_ensemble_layers(self.num_layers)
+                rewrites.append((layers, EnsembleAverager(iv, layers)))
+            elif isinstance(iv, LayerSwap):
+                bank = HiddenStateBank()
+                banks.callback(bank.close)
+                self._trajectory(self._swap_source_plan(vi, variant.name, ii, iv, base, bank))
+                tokens_per_frame = self.out.token_grid[1] * self.out.token_grid[2]
+                rewrites.append((list(iv.layers), SwapReplayer(iv, bank, tokens_per_frame)))
+        meta = {"variant": variant.name, "interventions": [iv.model_dump(mode="json") for iv in variant.interventions]}
+        if len(inputs.seeds) > 1:
+            meta["returned_member"] = 0  # the seed ensemble returns its first seed; every member is stored
+        return TrajectoryPlan(variant.name, "variant", inputs, meta, LatentPerturbations(latent_items), rewrites)
 
-    def _swap_source(self, variant: str, index: int, swap: LayerSwap, base: TrajectoryInputs, bank, field: str):
+    def _swap_source_plan(
+        self, vi: int, variant: str, ii: int, swap: LayerSwap, base: TrajectoryInputs, bank: HiddenStateBank
+    ) -> TrajectoryPlan:
+        """Run B of a layer swap: the baseline's inputs with the source's fields, recording into `bank`."""
         src = swap.source
         inputs = replace(
             base,
@@ -278,39 +250,40 @@ class Experiment:
             seeds=base.seeds if src.seed is None else [src.seed],
         )
         if src.image is not None:
-            inputs = replace(inputs, image=self._stored_image(src.image, field, f"inputs/{variant}-source-{index}.png"))
-        name = f"{variant}.source{index}"
-        meta = {"variant": variant, "source_of": variant, "intervention": index, "source": src.model_dump(mode="json")}
-        self._trajectory(name, "swap_source", inputs, meta, rewrites=[(list(swap.layers), SwapRecorder(swap, bank))])
+            inputs = replace(
+                inputs, image=self._input_image(f"variants.{vi}.interventions.{ii}.source.image", src.image)
+            )
+        meta = {"variant": variant, "source_of": variant, "intervention": ii, "source": src.model_dump(mode="json")}
+        name = rf.swap_source_name(variant, ii)
+        return TrajectoryPlan(
+            name, "swap_source", inputs, meta, rewrites=[(list(swap.layers), SwapRecorder(swap, bank))]
+        )
 
-    def _trajectory(self, name, kind, inputs, meta, perturbations=None, rewrites=()) -> TrajectoryRecorder:
-        entry = {
-            "kind": kind,
-            "status": "running",
-            "seeds": inputs.seeds,
-            "guidance": inputs.guidance,
-            "guidance_2": inputs.guidance_2,
-            "prompt": inputs.prompt,
-            "steps": [],
-            "decodes": [],
-            **meta,
-        }
-        self.manifest.update(lambda m: m["trajectories"].__setitem__(name, entry))
-        self.emit({"type": "trajectory_started", "trajectory": name, "kind": kind, "progress": self._progress()})
+    def _trajectory(self, plan: TrajectoryPlan) -> TrajectoryRecorder:
+        """Run one planned trajectory through the pipeline, recording every captured step."""
+        inputs = plan.inputs
+        entry = rf.TrajectoryEntry(
+            kind=plan.kind,
+            status="running",
+            seeds=inputs.seeds,
+            guidance=inputs.guidance,
+            guidance_2=inputs.guidance_2,
+            prompt=inputs.prompt,
+            steps=[],
+            decodes=[],
+            **plan.meta,
+        )
+        self.manifest.start_trajectory(plan.name, entry)
+        self.emit(
+            {"type": "trajectory_started", "trajectory": plan.name, "kind": plan.kind, "progress": self._progress()}
+        )
+        before = self.steps_before
         recorder = TrajectoryRecorder(
-            name=name,
-            manifest=self.manifest,
-            writer=self.writer,
-            decoder=self.decoder,
-            preview=self.preview,
-            token_grid=self.token_grid,
-            store_x0=self.spec.probes.x0_arrays,
-            keep_x0=True,
-            keep_norms=kind != "swap_source",
-            decode_steps=self.decode_steps,
-            deferred_decode_step=inputs.steps - 1 if (inputs.steps - 1) in self.decode_steps else None,
-            emit=self.emit,
-            progress=lambda index, before=self.steps_before: {"done": before + index + 1, "total": self.total_steps},
+            self.out,
+            plan.name,
+            steps=inputs.steps,
+            keep_norms=plan.kind != "swap_source",
+            progress=lambda index: {"done": before + index + 1, "total": self.total_steps},
         )
         started = time.perf_counter()
         result = run_trajectory(
@@ -319,112 +292,77 @@ class Experiment:
             capture=self.capture_at,
             layers=self.layers,
             passes=self.spec.probes.passes,
-            perturbations=perturbations,
-            rewrites=rewrites,
+            perturbations=plan.perturbations,
+            rewrites=plan.rewrites,
             sink=recorder,
             should_stop=self.should_stop,
         )
+        summary = recorder.finish(result, time.perf_counter() - started, self.spec.probes.final_decode)
         self.steps_before += inputs.steps
-        loop_seconds = time.perf_counter() - started
-        base = trajectory_dir(name)
-        final = {
-            "latents": self.run.write_array(f"{base}/final/latents.npy", result.final_latents.float().cpu().numpy())
-        }
-        recorder.finish_decodes(result.final_latents, self.spec.probes.final_decode)
-        if self.spec.probes.final_decode:
-            final["video"] = f"{base}/final/video.mp4"
-            final["frames_dir"] = f"{base}/final"
-        self.writer.drain()
-        steps = sorted(recorder.kept_x0)
-        distances = metrics.convergence([recorder.kept_x0[s] for s in steps])
-        conv_rel = self.run.write_array(f"{base}/convergence.npy", distances)
-        commit = metrics.commitment_step(steps, distances)
-
-        def done(m: dict) -> None:
-            t = m["trajectories"][name]
-            t.update(
-                status="finished",
-                timesteps=result.timesteps,
-                sigmas=result.sigmas,
-                experts=result.experts,
-                step_seconds=[round(s, 6) for s in result.step_seconds],
-                loop_seconds=round(loop_seconds, 4),
-                final=final,
-                convergence={
-                    "file": conv_rel,
-                    "steps": steps,
-                    "commitment_step": commit,
-                    "threshold": metrics.COMMIT_THRESHOLD,
-                },
-                forward_to_event_seconds={
-                    "p50": _percentile(recorder.latencies, 50),
-                    "p95": _percentile(recorder.latencies, 95),
-                },
-            )
-
-        self.manifest.update(done)
         self.emit(
             {
                 "type": "trajectory_finished",
-                "trajectory": name,
-                "kind": kind,
-                "final": final,
-                "commitment_step": commit,
-                "convergence": conv_rel,
+                "trajectory": plan.name,
+                "kind": plan.kind,
+                "final": summary.final.model_dump(mode="json", exclude_unset=True),
+                "commitment_step": summary.convergence.commitment_step,
+                "convergence": summary.convergence.file,
                 "progress": self._progress(),
             }
         )
         return recorder
 
     def _compare(self, variant: str, recorder: TrajectoryRecorder) -> None:
+        """The variant against the baseline at their common captured steps, stored and announced."""
         base = self.baseline
         steps = sorted(set(base.kept_x0) & set(recorder.kept_x0))
         b_x0 = [base.kept_x0[s] for s in steps]
         v_x0 = [recorder.kept_x0[s] for s in steps]
         diff = np.stack([metrics.difference_map(b, v) for b, v in zip(b_x0, v_x0, strict=True)]).astype(np.float16)
-        diff_rel = self.run.write_array(f"metrics/{variant}/difference.npy", diff)
-        result = {
-            "variant": variant,
-            "baseline": BASELINE,
-            "steps": steps,
-            "cka_x0_distance": metrics.cka_distance_per_step(b_x0, v_x0),
-            "difference": diff_rel,
-            "difference_shape": list(diff.shape),
-            "final_relative_l2": float(np.linalg.norm(v_x0[-1] - b_x0[-1]) / (np.linalg.norm(b_x0[-1]) + 1e-12)),
-        }
+        trajectories = self.manifest.manifest.trajectories
+        result = rf.MetricsFile(
+            variant=variant,
+            baseline=BASELINE,
+            steps=steps,
+            cka_x0_distance=metrics.cka_distance_per_step(b_x0, v_x0),
+            difference=self.run.write_array(rf.difference_path(variant), diff),
+            difference_shape=list(diff.shape),
+            final_relative_l2=float(np.linalg.norm(v_x0[-1] - b_x0[-1]) / (np.linalg.norm(b_x0[-1]) + 1e-12)),
+            commitment_step={name: trajectories[name].convergence.commitment_step for name in (BASELINE, variant)},
+        )
         norm_pass = self.passes[0]
-        if (
-            self.layers
-            and all(norm_pass in base.kept_norms.get(s, {}) for s in steps)
-            and all(norm_pass in recorder.kept_norms.get(s, {}) for s in steps)
-        ):
+        if self.layers and all(norm_pass in traj.kept_norms.get(s, {}) for traj in (base, recorder) for s in steps):
             b_norms = np.stack([base.kept_norms[s][norm_pass] for s in steps])
             v_norms = np.stack([recorder.kept_norms[s][norm_pass] for s in steps])
-            result["layer_norm_cka_distance"] = {
-                "pass": norm_pass,
-                "layers": self.layers,
-                "values": metrics.norm_cka_distance(b_norms, v_norms).tolist(),
-            }
-        manifest = self.manifest.data["trajectories"]
-        result["commitment_step"] = {
-            BASELINE: manifest[BASELINE].get("convergence", {}).get("commitment_step"),
-            variant: manifest[variant].get("convergence", {}).get("commitment_step"),
-        }
-        rel = self.run.write_json(f"metrics/{variant}.json", result)
-        summary = {
-            "file": rel,
-            "difference": diff_rel,
-            "max_cka_x0_distance": max(result["cka_x0_distance"]) if steps else None,
-            "final_relative_l2": result["final_relative_l2"],
-        }
-        self.manifest.update(lambda m: m["metrics"].__setitem__(variant, summary))
-        self.emit({"type": "metric", "variant": variant, **summary, "progress": self._progress()})
+            result.layer_norm_cka_distance = rf.LayerNormDistance(
+                **{"pass": norm_pass},
+                layers=self.layers,
+                values=metrics.norm_cka_distance(b_norms, v_norms).tolist(),
+            )
+        summary = rf.MetricSummary(
+            file=self.run.write_json(
+                rf.metrics_path(variant), result.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            ),
+            difference=result.difference,
+            max_cka_x0_distance=max(result.cka_x0_distance) if steps else None,
+            final_relative_l2=result.final_relative_l2,
+        )
+        self.manifest.add_metric(variant, summary)
+        self.emit(
+            {"type": "metric", "variant": variant, **summary.model_dump(mode="json"), "progress": self._progress()}
+        )
 
-
-def _percentile(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 6) if values else None
+    def _finish(self, status: rf.Status, error: str | None, started: float, tb: str | None = None) -> None:
+        try:
+            self.out.drain()
+        except BaseException as exc:  # keep the first error; the artifacts stored so far stay
+            if error is None:
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            self.out.close()
+        self.manifest.finish(status, error, time.perf_counter() - started, tb)
 
 
 def run_experiment(model: LoadedModel, spec: ExperimentSpec, run: RunDir, **kwargs) -> dict:
     """Run `spec` on `model` into `run`; returns the final manifest (also stored)."""
-    return Experiment(model, spec, run, **kwargs).run_all()
+    return Experiment(model, spec, run, **kwargs)()

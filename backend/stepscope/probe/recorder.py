@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from stepscope import run_format as rf
 from stepscope.preview import LinearPreview, decode_step_latents, frame_strip
-from stepscope.probe.trajectory import StepCapture, StepSink
-from stepscope.run import step_name, trajectory_dir
+from stepscope.probe import metrics
+from stepscope.probe.trajectory import StepCapture, StepSink, TrajectoryResult
+from stepscope.run_format import ManifestWriter
 from stepscope.store import RunDir, encode_mp4
 
 Emit = Callable[[dict], None]
@@ -94,20 +96,6 @@ class HostCopy:
         return {k: v.numpy() for k, v in self.tensors.items()}
 
 
-class RunManifest:
-    """The manifest of a run being written: one dict, updated under a lock, stored atomically."""
-
-    def __init__(self, run: RunDir, manifest: dict):
-        self.run = run
-        self.data = manifest
-        self._lock = threading.Lock()
-
-    def update(self, change: Callable[[dict], None]) -> None:
-        with self._lock:
-            change(self.data)
-            self.run.write_manifest(self.data)
-
-
 @dataclass
 class Decoder:
     """Full VAE decodes of chosen steps, on a background thread and (on CUDA) a side stream.
@@ -159,121 +147,151 @@ def store_decoded(run: RunDir, rel_dir: str, frames: np.ndarray) -> dict:
     """Store decoded frames (T, H, W, 3) as JPEGs plus an MP4 under `rel_dir`."""
     # JPEG encoding and ffmpeg both run outside the GIL: encode the video and the frames at once.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        video = pool.submit(lambda: run.write_bytes(f"{rel_dir}/video.mp4", encode_mp4(frames)))
-        list(pool.map(lambda i: run.write_image(f"{rel_dir}/frame_{i:03d}.jpg", frames[i]), range(len(frames))))
+        video = pool.submit(lambda: run.write_bytes(rf.video_path(rel_dir), encode_mp4(frames)))
+        list(pool.map(lambda i: run.write_image(rf.frame_path(rel_dir, i), frames[i]), range(len(frames))))
         video.result()
-    return {"dir": rel_dir, "frames": len(frames), "video": f"{rel_dir}/video.mp4"}
+    return {"dir": rel_dir, "frames": len(frames), "video": rf.video_path(rel_dir)}
+
+
+@dataclass
+class RunOutputs:
+    """What every trajectory of one run writes through: the run directory and its manifest,
+    the writer and decoder threads, the preview map and what the probes store."""
+
+    run: RunDir
+    manifest: ManifestWriter
+    writer: BackgroundQueue
+    decoder: Decoder
+    preview: LinearPreview
+    token_grid: tuple[int, int, int]
+    store_x0: bool
+    decode_steps: set[int]
+    emit: Emit
+
+    def drain(self) -> None:
+        """Wait for every stored artifact and decode; re-raise the first error of either thread."""
+        self.writer.drain()
+        self.decoder.queue.drain()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.decoder.queue.close()
 
 
 class TrajectoryRecorder(StepSink):
-    """Stores one trajectory's steps (preview, x̂₀, layer norms) and announces each one."""
+    """Stores one trajectory's steps (preview, x̂₀, layer norms), announces each one, and at the
+    end its final latents, output video and convergence."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        manifest: RunManifest,
-        writer: BackgroundQueue,
-        decoder: Decoder,
-        preview: LinearPreview,
-        token_grid: tuple[int, int, int],
-        store_x0: bool,
-        keep_x0: bool,
-        keep_norms: bool,
-        decode_steps: set[int],
-        deferred_decode_step: int | None,
-        emit: Emit,
-        progress: Callable[[int], dict],
-    ):
+    def __init__(self, out: RunOutputs, name: str, *, steps: int, keep_norms: bool, progress: Callable[[int], dict]):
+        self.out = out
         self.name = name
-        self.manifest = manifest
-        self.run = manifest.run
-        self.writer = writer
-        self.decoder = decoder
-        self.preview = preview
-        self.token_grid = token_grid
-        self.store_x0 = store_x0
-        self.keep_x0 = keep_x0
-        self.keep_norms = keep_norms
-        self.decode_steps = decode_steps
-        # The last step's x̂₀ is usually the final latent itself: its decode waits for the final
-        # one and is shared with it when the two are equal (see `finish_decodes`).
-        self.deferred_decode_step = deferred_decode_step
-        self.deferred_x0: torch.Tensor | None = None
-        self.emit = emit
+        self.keep_norms = keep_norms  # for the layer-norm comparison with the baseline
         self.progress = progress
+        # The last step's x̂₀ is usually the final latent itself: its decode waits for the final
+        # one and is shared with it when the two are equal (see `_decode_final`).
+        self.deferred_decode_step = steps - 1 if steps - 1 in out.decode_steps else None
+        self.deferred_x0: torch.Tensor | None = None
         self.kept_x0: dict[int, np.ndarray] = {}  # member 0's x̂₀ per captured step, for metrics
         self.kept_norms: dict[int, dict[str, np.ndarray]] = {}
         self.latencies: list[float] = []
 
     def on_step(self, capture: StepCapture) -> None:
-        tensors = {"preview": self.preview.apply(capture.x0)}
-        if self.store_x0 or self.keep_x0:
-            tensors["x0"] = capture.x0
+        tensors = {"preview": self.out.preview.apply(capture.x0), "x0": capture.x0}
         for pass_name, norms in capture.layer_norms.items():
             tensors[f"norms/{pass_name}"] = norms
         copy = HostCopy.start(tensors)
-        base = trajectory_dir(self.name)
         if capture.index == self.deferred_decode_step:
             self.deferred_x0 = capture.x0
-        elif capture.index in self.decode_steps:
-            self.decoder.submit(
-                f"{base}/decode/{step_name(capture.index)}",
+        elif capture.index in self.out.decode_steps:
+            self.out.decoder.submit(
+                rf.decode_dir(self.name, capture.index),
                 capture.x0,
                 {"trajectory": self.name, "step": capture.index},
                 on_stored=self.record_decode,
             )
-        self.writer.submit(lambda: self._store(capture, copy))
+        self.out.writer.submit(lambda: self._store(capture, copy))
 
     def _store(self, capture: StepCapture, copy: HostCopy) -> None:
         arrays = copy.wait()
         copied = time.perf_counter()
-        base = trajectory_dir(self.name)
-        name = step_name(capture.index)
+        run, step = self.out.run, capture.index
         artifacts = {}
         preview = arrays["preview"]  # (B, F, H, W, 3): one row of frames per member
         strip = np.concatenate([frame_strip(member) for member in preview], axis=0)
-        artifacts["preview"] = self.run.write_image(f"{base}/preview/{name}.png", strip)
-        if "x0" in arrays:
-            x0 = arrays["x0"]
-            if self.keep_x0:
-                self.kept_x0[capture.index] = x0[0].astype(np.float32, copy=True)
-            if self.store_x0:
-                artifacts["x0"] = self.run.write_array(f"{base}/x0/{name}.npy", x0)
+        artifacts["preview"] = run.write_image(rf.preview_path(self.name, step), strip)
+        x0 = arrays["x0"]
+        self.kept_x0[step] = x0[0].astype(np.float32, copy=True)
+        if self.out.store_x0:
+            artifacts["x0"] = run.write_array(rf.x0_path(self.name, step), x0)
         norms_by_pass = {}
         for key, norms in arrays.items():
             if key.startswith("norms/"):
                 pass_name = key.split("/", 1)[1]
-                grid = norms.reshape(norms.shape[0], norms.shape[1], *self.token_grid)
-                artifacts[f"layer_norms.{pass_name}"] = self.run.write_array(
-                    f"{base}/layer_norms/{pass_name}/{name}.npy", grid
+                grid = norms.reshape(norms.shape[0], norms.shape[1], *self.out.token_grid)
+                artifacts[rf.layer_norms_key(pass_name)] = run.write_array(
+                    rf.layer_norms_path(self.name, pass_name, step), grid
                 )
                 norms_by_pass[pass_name] = norms[0]
         if self.keep_norms and norms_by_pass:
-            self.kept_norms[capture.index] = norms_by_pass
+            self.kept_norms[step] = norms_by_pass
         stored = time.perf_counter()
         # On CUDA the writer wakes when the copy (queued right after the forward) completes,
         # so `copied` is when the step's results existed; on the CPU that is `ended`.
         forward_done = copied if copy.event is not None else capture.ended
-        record = {
-            "index": capture.index,
-            "t": capture.timestep,
-            "sigma": capture.sigma,
-            "expert": capture.expert,
-            "artifacts": artifacts,
-            "timings": {
-                "step_seconds": round(capture.ended - capture.started, 6),
-                "store_seconds": round(stored - copied, 6),
-                "forward_to_stored_seconds": round(stored - forward_done, 6),
-            },
-        }
-        self.manifest.update(lambda m: m["trajectories"][self.name]["steps"].append(record))
-        self.emit({"type": "step", "trajectory": self.name, **record, "progress": self.progress(capture.index)})
+        record = rf.StepRecord(
+            index=step,
+            t=capture.timestep,
+            sigma=capture.sigma,
+            expert=capture.expert,
+            artifacts=artifacts,
+            timings=rf.StepTimings(
+                step_seconds=round(capture.ended - capture.started, 6),
+                store_seconds=round(stored - copied, 6),
+                forward_to_stored_seconds=round(stored - forward_done, 6),
+            ),
+        )
+        self.out.manifest.add_step(self.name, record)
+        self.out.emit(
+            {"type": "step", "trajectory": self.name, **record.model_dump(mode="json"), "progress": self.progress(step)}
+        )
         self.latencies.append(time.perf_counter() - forward_done)
 
-    def finish_decodes(self, final_latents: torch.Tensor, decode_final: bool) -> None:
+    def finish(self, result: TrajectoryResult, loop_seconds: float, decode_final: bool) -> rf.TrajectoryResult:
+        """Store the final latents, decode them (if asked) and record the trajectory as finished."""
+        run = self.out.run
+        final = rf.FinalOutput(
+            latents=run.write_array(rf.final_latents_path(self.name), result.final_latents.float().cpu().numpy())
+        )
+        self._decode_final(result.final_latents, decode_final)
+        if decode_final:
+            final.video = rf.video_path(rf.final_dir(self.name))
+            final.frames_dir = rf.final_dir(self.name)
+        self.out.writer.drain()  # every step's x̂₀ is kept before the convergence is computed
+        steps = sorted(self.kept_x0)
+        distances = metrics.convergence([self.kept_x0[s] for s in steps])
+        convergence = rf.Convergence(
+            file=run.write_array(rf.convergence_path(self.name), distances),
+            steps=steps,
+            commitment_step=metrics.commitment_step(steps, distances),
+            threshold=metrics.COMMIT_THRESHOLD,
+        )
+        summary = rf.TrajectoryResult(
+            timesteps=result.timesteps,
+            sigmas=result.sigmas,
+            experts=result.experts,
+            step_seconds=[round(s, 6) for s in result.step_seconds],
+            loop_seconds=round(loop_seconds, 4),
+            final=final,
+            convergence=convergence,
+            forward_to_event_seconds=rf.Percentiles(
+                p50=_percentile(self.latencies, 50), p95=_percentile(self.latencies, 95)
+            ),
+        )
+        self.out.manifest.finish_trajectory(self.name, summary)
+        return summary
+
+    def _decode_final(self, final_latents: torch.Tensor, decode_final: bool) -> None:
         """Decode the final latents (if asked) and the deferred last step, once when equal."""
-        base = trajectory_dir(self.name)
         last, x0 = self.deferred_decode_step, self.deferred_x0
         shared = decode_final and x0 is not None and torch.equal(x0, final_latents)
 
@@ -281,18 +299,22 @@ class TrajectoryRecorder(StepSink):
             self.record_decode(fields)
             if shared:
                 self.record_decode({**fields, "step": last})
-                self.emit({"type": "decode", **fields, "step": last})
+                self.out.emit({"type": "decode", **fields, "step": last})
 
         if decode_final:
-            self.decoder.submit(
-                f"{base}/final", final_latents, {"trajectory": self.name, "step": "final"}, record, final=True
+            self.out.decoder.submit(
+                rf.final_dir(self.name), final_latents, {"trajectory": self.name, "step": "final"}, record, final=True
             )
         if x0 is not None and not shared:
-            self.decoder.submit(
-                f"{base}/decode/{step_name(last)}", x0, {"trajectory": self.name, "step": last}, self.record_decode
+            self.out.decoder.submit(
+                rf.decode_dir(self.name, last), x0, {"trajectory": self.name, "step": last}, self.record_decode
             )
         self.deferred_x0 = None
 
     def record_decode(self, fields: dict) -> None:
-        entry = {key: fields[key] for key in ("step", "dir", "frames", "video", "dtype")}
-        self.manifest.update(lambda m: m["trajectories"][self.name]["decodes"].append(entry))
+        entry = rf.DecodeEntry(**{key: fields[key] for key in ("step", "dir", "frames", "video", "dtype")})
+        self.out.manifest.add_decode(self.name, entry)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 6) if values else None

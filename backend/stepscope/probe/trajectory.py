@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -74,7 +74,6 @@ class TrajectoryResult:
     sigmas: list[float]  # σ of each step (the value x̂₀ used)
     experts: list[str]  # which expert ran each step
     step_seconds: list[float]
-    captured_steps: list[int] = field(default_factory=list)
     # Each latent perturbation as realised (AppliedPerturbation.to_json()): step, kind, frames, ‖δ‖, solver state.
     perturbations: list[dict] | None = None
 
@@ -143,7 +142,7 @@ def run_trajectory(
     tracker = PassTracker(experts)
     x0_reader = X0Reader(pipe.scheduler)
     norms = LayerNormProbe(tracker, list(layers), passes)
-    result = TrajectoryResult(None, [], [], [], [], sorted(capture_at))  # type: ignore[arg-type]
+    result = TrajectoryResult(None, [], [], [], [])  # type: ignore[arg-type]
     clock = {"step_started": 0.0}
 
     def mark_step_start(module, args):
@@ -214,9 +213,7 @@ def run_trajectory(
         )
         if model.info.boundary_ratio is not None:
             call_kwargs["guidance_scale_2"] = inputs.guidance_2
-        if model.info.task == "i2v":
-            if inputs.image is None:
-                raise ProbeError("this image-to-video model needs a first-frame image")
+        if inputs.image is not None:  # spec.check_against_model ensures i2v models get one, t2v none
             call_kwargs["image"] = inputs.image
         output = pipe(**call_kwargs)
         result.final_latents = output.frames

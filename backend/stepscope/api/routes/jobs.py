@@ -17,13 +17,13 @@ from stepscope.api.errors import ApiError, responses
 from stepscope.images import ImageError, decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
 from stepscope.models import PRESETS, ModelInfo
-from stepscope.run import existing_decode, list_decodes, x0_artifact
+from stepscope.run import existing_decode, list_decodes, read_manifest, x0_artifact
+from stepscope.run_format import RunFormatError, input_image_path, run_ref
 from stepscope.spec import ExperimentSpec, SpecError, check_against_model, parse_spec
 from stepscope.store import NotFound, new_run_id
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
-RUN_PREFIX = "run:"  # the worker reads run:<path> images from the run directory
 UPLOAD = "upload:image"  # stands for the multipart file until it is stored
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -156,9 +156,9 @@ def _store_images(services: Services, job_id: str, spec: ExperimentSpec, upload:
     run = services.store.create(job_id)
     data = spec.model_dump(mode="json")
     for field, image in decoded.items():
-        rel = "inputs/first_frame.png" if field == "image" else f"inputs/{field.replace('.', '_')}.png"
+        rel = input_image_path(field)
         run.write_bytes(rel, encode_png(image))
-        _set_path(data, field, RUN_PREFIX + rel)
+        _set_path(data, field, run_ref(rel))
     return parse_spec(data)
 
 
@@ -291,7 +291,7 @@ def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
         run = services.store.open(job_id)
     except NotFound:
         raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
-    manifest = run.manifest()
+    manifest = _typed_manifest(run, job_id)
     done = existing_decode(run, manifest, body.trajectory, body.step)
     if done is not None:
         return JSONResponse({"decode": done}, status_code=200)
@@ -314,4 +314,11 @@ def decodes(job_id: str, services: ServicesDep) -> dict:
         run = services.store.open(job_id)
     except NotFound:
         return {"decodes": []}
-    return {"decodes": list_decodes(run, run.manifest())}
+    return {"decodes": list_decodes(run, _typed_manifest(run, job_id))}
+
+
+def _typed_manifest(run, job_id: str):
+    try:
+        return read_manifest(run)
+    except RunFormatError as exc:
+        raise ApiError(409, f"job {job_id}: {exc}", "job_id") from None
