@@ -162,15 +162,35 @@ def install_block_rewrite(
     layers: list[int],
     rewrite: BlockRewrite,
 ) -> None:
-    """Let `rewrite` replace the output of the given blocks of every expert."""
+    """Let `rewrite` replace the output of the given blocks of every expert.
+
+    A rewrite with a true `needs_block_input` attribute is also given the block's input hidden
+    states as `block_input=` (e.g. a seed ensemble that averages what each block adds).
+    """
+    with_input = bool(getattr(rewrite, "needs_block_input", False))
     for module in experts.values():
         for layer in layers:
-            hooks.add_handle(module.blocks[layer].register_forward_hook(_rewrite_hook(tracker, layer, rewrite)))
+            block = module.blocks[layer]
+            if with_input:
+                handle = block.register_forward_hook(
+                    _rewrite_with_input_hook(tracker, layer, rewrite), with_kwargs=True
+                )
+            else:
+                handle = block.register_forward_hook(_rewrite_hook(tracker, layer, rewrite))
+            hooks.add_handle(handle)
 
 
 def _rewrite_hook(tracker: PassTracker, layer: int, rewrite: BlockRewrite):
     def hook(module, args, output):
         return rewrite(tracker.step, tracker.expert, tracker.pass_name, layer, output)
+
+    return hook
+
+
+def _rewrite_with_input_hook(tracker: PassTracker, layer: int, rewrite):
+    def hook(module, args, kwargs, output):
+        block_input = args[0] if args else kwargs["hidden_states"]
+        return rewrite(tracker.step, tracker.expert, tracker.pass_name, layer, output, block_input=block_input)
 
     return hook
 

@@ -247,24 +247,87 @@ def default_ensemble_layers(num_layers: int) -> list[int]:
     return list(range(start, max(stop, start + 1)))
 
 
-class EnsembleAverager:
-    """Averages block outputs across the batch (one member per seed) at chosen layers and steps.
+# How a seed ensemble combines its members' hidden states over its layers (EnsembleAverager.mode).
+ENSEMBLE_UPDATES = "updates"
+ENSEMBLE_LAST_LAYER = "last_layer"
+ENSEMBLE_SEQUENTIAL = "sequential"
+ENSEMBLE_MODES = (ENSEMBLE_UPDATES, ENSEMBLE_LAST_LAYER, ENSEMBLE_SEQUENTIAL)
 
-    The mean is taken in a wider type than the states (float64 for float32 states, float32 for
-    bf16/fp16), so k identical members average back to exactly their own value.
+
+class EnsembleAverager:
+    """A seed ensemble: one batch member per seed, hidden states averaged across members at chosen layers and steps.
+
+    The paper's recipe — 3 seeds, first step, hidden states of layers 20–29 averaged across the
+    runs, denoising continues — has three readings here (`mode`):
+
+    - "updates" (default): the members run the layers independently; at the last chosen layer
+      each member's state becomes its own state entering the first chosen layer plus the
+      across-member mean of what every chosen layer added (output − input), summed over the
+      layers: h_k ← h_k(in) + Σ_l mean_j(Δ_l,j) for consecutive layers (unchosen layers in a gap
+      keep each member's own update). Every layer's mean contributes; each member keeps the
+      state it brought into the range (the layers before it: global structure in the paper).
+    - "last_layer": the members run the layers independently; the across-member mean of the last
+      chosen layer's output is handed on to every member (the layers before it count only
+      through each member's own states).
+    - "sequential": each chosen layer's output is replaced by the mean as it is computed, in one
+      pass. After the first chosen layer every member holds the same state, so the later layers
+      average identical tensors: [a, …, b] gives the result of [a] alone.
+
+    In every mode the members then denoise on, each from its own latent with the step's
+    velocity computed from the averaged states. Means are taken in a wider type than the states
+    (float64 for float32, float32 for bf16/fp16), so identical members give back exactly their
+    own states in every mode.
     """
 
-    def __init__(self, ensemble: SeedEnsemble, layers: list[int]):
+    def __init__(self, ensemble: SeedEnsemble, layers: list[int], mode: str | None = None):
+        mode = mode or getattr(ensemble, "mode", None) or ENSEMBLE_UPDATES
+        if mode not in ENSEMBLE_MODES:
+            raise ValueError(f"seed_ensemble mode must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
         self.ensemble = ensemble
-        self.layers = layers
+        self.layers = sorted(layers)
+        self.mode = mode
+        self.needs_block_input = mode == ENSEMBLE_UPDATES  # install_block_rewrite passes block_input then
+        self._correction: torch.Tensor | None = None  # Σ_l (mean_j Δ_l,j − Δ_l,k) so far in this forward
 
-    def __call__(self, step: int, expert: str, pass_name: str, layer: int, output: torch.Tensor):
+    def __call__(
+        self,
+        step: int,
+        expert: str,
+        pass_name: str,
+        layer: int,
+        output: torch.Tensor,
+        block_input: torch.Tensor | None = None,
+    ):
         if layer not in self.layers or step not in self.ensemble.steps:
             return None
         if not wants_pass(self.ensemble.passes, pass_name):
             return None
-        wide = torch.float64 if output.dtype == torch.float32 else torch.float32
-        if output.device.type == "mps":
-            wide = torch.float32
-        mean = output.to(wide).mean(dim=0, keepdim=True).to(output.dtype)
-        return mean.expand_as(output).contiguous()
+        wide = _wide_dtype(output)
+        last = layer == self.layers[-1]
+        if self.mode == ENSEMBLE_SEQUENTIAL or (self.mode == ENSEMBLE_LAST_LAYER and last):
+            mean = output.to(wide).mean(dim=0, keepdim=True).to(output.dtype)
+            return mean.expand_as(output).contiguous()
+        if self.mode == ENSEMBLE_LAST_LAYER:
+            return None
+        if block_input is None:
+            raise ValueError(
+                "the 'updates' seed ensemble needs each block's input (install it with install_block_rewrite)"
+            )
+        update = output.to(wide) - block_input.to(wide)
+        correction = update.mean(dim=0, keepdim=True) - update
+        if layer == self.layers[0] or self._correction is None:
+            self._correction = correction
+        else:
+            self._correction = self._correction + correction
+        if not last:
+            return None
+        averaged = (output.to(wide) + self._correction).to(output.dtype)
+        self._correction = None
+        return averaged
+
+
+def _wide_dtype(states: torch.Tensor) -> torch.dtype:
+    """The type means are taken in: float64 for float32 states (float32 on MPS, which has no float64)."""
+    if states.dtype == torch.float32 and states.device.type != "mps":
+        return torch.float64
+    return torch.float32
