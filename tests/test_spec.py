@@ -101,3 +101,43 @@ def test_checks_against_the_model_name_the_field():
 def test_index_lists_are_sorted_and_deduplicated():
     spec = parse_spec(_variant({"kind": "noise_at_step", "steps": [5, 1, 5], "strength": 0.5}))
     assert spec.variants[0].interventions[0].steps == [1, 5]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"steps": True}, "steps", "valid integer"),
+        ({"seed": "3"}, "seed", "valid integer"),
+        ({"guidance": True}, "guidance", "valid number"),
+        ({"probes": {"final_decode": 0}}, "probes.final_decode", "valid boolean"),
+        (
+            {"variants": [{"name": "a", "interventions": [{"kind": "guidance", "scale": "2"}]}]},
+            "variants.0.interventions.0.scale",
+            "valid number",
+        ),
+    ],
+)
+def test_numbers_and_booleans_are_strict(data, field, words):
+    with pytest.raises(SpecError) as exc:
+        parse_spec(data)
+    assert exc.value.field == field and words in exc.value.message
+
+
+def test_an_integer_is_still_a_valid_float():
+    assert parse_spec({"guidance": 4}).guidance == 4.0
+
+
+def test_each_axis_stays_within_the_models_rotary_table():
+    tiny = PRESETS["tiny"].info  # rope_max_seq_len 32: 32 latent frames, 32·2·8 = 512 pixels
+    check_against_model(parse_spec({"height": 512, "width": 512, "frames": 125}), tiny)
+    for data, field, largest in [
+        ({"frames": 129}, "frames", 125),
+        ({"height": 528}, "height", 512),
+        ({"width": 1280, "height": 64}, "width", 512),
+    ]:
+        with pytest.raises(SpecError) as exc:
+            check_against_model(parse_spec(data), tiny)
+        assert exc.value.field == field and f"at most {largest}" in exc.value.message
+    # Real Wan models cover 1024 positions per axis: the spec's own maxima fit.
+    real = PRESETS["wan2.1-t2v-1.3b"].info
+    check_against_model(parse_spec({"height": 1280, "width": 1280, "frames": 241}), real)

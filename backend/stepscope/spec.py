@@ -61,7 +61,8 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `"steps": true` or `"seed": "3"` is an error, not 1 or 3 (an int still passes as a float).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Probes(_Strict):
@@ -303,6 +304,22 @@ def check_against_model(spec: ExperimentSpec, info) -> None:
         value = getattr(spec, field)
         if value % multiple:
             raise SpecError(field, f"must be a multiple of {multiple} for this model, got {value}")
+    # The rotary embedding covers `rope_max_seq_len` tokens along each axis (diffusers' WanRotaryPosEmbed).
+    p_t, p_h, p_w = info.patch_size
+    rope = info.rope_max_seq_len
+    axes = {
+        "frames": (spec.latent_frames // p_t, (rope * p_t - 1) * info.vae_temporal + 1),
+        "height": (spec.height // info.vae_spatial // p_h, rope * p_h * info.vae_spatial),
+        "width": (spec.width // info.vae_spatial // p_w, rope * p_w * info.vae_spatial),
+    }
+    for field, (tokens, largest) in axes.items():
+        if tokens > rope:
+            value = getattr(spec, field)
+            raise SpecError(
+                field,
+                f"{value} gives {tokens} tokens along this axis, beyond the {rope} this model's rotary "
+                f"position embedding covers: at most {largest} for this model",
+            )
     for field, layer in spec.layer_fields():
         if layer >= info.num_layers:
             raise SpecError(

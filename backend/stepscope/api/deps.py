@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request
 
+from stepscope.api.errors import ApiError
 from stepscope.config import Settings
 from stepscope.jobs import Jobs
 from stepscope.store import Store
@@ -36,11 +38,17 @@ def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.services.settings
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def job_record(services: Services, job_id: str) -> dict:
+    """The record of job `job_id`, or a 404 naming it (also for ids that cannot exist)."""
+    record = services.jobs.get(job_id) if JOB_ID.match(job_id) else None
+    if record is None:
+        raise ApiError(404, f"no job {job_id!r}", "job_id")
+    return record
 
 
 def _presented_token(request: Request) -> str | None:

@@ -4,7 +4,7 @@ Presets and ModelInfo import without torch (the API uses them to check specs); t
 functions import the model stack on first use.
 """
 
-from stepscope.models.presets import PRESETS, ModelInfo, Preset, TinyConfig, model_info
+from stepscope.models.presets import PRESETS, ModelInfo, Preset, TinyConfig
 
 _LAZY = {"LoadedModel", "ModelError", "load_model"}
 
@@ -17,4 +17,4 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["PRESETS", "LoadedModel", "ModelError", "ModelInfo", "Preset", "TinyConfig", "load_model", "model_info"]
+__all__ = ["PRESETS", "LoadedModel", "ModelError", "ModelInfo", "Preset", "TinyConfig", "load_model"]

@@ -81,6 +81,7 @@ def info_from_pipeline(pipe) -> ModelInfo:
         vae_temporal=temporal,
         vae_spatial=spatial,
         latent_channels=pipe.vae.config.z_dim,
+        rope_max_seq_len=first.config.rope_max_seq_len,
     )
 
 

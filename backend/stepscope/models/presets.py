@@ -3,9 +3,7 @@ so the API can check specs without importing the model stack)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -23,6 +21,7 @@ class TinyConfig:
     ffn_dim: int = 64
     vae_base_dim: int = 8
     weight_seed: int = 0
+    rope_max_seq_len: int = 32  # token positions per axis (frames, height, width) the rotary embedding covers
     # Fault injection for testing the service: a prompt containing FAULT_TRIGGER makes the
     # transformer raise a CUDA-like error at this forward (cond and uncond count separately).
     fault_at_forward: int | None = None
@@ -61,10 +60,9 @@ class ModelInfo:
     vae_temporal: int = 4
     vae_spatial: int = 8
     latent_channels: int = 16
-
-    @property
-    def size_multiple(self) -> int:
-        return self.vae_spatial * self.patch_size[1]
+    rope_max_seq_len: int = (
+        1024  # the transformer's rotary table: at most this many tokens per axis (diffusers' default)
+    )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -92,7 +90,13 @@ class Preset:
 
 def _tiny(name: str, description: str, cfg: TinyConfig, task: str = "t2v") -> Preset:
     experts = ("transformer", "transformer_2") if cfg.two_experts else ("transformer",)
-    info = ModelInfo(task=task, experts=experts, num_layers=cfg.num_layers, boundary_ratio=cfg.boundary_ratio)
+    info = ModelInfo(
+        task=task,
+        experts=experts,
+        num_layers=cfg.num_layers,
+        boundary_ratio=cfg.boundary_ratio,
+        rope_max_seq_len=cfg.rope_max_seq_len,
+    )
     return Preset(
         name,
         description,
@@ -180,33 +184,3 @@ PRESETS: dict[str, Preset] = {
         ),
     ]
 }
-
-
-def info_from_directory(path: Path) -> ModelInfo:
-    """Read a local diffusers directory's configs (no weights) into a ModelInfo."""
-    index = json.loads((path / "model_index.json").read_text())
-    experts = tuple(n for n in ("transformer", "transformer_2") if (index.get(n) or [None])[0])
-    tcfg = json.loads((path / experts[0] / "config.json").read_text())
-    vcfg = json.loads((path / "vae" / "config.json").read_text())
-    temporal = vcfg.get("scale_factor_temporal") or 2 ** sum(vcfg.get("temperal_downsample", [False, True, True]))
-    spatial = vcfg.get("scale_factor_spatial") or 2 ** len(vcfg.get("temperal_downsample", [0, 0, 0]))
-    return ModelInfo(
-        task="i2v" if "ImageToVideo" in index.get("_class_name", "") else "t2v",
-        experts=experts,
-        num_layers=int(tcfg["num_layers"]),
-        boundary_ratio=index.get("boundary_ratio"),
-        patch_size=tuple(tcfg.get("patch_size", (1, 2, 2))),
-        vae_temporal=int(temporal),
-        vae_spatial=int(spatial),
-        latent_channels=int(vcfg.get("z_dim", 16)),
-    )
-
-
-def model_info(name: str) -> ModelInfo | None:
-    """Info for a preset or local directory without loading it; None for an unknown hub id."""
-    if name in PRESETS:
-        return PRESETS[name].info
-    path = Path(name).expanduser()
-    if (path / "model_index.json").is_file():
-        return info_from_directory(path)
-    return None

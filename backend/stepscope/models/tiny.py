@@ -90,7 +90,7 @@ def build_transformer(cfg: TinyConfig) -> WanTransformer3DModel:
         text_dim=TEXT_DIM,
         in_channels=in_channels,
         freq_dim=32,
-        rope_max_seq_len=32,
+        rope_max_seq_len=cfg.rope_max_seq_len,
     ).eval()
 
 

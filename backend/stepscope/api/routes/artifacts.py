@@ -15,8 +15,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from stepscope.api.deps import ServicesDep
+from stepscope.api.deps import job_record as _record
 from stepscope.api.errors import ApiError, responses
-from stepscope.api.routes.jobs import _record
 from stepscope.store import MANIFEST, NotFound, RunDir, safe_relpath
 
 router = APIRouter(prefix="/api/jobs", tags=["artifacts"])

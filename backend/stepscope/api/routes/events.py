@@ -28,8 +28,8 @@ from fastapi.responses import StreamingResponse
 
 from stepscope import events
 from stepscope.api.deps import ServicesDep
+from stepscope.api.deps import job_record as _record
 from stepscope.api.errors import ApiError, responses
-from stepscope.api.routes.jobs import _record
 
 router = APIRouter(prefix="/api/jobs", tags=["events"])
 log = logging.getLogger("stepscope.api.events")

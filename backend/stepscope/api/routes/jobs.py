@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from stepscope import events
-from stepscope.api.deps import Services, ServicesDep
-from stepscope.api.errors import ApiError, responses
+from stepscope.api.deps import Services, ServicesDep, job_record
+from stepscope.api.errors import ApiError, error, responses
 from stepscope.images import ImageError, decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
 from stepscope.models import PRESETS, ModelInfo
@@ -24,8 +25,8 @@ from stepscope.store import NotFound, new_run_id
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
+QUEUE_FULL_RETRY_AFTER = 30  # seconds a client waits before resubmitting to a full queue
 UPLOAD = "upload:image"  # stands for the multipart file until it is stored
-JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 SUBMIT_BODY = {
     "required": True,
@@ -95,39 +96,62 @@ def model_info_for(services: Services, name: str) -> tuple[ModelInfo, bool]:
     raise SpecError("model", f"unknown model {name!r}; available: {names}")
 
 
+async def _limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused with 413 as soon as it passes `limit` bytes
+    (Content-Length or not: a chunked body is counted as it is read)."""
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise ApiError(413, f"request body is over the {limit} byte limit", "body")
+        yield chunk
+
+
 async def _read_submission(request: Request, services: Services) -> tuple[dict, bytes | None]:
     """(spec object, uploaded image bytes) from a JSON or multipart body, within size limits."""
-    limit = services.settings.max_upload_bytes + 2**20
+    max_image = services.settings.max_upload_bytes
+    limit = max_image + 2**20  # the image plus the spec and multipart framing
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         raise ApiError(413, f"request body is over the {limit} byte limit", "body")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
+        parser = MultiPartParser(
+            request.headers, _limited_body(request, limit), max_files=2, max_fields=8, max_part_size=2**20
+        )
+        # File parts stay in memory (the body is bounded by `limit`): nothing is spooled to a
+        # temporary file outside the data directory.
+        parser.spool_max_size = limit + 1
         try:
-            form = await request.form(max_files=2, max_fields=8, max_part_size=2**20)
-        except Exception as exc:  # starlette raises several types for malformed multipart
-            raise ApiError(400, f"malformed multipart body: {exc}", "body") from None
-        raw_spec = form.get("spec")
-        if not isinstance(raw_spec, str):
-            raise ApiError(422, "spec: the multipart field 'spec' must hold the spec as JSON text", "spec")
-        data = _json_object(raw_spec.encode())
-        image = form.get("image")
-        image_bytes = None
-        if image is not None:
-            if not isinstance(image, UploadFile):
-                raise ApiError(422, "image: upload the first frame as a file part named 'image'", "image")
-            image_bytes = await image.read(services.settings.max_upload_bytes + 1)
-            if len(image_bytes) > services.settings.max_upload_bytes:
-                raise ApiError(413, f"image: over the {services.settings.max_upload_bytes} byte limit", "image")
-        return data, image_bytes
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise ApiError(400, f"malformed multipart body: {exc.message}", "body") from None
+        try:
+            return await _submission_parts(form, max_image)
+        finally:
+            await form.close()
     if ctype not in ("application/json", ""):
         raise ApiError(415, f"send application/json or multipart/form-data, not {ctype!r}", "content-type")
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in _limited_body(request, limit):
         body.extend(chunk)
-        if len(body) > limit:
-            raise ApiError(413, f"request body is over the {limit} byte limit", "body")
     return _json_object(bytes(body)), None
+
+
+async def _submission_parts(form: FormData, max_image: int) -> tuple[dict, bytes | None]:
+    raw_spec = form.get("spec")
+    if not isinstance(raw_spec, str):
+        raise ApiError(422, "spec: the multipart field 'spec' must hold the spec as JSON text", "spec")
+    data = _json_object(raw_spec.encode())
+    image = form.get("image")
+    if image is None:
+        return data, None
+    if not isinstance(image, UploadFile):
+        raise ApiError(422, "image: upload the first frame as a file part named 'image'", "image")
+    image_bytes = await image.read(max_image + 1)
+    if len(image_bytes) > max_image:
+        raise ApiError(413, f"image: over the {max_image} byte limit", "image")
+    return data, image_bytes
 
 
 def _json_object(raw: bytes) -> dict:
@@ -176,8 +200,9 @@ def _set_path(data: dict, dotted: str, value: str) -> None:
     openapi_extra={"requestBody": SUBMIT_BODY},
     summary="Submit an experiment",
     responses=responses(400, 413, 415, 429),
+    response_model=None,  # 201 with the job, or a 429 JSONResponse carrying Retry-After
 )
-async def submit(request: Request, services: ServicesDep) -> dict:
+async def submit(request: Request, services: ServicesDep) -> dict | JSONResponse:
     """Validate a spec (JSON body, or multipart with `spec` and an `image` file) and queue it."""
     data, upload = await _read_submission(request, services)
     spec = parse_spec(data)
@@ -189,8 +214,11 @@ async def submit(request: Request, services: ServicesDep) -> dict:
     check_against_model(spec, info)
     queue = rq_queue(services.redis, spec.model)
     if queue.count >= services.settings.max_queued:
-        raise ApiError(
-            429, f"model: queue {queue_name(spec.model)} is full ({services.settings.max_queued} jobs waiting)", "model"
+        return error(
+            429,
+            f"model: queue {queue_name(spec.model)} is full ({services.settings.max_queued} jobs waiting); retry later",
+            "model",
+            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
         )
     job_id = new_run_id()
     spec = _store_images(services, job_id, spec, upload)
@@ -215,22 +243,9 @@ def list_jobs(
     return {"jobs": [job_view(services, r, positions.get(r["id"])) for r in records], "total": services.jobs.count()}
 
 
-def _record(services: Services, job_id: str) -> dict:
-    if not _valid_id(job_id):
-        raise ApiError(404, f"no job {job_id!r}", "job_id")
-    record = services.jobs.get(job_id)
-    if record is None:
-        raise ApiError(404, f"no job {job_id!r}", "job_id")
-    return record
-
-
-def _valid_id(job_id: str) -> bool:
-    return bool(JOB_ID.match(job_id))
-
-
 @router.get("/{job_id}", summary="One job", responses=responses(404))
 def get_job(job_id: str, services: ServicesDep) -> dict:
-    record = _record(services, job_id)
+    record = job_record(services, job_id)
     return job_view(services, record, queue_positions(services, [record]).get(job_id))
 
 
@@ -238,7 +253,7 @@ def get_job(job_id: str, services: ServicesDep) -> dict:
     "/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job", responses=responses(404, 409)
 )
 def cancel_job(job_id: str, services: ServicesDep) -> dict:
-    record = _record(services, job_id)
+    record = job_record(services, job_id)
     if record["status"] in TERMINAL:
         raise ApiError(409, f"job {job_id} is already {record['status']}", "job_id")
     services.jobs.request_cancel(job_id)
@@ -256,7 +271,7 @@ def cancel_job(job_id: str, services: ServicesDep) -> dict:
     responses=responses(404, 409),
 )
 def delete_job(job_id: str, services: ServicesDep) -> Response:
-    record = _record(services, job_id)
+    record = job_record(services, job_id)
     if record["status"] == "running":
         raise ApiError(409, f"job {job_id} is running: cancel it first", "job_id")
     if record["status"] == "queued":
@@ -284,7 +299,7 @@ class DecodeRequest(BaseModel):
 def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
     """Queue a decode job (kind `decode`) on the run's model queue; its event stream carries a
     `decode` event naming the frames' directory. Answers 200 with the entry if it exists."""
-    record = _record(services, job_id)
+    record = job_record(services, job_id)
     if record.get("kind") != "experiment":
         raise ApiError(422, f"job_id: {job_id} is a {record.get('kind')} job, not an experiment", "job_id")
     try:
@@ -309,7 +324,7 @@ def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
     responses=responses(404),
 )
 def decodes(job_id: str, services: ServicesDep) -> dict:
-    _record(services, job_id)
+    job_record(services, job_id)
     try:
         run = services.store.open(job_id)
     except NotFound:
