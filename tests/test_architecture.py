@@ -24,3 +24,21 @@ def test_the_probe_engine_does_not_import_the_service():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_run_format_is_a_leaf():
+    """Every side reads and writes run directories through run_format: it imports nothing of theirs."""
+    code = (
+        "import sys, stepscope.run_format; "
+        "mods = [m for m in sys.modules if m.startswith('stepscope.') and m != 'stepscope.run_format'] "
+        "+ [m for m in ('torch', 'numpy', 'fastapi', 'redis') if m in sys.modules]; "
+        "assert not mods, mods"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_model_loading_does_not_import_the_preview_fitting():
+    code = "import sys, stepscope.models.loading; assert 'stepscope.preview' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""Latent → pixels: a cheap linear preview for every step, a full VAE decode for chosen steps.
+"""Latent → pixels cheaply: a linear preview of every frame at every step (full decodes: stepscope.vae).
 
 The linear map (RGB = W·z + b over the latent channels, at latent resolution) is fitted per VAE
 by least squares against that VAE's own decodes and cached on disk by a fingerprint of the
@@ -8,7 +8,6 @@ every frame at every step stays off the denoising loop's critical path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -20,71 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stepscope.vae import decode_latents, latent_stats, vae_fingerprint, vae_scale_factors
 
-def latent_stats(vae) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (mean, std) that the pipelines normalize latents with, shaped (1, C, 1, 1, 1)."""
-    z_dim = vae.config.z_dim
-    mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32).view(1, z_dim, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, dtype=torch.float32).view(1, z_dim, 1, 1, 1)
-    return mean, std
-
-
-def vae_scale_factors(vae) -> tuple[int, int]:
-    """(temporal, spatial) downsampling of the VAE."""
-    cfg = vae.config
-    temporal = getattr(cfg, "scale_factor_temporal", None) or 2 ** sum(cfg.temperal_downsample)
-    spatial = getattr(cfg, "scale_factor_spatial", None) or 2 ** len(cfg.temperal_downsample)
-    return int(temporal), int(spatial)
-
-
-def vae_fingerprint(vae) -> str:
-    """A stable id of a VAE's config and weights (a strided sample of every tensor)."""
-    h = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(vae.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 1024)][:1024]
-        h.update(name.encode())
-        h.update(sample.to("cpu", torch.float32).numpy().tobytes())
-    return h.hexdigest()[:24]
-
-
-class NonFiniteDecode(ArithmeticError):
-    """A decode produced inf or NaN (e.g. float16 overflow in a VAE trained in float32)."""
-
-
-@torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor, require_finite: bool = False) -> np.ndarray:
-    """Full-quality decode of normalized latents (B, C, F, H, W) → uint8 frames (B, T, H, W, 3).
-
-    With `require_finite`, a decode containing inf or NaN raises NonFiniteDecode instead of
-    being clamped into frames.
-    """
-    mean, std = latent_stats(vae)
-    device = next(vae.parameters()).device
-    z = latents.to(device, torch.float32) * std.to(device) + mean.to(device)
-    video = vae.decode(z.to(vae.dtype), return_dict=False)[0]  # (B, 3, T, H, W) in [-1, 1]
-    if require_finite and not bool(torch.isfinite(video).all()):
-        raise NonFiniteDecode(f"the {str(video.dtype).removeprefix('torch.')} VAE decode has inf or NaN values")
-    video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return video.permute(0, 2, 3, 4, 1).cpu().numpy()
-
-
-def decode_step_latents(step_vae, vae, latents: torch.Tensor) -> tuple[np.ndarray, str]:
-    """Decode a step's latents with `step_vae` (a lower-precision copy, or None for `vae`).
-
-    If the copy overflows (inf or NaN), the step is decoded again with `vae`, the VAE as loaded.
-    Returns the frames and the name of the dtype of the VAE that made them ("float32").
-    """
-    if step_vae is not None and step_vae is not vae:
-        try:
-            return decode_latents(step_vae, latents, require_finite=True), dtype_name(step_vae)
-        except NonFiniteDecode:
-            pass
-    return decode_latents(vae, latents), dtype_name(vae)
-
-
-def dtype_name(vae) -> str:
-    return str(vae.dtype).removeprefix("torch.")
+__all__ = ["LinearPreview", "decode_latents", "fit_linear_preview", "frame_strip", "linear_preview_for"]
 
 
 @dataclass
@@ -200,8 +137,3 @@ def frame_strip(frames: np.ndarray) -> np.ndarray:
     """(F, H, W, 3) → (H, F·W, 3): all frames of a step side by side in one image."""
     f, h, w, c = frames.shape
     return frames.transpose(1, 0, 2, 3).reshape(h, f * w, c)
-
-
-def video_frame_of_latent_frame(latent_frame: int, temporal: int) -> int:
-    """The last video frame that a latent frame covers (latent 0 ↔ frame 0, k ↔ frames 4k-3..4k)."""
-    return latent_frame * temporal

@@ -20,7 +20,7 @@ from stepscope.models.compiled import compile_blocks, compiled_state
 from stepscope.models.presets import PRESETS, ModelInfo
 from stepscope.models.random import build_random_pipeline
 from stepscope.models.tiny import build_tiny_pipeline
-from stepscope.preview import vae_scale_factors
+from stepscope.vae import vae_scale_factors
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OFFLOAD_MODES = ("none", "model", "sequential")

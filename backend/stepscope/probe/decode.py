@@ -11,11 +11,11 @@ import time
 import torch
 
 from stepscope.models.loading import LoadedModel
-from stepscope.preview import decode_step_latents
 from stepscope.probe.recorder import store_decoded
 from stepscope.run import decode_dir, existing_decode, read_manifest, x0_artifact
 from stepscope.run_format import DecodeRecord, decode_record_path
 from stepscope.store import RunDir
+from stepscope.vae import decode_step_latents
 
 
 @torch.no_grad()

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from stepscope import run_format as rf
-from stepscope.preview import LinearPreview, decode_step_latents, frame_strip
+from stepscope.preview import LinearPreview, frame_strip
 from stepscope.probe import metrics
 from stepscope.probe.trajectory import StepCapture, StepSink, TrajectoryResult
 from stepscope.run_format import ManifestWriter
 from stepscope.store import RunDir, encode_mp4
+from stepscope.vae import decode_step_latents
 
 Emit = Callable[[dict], None]
 
