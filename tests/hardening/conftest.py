@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -79,3 +80,26 @@ def stack(tmp_path):
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def production(tmp_path: Path):
+    """Embedded Redis, the API with production SSE settings; workers started by the tests."""
+    server = EmbeddedRedis(tmp_path / "redis", persistence=False).start()
+    env = service_env(
+        server.url,
+        str(tmp_path / "runs"),
+        str(tmp_path / "cache"),
+        STEPSCOPE_LOST_AFTER="6",  # the janitor's patience, not the stream's: kept short so a lost job fails soon
+        STEPSCOPE_JANITOR_EVERY="1",
+    )
+    env.pop("STEPSCOPE_SSE_HEARTBEAT", None)
+    procs: list[Proc] = []
+    try:
+        api = start_api(env, tmp_path / "logs" / "api.log")
+        procs.append(api)
+        yield SimpleNamespace(env=env, api=api, url=api.url, procs=procs, root=tmp_path, redis_url=server.url)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        server.stop()

@@ -10,7 +10,6 @@ import json
 import signal
 import socket
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +17,7 @@ import redis
 
 from stepscope import events
 from stepscope.config import Settings
-from stepscope.embedded_redis import EmbeddedRedis
-from tests.servers import Proc, service_env, start_api, start_worker, wait_until
+from tests.servers import start_worker, wait_until
 
 QUEUED = {"model": "tiny-moe", "prompt": "waits in line", "steps": 4}  # no worker serves tiny-moe here
 PRODUCTION_HEARTBEAT = Settings.model_fields["sse_heartbeat"].default
@@ -59,29 +57,6 @@ class SseReader:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
-
-
-@pytest.fixture
-def production(tmp_path: Path):
-    """Embedded Redis, the API with production SSE settings; workers started by the tests."""
-    server = EmbeddedRedis(tmp_path / "redis", persistence=False).start()
-    env = service_env(
-        server.url,
-        str(tmp_path / "runs"),
-        str(tmp_path / "cache"),
-        STEPSCOPE_LOST_AFTER="6",  # the janitor's patience, not the stream's: kept short so a lost job fails soon
-        STEPSCOPE_JANITOR_EVERY="1",
-    )
-    env.pop("STEPSCOPE_SSE_HEARTBEAT", None)
-    procs: list[Proc] = []
-    try:
-        api = start_api(env, tmp_path / "logs" / "api.log")
-        procs.append(api)
-        yield type("Production", (), {"env": env, "api": api, "url": api.url, "procs": procs, "root": tmp_path})
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        server.stop()
 
 
 def test_a_queued_job_s_stream_outlives_the_redis_socket_timeout_and_ends_with_its_final_event(production):

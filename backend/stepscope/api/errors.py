@@ -92,6 +92,11 @@ def install(app: FastAPI) -> None:
         field = ".".join(loc) or "request"
         return error(422, f"{field}: {first.get('msg', 'invalid')}", field)
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError):
+        # json.loads and pydantic recurse once per nesting level: a body nested ~1,000 deep ends here.
+        return error(400, "body: nested too deeply to parse (JSON nesting must stay well under 1,000 levels)", "body")
+
     @app.exception_handler(redis.RedisError)
     async def _redis(request: Request, exc: redis.RedisError):
         log.warning("redis unavailable: %s", exc)
@@ -100,3 +105,9 @@ def install(app: FastAPI) -> None:
             f"Redis is unreachable or failing ({type(exc).__name__}: {exc}); retry shortly",
             headers={"Retry-After": "2"},
         )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # Still a bug to fix, but the client gets the documented JSON body, not text/plain.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the API's log has the details")

@@ -4,12 +4,19 @@ Arrays are served as NumPy .npy files (a documented binary format: a small heade
 and shape, then the raw little-endian data); the headers X-Dtype and X-Shape repeat both so a
 client can skip parsing the header. Artifacts other than the manifest never change once
 written, so they are cacheable.
+
+Only regular files inside the run directory are served (and listed, and bundled): a symlink in
+a run directory, wherever it points, is treated as absent.
 """
 
 from __future__ import annotations
 
 import ast
 import mimetypes
+import os
+import posixpath
+import stat
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, StreamingResponse
@@ -40,6 +47,30 @@ def open_run(services, job_id: str, require_manifest: bool = True) -> RunDir:
         raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
 
 
+def is_regular_file(run: RunDir, rel: str) -> bool:
+    """Whether `rel` is a regular file of the run reached without following any symlink."""
+    local = run.local_path(rel)
+    if local is None:  # object stores have no symlinks
+        return run.fs.isfile(posixpath.join(run.path, safe_relpath(rel)))
+    try:
+        if not stat.S_ISREG(os.lstat(local).st_mode):
+            return False
+    except OSError:
+        return False
+    # No component between the run directory and the file may be a symlink either.
+    return os.path.realpath(local) == os.path.join(os.path.realpath(run.path), *rel.split("/"))
+
+
+def regular_files(run: RunDir) -> Iterator[str]:
+    """The run's files (relative paths) that may be served: regular files, no symlinks."""
+    return (rel for rel in run.files() if is_regular_file(run, rel))
+
+
+def require_regular_file(run: RunDir, rel: str) -> None:
+    if not is_regular_file(run, rel):
+        raise ApiError(404, f"no artifact {rel}", "path")
+
+
 def npy_header(head: bytes) -> tuple[str, list[int]] | None:
     """(dtype, shape) from the first bytes of a .npy file (format 1.0 / 2.0)."""
     if not head.startswith(b"\x93NUMPY"):
@@ -56,13 +87,14 @@ def npy_header(head: bytes) -> tuple[str, list[int]] | None:
 @router.get("/{job_id}/manifest", summary="The run's manifest.json (updated as the run goes)", responses=responses(404))
 def manifest(job_id: str, services: ServicesDep) -> Response:
     run = open_run(services, job_id)
+    require_regular_file(run, MANIFEST)
     return Response(run.read_bytes(MANIFEST), media_type="application/json", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/{job_id}/files", summary="Every file of the run directory", responses=responses(404))
 def files(job_id: str, services: ServicesDep) -> dict:
     run = open_run(services, job_id, require_manifest=False)
-    return {"files": list(run.files())}
+    return {"files": list(regular_files(run))}
 
 
 @router.api_route(
@@ -91,6 +123,7 @@ def files(job_id: str, services: ServicesDep) -> dict:
 def artifact(job_id: str, path: str, services: ServicesDep) -> Response:
     rel = safe_relpath(path)
     run = open_run(services, job_id, require_manifest=False)
+    require_regular_file(run, rel)
     suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
     media = TYPES.get(suffix) or mimetypes.guess_type(rel)[0] or "application/octet-stream"
     headers = {"Cache-Control": "no-cache" if rel == MANIFEST else IMMUTABLE}
@@ -103,8 +136,6 @@ def artifact(job_id: str, path: str, services: ServicesDep) -> Response:
             headers["Access-Control-Expose-Headers"] = "X-Dtype, X-Shape"
     local = run.local_path(rel)
     if local is not None:
-        if not run.fs.isfile(local):
-            raise ApiError(404, f"no artifact {rel}", "path")
         return FileResponse(local, media_type=media, headers=headers)
     handle = run.open_file(rel)
 
