@@ -220,7 +220,14 @@ class SwapRecorder:
 
 
 class SwapReplayer(SwapRecorder):
-    """Replaces this run's block outputs by the source's (all tokens, or those of chosen frames)."""
+    """Replaces this run's block outputs by the source's (all tokens, or those of chosen frames).
+
+    Only the CFG passes named by `swap.passes` are touched: with the default "cond", the
+    unconditional forward keeps this run's own states, so the guided velocity combines B's
+    conditional states with A's unconditional ones ("both" swaps the two forwards). With all
+    tokens swapped, a forward's output depends only on the last swapped layer: see
+    `layer_swap_warnings`.
+    """
 
     def __init__(self, swap: LayerSwap, bank: HiddenStateBank, tokens_per_frame: int):
         super().__init__(swap, bank)
@@ -239,6 +246,24 @@ class SwapReplayer(SwapRecorder):
         tokens = tokens.to(output.device)
         replaced[:, tokens] = source[:, tokens].to(output.dtype)
         return replaced
+
+
+def layer_swap_warnings(swap: LayerSwap) -> list[str]:
+    """What a user should know about a layer swap that does less than it appears to.
+
+    A swap of all tokens replaces a block's whole output by B's, so whatever this run computed
+    before the last swapped layer of a forward no longer reaches that forward's output: swapping
+    [20, 21] gives exactly the run of swapping [21] alone. (Swapping chosen frames does not
+    collapse: the other tokens carry the earlier swaps on through attention.)
+    """
+    layers = sorted(set(swap.layers))
+    if swap.frames is not None or len(layers) < 2:
+        return []
+    return [
+        f"layer_swap of all tokens at layers {layers}: each forward's output depends only on the last swapped "
+        f"layer, so this equals swapping layer {layers[-1]} alone; swap chosen frames, or one layer per variant, "
+        "to see the earlier layers' effect"
+    ]
 
 
 def default_ensemble_layers(num_layers: int) -> list[int]:
