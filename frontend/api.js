@@ -119,3 +119,6 @@ export const jobs = {
 };
 
 export const models = () => getJSON("/api/models");
+
+/** The ExperimentSpec's JSON Schema: the submit form builds its intervention choices from it. */
+export const specSchema = () => getJSON("/api/schema/spec");

@@ -43,61 +43,101 @@ function numberOrNull(text) {
   return value === undefined ? null : value;
 }
 
-// The fields of each intervention kind, in form order. `type`: list (indices), number, int,
-// bool, text, passes; `optional` lists and numbers become null when left empty.
-export const INTERVENTIONS = {
-  noise_at_step: {
-    label: "Noise at step",
-    help: "Gaussian noise into every frame of the latent entering these steps",
-    fields: [
-      { key: "steps", label: "steps", type: "list", placeholder: "e.g. 5 or 3-5" },
-      { key: "strength", label: "strength", type: "number", initial: "0.5", step: "0.05" },
-      { key: "relative", label: "relative to latent std", type: "bool", initial: true },
-      { key: "seed", label: "noise seed", type: "int", initial: "0" },
-    ],
-  },
-  noise_at_frame: {
-    label: "Noise at frame",
-    help: "Gaussian noise into chosen latent frames at every step (or the given steps)",
-    fields: [
-      { key: "frames", label: "latent frames", type: "list", placeholder: "e.g. 2" },
-      { key: "steps", label: "steps (empty: all)", type: "list", optional: true },
-      { key: "strength", label: "strength", type: "number", initial: "0.5", step: "0.05" },
-      { key: "relative", label: "relative to latent std", type: "bool", initial: true },
-      { key: "seed", label: "noise seed", type: "int", initial: "0" },
-    ],
-  },
-  layer_swap: {
-    label: "Layer swap",
-    help: "Replace block outputs at these layers with those of a second run (B)",
-    fields: [
-      { key: "layers", label: "layers", type: "list", placeholder: "e.g. 20-21" },
-      { key: "steps", label: "steps (empty: all)", type: "list", optional: true },
-      { key: "frames", label: "latent frames (empty: all)", type: "list", optional: true },
-      { key: "passes", label: "CFG passes", type: "passes", initial: "cond" },
-      { key: "source.prompt", label: "B prompt (empty: same)", type: "text", optional: true },
-      { key: "source.seed", label: "B seed (empty: same)", type: "int", optional: true },
-    ],
-  },
-  seed_ensemble: {
-    label: "Seed ensemble",
-    help: "Run the seeds as one batch, average hidden states at the layers and steps",
-    fields: [
-      { key: "seeds", label: "seeds", type: "list", initial: "0, 1, 2" },
-      { key: "layers", label: "layers (empty: middle half)", type: "list", optional: true },
-      { key: "steps", label: "steps", type: "list", initial: "0" },
-      { key: "passes", label: "CFG passes", type: "passes", initial: "both" },
-    ],
-  },
-  guidance: {
-    label: "Guidance",
-    help: "Change classifier-free guidance (1 or less turns CFG off)",
-    fields: [
-      { key: "scale", label: "scale", type: "number", initial: "1.0", step: "0.5" },
-      { key: "scale_2", label: "low-noise expert scale", type: "number", optional: true, step: "0.5" },
-    ],
-  },
-};
+/**
+ * @typedef {object} FormField One input of an intervention.
+ * @property {string} key dotted path inside the intervention ("strength", "source.seed")
+ * @property {string} label
+ * @property {"list"|"int"|"number"|"bool"|"text"|"choice"} type
+ * @property {boolean} optional left out of the spec when empty (the API's default applies)
+ * @property {string|boolean|undefined} initial the input's starting value
+ * @property {string} [placeholder]
+ * @property {string[]} [options] the choices of a "choice" field
+ * @property {string} [step] a number input's step
+ * @property {boolean} [requiredParent] the field sits in a required object, sent even when empty
+ *
+ * @typedef {object} InterventionForm
+ * @property {string} label
+ * @property {string} help
+ * @property {FormField[]} fields
+ *
+ * @typedef {Object<string, InterventionForm>} InterventionForms keyed by intervention kind
+ */
+
+function resolve(schema, node) {
+  const ref = node?.$ref;
+  return ref ? schema.$defs[ref.split("/").pop()] : node;
+}
+
+/** A property's schema without its `null` alternative, and whether null was allowed. */
+function nonNull(schema, prop) {
+  const options = prop.anyOf?.filter((o) => o.type !== "null");
+  if (options && options.length === 1) return { node: resolve(schema, options[0]), nullable: true };
+  return { node: resolve(schema, prop), nullable: false };
+}
+
+function display(value) {
+  return Array.isArray(value) ? value.join(", ") : String(value);
+}
+
+function formField(key, title, prop, inner, required) {
+  const type = inner.enum ? "choice"
+    : inner.type === "array" ? "list"
+    : inner.type === "integer" ? "int"
+    : inner.type === "number" ? "number"
+    : inner.type === "boolean" ? "bool"
+    : "text";
+  const example = prop.examples?.[0];
+  const optional = !required;
+  /** @type {FormField} */
+  const field = { key, label: title ?? key, type, optional, initial: undefined };
+  if (prop.default !== undefined && prop.default !== null) {
+    field.initial = type === "bool" ? Boolean(prop.default) : display(prop.default);
+  } else if (example !== undefined && type !== "list") {
+    field.initial = display(example); // a number to start from; index lists depend on the model
+  }
+  if (example !== undefined) field.placeholder = `e.g. ${display(example)}`;
+  if (type === "choice") field.options = inner.enum;
+  if (type === "number") field.step = "any";
+  return field;
+}
+
+/**
+ * The submit form's interventions, built from the spec's JSON Schema (GET /api/schema/spec), so
+ * the list of interventions and their fields live once, in backend/stepscope/spec.py. Nested
+ * objects (a layer swap's run B) become dotted keys; image fields (contentMediaType image/*) are
+ * left to uploads.
+ * @param {object} schema the ExperimentSpec's JSON Schema
+ * @returns {InterventionForms}
+ */
+export function interventionForms(schema) {
+  const union = schema.$defs.Variant.properties.interventions.items;
+  /** @type {InterventionForms} */
+  const forms = {};
+  for (const option of union.oneOf) {
+    const model = resolve(schema, option);
+    const kind = model.properties.kind.const;
+    const fields = [];
+    const collect = (node, prefix, parentRequired) => {
+      const required = new Set(node.required ?? []);
+      for (const [name, prop] of Object.entries(node.properties)) {
+        if (name === "kind" && !prefix) continue;
+        const { node: inner, nullable } = nonNull(schema, prop);
+        if (inner.contentMediaType?.startsWith("image/") || prop.contentMediaType?.startsWith("image/")) continue;
+        const key = prefix ? `${prefix}.${name}` : name;
+        if (inner.type === "object" && inner.properties) {
+          collect(inner, key, required.has(name));
+        } else {
+          const field = formField(key, prop.title ?? inner.title, prop, inner, required.has(name) && !nullable);
+          if (prefix && parentRequired) field.requiredParent = true;
+          fields.push(field);
+        }
+      }
+    };
+    collect(model, "", true);
+    forms[kind] = { label: model.title ?? kind, help: (model.description ?? "").replace(/\.$/, ""), fields };
+  }
+  return forms;
+}
 
 function setPath(target, dotted, value) {
   const keys = dotted.split(".");
@@ -106,9 +146,15 @@ function setPath(target, dotted, value) {
   node[keys[keys.length - 1]] = value;
 }
 
-/** One intervention's raw values ({key: text|bool}) → its JSON, fields named from `prefix`. */
-export function buildIntervention(kind, raw, prefix) {
-  const schema = INTERVENTIONS[kind];
+/**
+ * One intervention's raw values ({key: text|bool}) → its JSON, fields named from `prefix`.
+ * @param {string} kind
+ * @param {Object<string, string|boolean>} raw
+ * @param {string} prefix
+ * @param {InterventionForms} forms
+ */
+export function buildIntervention(kind, raw, prefix, forms) {
+  const schema = forms[kind];
   if (!schema) throw new FieldError(`${prefix}.kind`, `unknown intervention ${kind}`);
   const out = { kind };
   for (const field of schema.fields) {
@@ -119,7 +165,7 @@ export function buildIntervention(kind, raw, prefix) {
     else if (field.type === "number" || field.type === "int") value = numberOrUndefined(text);
     else if (field.type === "bool") value = Boolean(text);
     else if (field.type === "text") value = String(text ?? "").trim() === "" ? undefined : String(text);
-    else value = text;
+    else value = text === "" ? undefined : text;
     if (value === null || value === undefined) {
       if (field.optional) continue; // the API's default (null: all / same as baseline)
       if (field.type === "list") value = [];
@@ -127,7 +173,11 @@ export function buildIntervention(kind, raw, prefix) {
     }
     setPath(out, field.key, value);
   }
-  if (kind === "layer_swap") out.source ??= {};
+  for (const field of schema.fields) {
+    // A required nested object (a layer swap's run B) is sent even when all its fields are empty.
+    const [head, ...rest] = field.key.split(".");
+    if (rest.length && field.requiredParent) out[head] ??= {};
+  }
   return out;
 }
 
@@ -136,8 +186,10 @@ export function buildIntervention(kind, raw, prefix) {
  * {model, prompt, negative_prompt, seed, steps, guidance, guidance_2, height, width, frames,
  *  probes: {every, layers, passes, decode_steps, final_decode},
  *  variants: [{name, interventions: [{kind, ...raw}]}]}
+ * @param {object} raw
+ * @param {InterventionForms} forms from `interventionForms(schema)`
  */
-export function buildSpec(raw) {
+export function buildSpec(raw, forms) {
   const spec = { model: raw.model, prompt: raw.prompt ?? "", negative_prompt: raw.negative_prompt ?? "" };
   for (const key of ["seed", "steps", "guidance", "height", "width", "frames"]) {
     const value = numberOrUndefined(raw[key]);
@@ -161,7 +213,7 @@ export function buildSpec(raw) {
   spec.variants = (raw.variants ?? []).map((variant, vi) => ({
     name: String(variant.name ?? "").trim(),
     interventions: variant.interventions.map((iv, ii) =>
-      buildIntervention(iv.kind, iv, `variants.${vi}.interventions.${ii}`),
+      buildIntervention(iv.kind, iv, `variants.${vi}.interventions.${ii}`, forms),
     ),
   }));
   return spec;

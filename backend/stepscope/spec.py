@@ -9,7 +9,7 @@ Every error names the field it is about, as a dotted path such as `variants.0.in
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -88,68 +88,95 @@ class Probes(_Strict):
         return v
 
 
+# Titles and examples below are what the submit form shows: it is built from this module's JSON Schema.
 class NoiseAtStep(_Strict):
     """Add Gaussian noise to every frame of the latent entering each of `steps`."""
 
+    model_config = ConfigDict(title="Noise at step")
+
     kind: Literal["noise_at_step"] = "noise_at_step"
-    steps: Steps = Field(min_length=1, max_length=MAX_STEPS)
-    strength: float = Field(ge=0.0, le=MAX_STRENGTH)
-    relative: bool = Field(True, description="strength in units of the latent's std at that step")
-    seed: Seed = 0
+    steps: Steps = Field(min_length=1, max_length=MAX_STEPS, title="steps", examples=[[5], [3, 4, 5]])
+    strength: float = Field(ge=0.0, le=MAX_STRENGTH, title="strength", examples=[0.5])
+    relative: bool = Field(
+        True, title="relative to latent std", description="strength in units of the latent's std at that step"
+    )
+    seed: Seed = Field(0, title="noise seed")
 
 
 class NoiseAtFrame(_Strict):
     """Add Gaussian noise to chosen latent frames at every step (or the given steps)."""
 
+    model_config = ConfigDict(title="Noise at frame")
+
     kind: Literal["noise_at_frame"] = "noise_at_frame"
-    frames: Frames = Field(min_length=1, max_length=MAX_FRAMES)
-    steps: Steps | None = Field(None, description="steps to perturb; all steps when omitted")
-    strength: float = Field(ge=0.0, le=MAX_STRENGTH)
-    relative: bool = True
-    seed: Seed = 0
+    frames: Frames = Field(min_length=1, max_length=MAX_FRAMES, title="latent frames", examples=[[2]])
+    steps: Steps | None = Field(
+        None, title="steps (empty: all)", description="steps to perturb; all steps when omitted"
+    )
+    strength: float = Field(ge=0.0, le=MAX_STRENGTH, title="strength", examples=[0.5])
+    relative: bool = Field(True, title="relative to latent std")
+    seed: Seed = Field(0, title="noise seed")
 
 
 class SourceRun(_Strict):
     """Run B of a layer swap: the baseline's inputs with these fields replaced."""
 
-    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
-    negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
-    seed: Seed | None = None
-    image: str | None = Field(None, description="first frame of B (I2V); same forms as the top-level image")
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS, title="B prompt (empty: same)")
+    negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS, title="B negative prompt (empty: same)")
+    seed: Seed | None = Field(None, title="B seed (empty: same)")
+    image: str | None = Field(
+        None,
+        description="first frame of B (I2V); same forms as the top-level image",
+        json_schema_extra={"contentMediaType": "image/*"},
+    )
 
 
 class LayerSwap(_Strict):
     """Replace block outputs of this run with those of run B at `layers` and `steps`."""
 
+    model_config = ConfigDict(title="Layer swap")
+
     kind: Literal["layer_swap"] = "layer_swap"
-    layers: Layers = Field(min_length=1, max_length=256)
-    steps: Steps | None = Field(None, description="steps to swap at; all steps when omitted")
-    passes: Passes = "cond"
-    frames: Frames | None = Field(None, description="swap only the tokens of these latent frames")
-    source: SourceRun
+    layers: Layers = Field(min_length=1, max_length=256, title="layers", examples=[[20, 21]])
+    steps: Steps | None = Field(
+        None, title="steps (empty: all)", description="steps to swap at; all steps when omitted"
+    )
+    frames: Frames | None = Field(
+        None, title="latent frames (empty: all)", description="swap only the tokens of these latent frames"
+    )
+    passes: Passes = Field("cond", title="CFG passes")
+    source: SourceRun = Field(title="run B")
 
 
 class SeedEnsemble(_Strict):
     """Run the seeds as one batch and average their block outputs at `layers` and `steps`."""
 
+    model_config = ConfigDict(title="Seed ensemble")
+
     kind: Literal["seed_ensemble"] = "seed_ensemble"
-    seeds: list[Seed] = Field(min_length=2, max_length=MAX_ENSEMBLE)
+    seeds: list[Seed] = Field(min_length=2, max_length=MAX_ENSEMBLE, title="seeds", examples=[[0, 1, 2]])
     layers: Layers | None = Field(
-        None, description="layers to average; the middle half of the depth when omitted (20-29 of 40)"
+        None,
+        title="layers (empty: middle half)",
+        description="layers to average; the middle half of the depth when omitted (20-29 of 40)",
     )
-    steps: Steps = Field(default_factory=lambda: [0], min_length=1)
-    passes: Passes = "both"
+    steps: Steps = Field([0], min_length=1, title="steps")
+    passes: Passes = Field("both", title="CFG passes")
 
 
 class Guidance(_Strict):
     """Change classifier-free guidance; a scale of 1 or less turns CFG off."""
 
+    model_config = ConfigDict(title="Guidance")
+
     kind: Literal["guidance"] = "guidance"
-    scale: float = Field(ge=0.0, le=MAX_GUIDANCE)
-    scale_2: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE)
+    scale: float = Field(ge=0.0, le=MAX_GUIDANCE, title="scale", examples=[1.0])
+    scale_2: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, title="low-noise expert scale")
 
 
+# The one list of interventions: the API's JSON Schema (and so the submit form) is built from it.
 Intervention = Annotated[NoiseAtStep | NoiseAtFrame | LayerSwap | SeedEnsemble | Guidance, Field(discriminator="kind")]
+INTERVENTION_KINDS = frozenset(m.model_fields["kind"].default for m in get_args(get_args(Intervention)[0]))
 
 
 class Variant(_Strict):
@@ -186,6 +213,7 @@ class ExperimentSpec(_Strict):
         None,
         description="first frame for image-to-video models: a data: URL, or (CLI only) a file path; "
         "the API stores uploads and rewrites this to the run directory's copy",
+        json_schema_extra={"contentMediaType": "image/*"},
     )
     seed: Seed = 0
     steps: int = Field(20, ge=1, le=MAX_STEPS)
@@ -273,9 +301,6 @@ def parse_spec(data: dict) -> ExperimentSpec:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         raise spec_error_from(exc) from None
-
-
-INTERVENTION_KINDS = {"noise_at_step", "noise_at_frame", "layer_swap", "seed_ensemble", "guidance"}
 
 
 def spec_error_from(exc: ValidationError) -> SpecError:

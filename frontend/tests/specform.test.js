@@ -1,16 +1,67 @@
 // From form values to an ExperimentSpec, and from an API error's field path to an input.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import {
-  buildSpec,
+  buildSpec as buildSpecWith,
   describeIntervention,
   FieldError,
   fieldForError,
+  interventionForms,
   interventionSteps,
   messageFor,
   parseIndexList,
 } from "../specform.js";
+
+// The API's /api/schema/spec, as committed (tests/unit/test_spec_schema.py checks it is current).
+const SCHEMA = JSON.parse(readFileSync(new URL("./fixtures/spec.schema.json", import.meta.url), "utf8"));
+const FORMS = interventionForms(SCHEMA);
+const buildSpec = (raw) => buildSpecWith(raw, FORMS);
+
+test("the form's interventions are the spec's, with their fields in order", () => {
+  assert.deepEqual(Object.keys(FORMS), ["noise_at_step", "noise_at_frame", "layer_swap", "seed_ensemble", "guidance"]);
+  assert.equal(FORMS.noise_at_step.label, "Noise at step");
+  assert.match(FORMS.noise_at_step.help, /^Add Gaussian noise to every frame/);
+  assert.deepEqual(FORMS.noise_at_step.fields.map((f) => [f.key, f.type, f.optional]), [
+    ["steps", "list", false],
+    ["strength", "number", false],
+    ["relative", "bool", true],
+    ["seed", "int", true],
+  ]);
+  const strength = FORMS.noise_at_step.fields[1];
+  assert.equal(strength.initial, "0.5");
+  assert.equal(FORMS.noise_at_step.fields[0].placeholder, "e.g. 5");
+  assert.equal(FORMS.noise_at_step.fields[0].initial, undefined, "index lists depend on the model: no guess");
+  assert.equal(FORMS.noise_at_step.fields[2].initial, true);
+  // A layer swap's run B becomes dotted fields; its image is left to uploads.
+  const swap = FORMS.layer_swap.fields.map((f) => f.key);
+  assert.deepEqual(swap, ["layers", "steps", "frames", "passes", "source.prompt", "source.negative_prompt", "source.seed"]);
+  const passes = FORMS.layer_swap.fields[3];
+  assert.deepEqual([passes.type, passes.options, passes.initial], ["choice", ["cond", "uncond", "both"], "cond"]);
+  assert.equal(FORMS.seed_ensemble.fields.find((f) => f.key === "steps").initial, "0");
+  assert.equal(FORMS.guidance.fields.find((f) => f.key === "scale_2").label, "low-noise expert scale");
+});
+
+test("a kind added to the schema appears in the form with no other change", () => {
+  const schema = structuredClone(SCHEMA);
+  schema.$defs.Blur = {
+    title: "Blur",
+    description: "Blur the latent.",
+    type: "object",
+    required: ["sigma"],
+    properties: { kind: { const: "blur" }, sigma: { type: "number", title: "sigma", examples: [1.5] } },
+  };
+  schema.$defs.Variant.properties.interventions.items.oneOf.push({ $ref: "#/$defs/Blur" });
+  const forms = interventionForms(schema);
+  assert.deepEqual(forms.blur, {
+    label: "Blur",
+    help: "Blur the latent",
+    fields: [{ key: "sigma", label: "sigma", type: "number", optional: false, initial: "1.5", placeholder: "e.g. 1.5", step: "any" }],
+  });
+  const spec = buildSpecWith({ model: "tiny", probes: {}, variants: [{ name: "b", interventions: [{ kind: "blur", sigma: "2" }] }] }, forms);
+  assert.deepEqual(spec.variants[0].interventions, [{ kind: "blur", sigma: 2 }]);
+});
 
 test("index lists accept indices and ranges", () => {
   assert.deepEqual(parseIndexList("3, 5-7 9"), [3, 5, 6, 7, 9]);

@@ -2,10 +2,10 @@
 // experiment variants. Errors from the API ({detail, field}) appear next to the input the
 // dotted field path names; the spec that is sent can be inspected before submitting.
 
-import { ApiError, models as fetchModels, request } from "../api.js";
+import { ApiError, models as fetchModels, request, specSchema } from "../api.js";
 import { fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
-import { buildSpec, FieldError, fieldForError, INTERVENTIONS, messageFor } from "../specform.js";
+import { buildSpec, FieldError, fieldForError, interventionForms, messageFor } from "../specform.js";
 
 let nextId = 0;
 
@@ -48,8 +48,8 @@ export class SubmitView {
     this.passes = h("select", { id: "probe-passes" }, ["cond", "uncond", "both"].map((p) => h("option", { value: p }, p)));
     this.decodeSteps = input("probe-decode-steps", { type: "text", placeholder: "e.g. 5, 10" });
     this.finalDecode = input("probe-final-decode", { type: "checkbox", checked: true });
-    this.variantKind = h("select", { id: "add-variant-kind" },
-      Object.entries(INTERVENTIONS).map(([kind, s]) => h("option", { value: kind }, s.label)));
+    this.forms = {}; // intervention kind → form, from the spec's JSON Schema (see start())
+    this.variantKind = h("select", { id: "add-variant-kind" });
     this.variantList = h("div", { class: "variants", dataset: { field: "variants" } });
     this.formError = h("div", { class: "form-error", id: "form-error", role: "alert", hidden: true });
     this.specPreview = h("pre", { class: "spec-json", id: "spec-json" });
@@ -103,11 +103,14 @@ export class SubmitView {
 
   async start() {
     try {
-      this.models = (await fetchModels()).models;
+      const [models, schema] = await Promise.all([fetchModels(), specSchema()]);
+      this.models = models.models;
+      this.forms = interventionForms(schema);
     } catch (error) {
       this.showFormError(error.detail ?? String(error));
       return;
     }
+    fill(this.variantKind, this.kindOptions());
     fill(this.model, this.models.map((m) => h("option", { value: m.name },
       `${m.name}${m.workers ? "" : " (no worker)"}`)));
     const served = this.models.find((m) => m.workers > 0) ?? this.models[0];
@@ -147,9 +150,15 @@ export class SubmitView {
 
   // -- variants ------------------------------------------------------------------------------
 
+  kindOptions() {
+    return Object.entries(this.forms).map(([kind, form]) => h("option", { value: kind }, form.label));
+  }
+
   addVariant(kind) {
     const used = new Set(this.variants.map((v) => v.name));
-    const base = { noise_at_step: "noise", noise_at_frame: "frame", layer_swap: "swap", seed_ensemble: "ensemble", guidance: "cfg" }[kind];
+    // Short names for the built-in kinds; any other kind names its variants after itself.
+    const short = { noise_at_step: "noise", noise_at_frame: "frame", layer_swap: "swap", seed_ensemble: "ensemble", guidance: "cfg" };
+    const base = short[kind] ?? kind;
     let n = 1;
     while (used.has(`${base}${n}`)) n++;
     this.variants.push({ name: `${base}${n}`, interventions: [this.newIntervention(kind)] });
@@ -158,15 +167,14 @@ export class SubmitView {
 
   newIntervention(kind) {
     const values = { kind, uid: nextId++ };
-    for (const f of INTERVENTIONS[kind].fields) values[f.key] = f.initial ?? (f.type === "bool" ? false : "");
+    for (const f of this.forms[kind].fields) values[f.key] = f.initial ?? (f.type === "bool" ? false : "");
     return values;
   }
 
   renderVariants() {
     fill(this.variantList, this.variants.map((variant, vi) => {
       const name = input(`variant-${vi}-name`, { type: "text", value: variant.name, oninput: (e) => { variant.name = e.target.value; } });
-      const addKind = h("select", { "aria-label": "intervention kind" },
-        Object.entries(INTERVENTIONS).map(([kind, s]) => h("option", { value: kind }, s.label)));
+      const addKind = h("select", { "aria-label": "intervention kind" }, this.kindOptions());
       return h("div", { class: "variant-card", dataset: { field: `variants.${vi}` } },
         h("div", { class: "variant-head" },
           field(`variants.${vi}.name`, "Variant name", name),
@@ -186,7 +194,7 @@ export class SubmitView {
   }
 
   renderIntervention(variant, vi, iv, ii) {
-    const schema = INTERVENTIONS[iv.kind];
+    const schema = this.forms[iv.kind];
     const prefix = `variants.${vi}.interventions.${ii}`;
     const fields = schema.fields.map((f) => {
       const id = `v${vi}-i${ii}-${f.key.replace(".", "-")}`;
@@ -195,9 +203,9 @@ export class SubmitView {
         el = input(id, { type: "checkbox", checked: Boolean(iv[f.key]), onchange: (e) => { iv[f.key] = e.target.checked; } });
         return h("div", { class: "field inline checkbox", dataset: { field: `${prefix}.${f.key}` } },
           el, h("label", { for: id }, f.label), h("span", { class: "field-error" }));
-      } else if (f.type === "passes") {
+      } else if (f.type === "choice") {
         el = h("select", { id, onchange: (e) => { iv[f.key] = e.target.value; } },
-          ["cond", "uncond", "both"].map((p) => h("option", { value: p, selected: iv[f.key] === p }, p)));
+          f.options.map((p) => h("option", { value: p, selected: iv[f.key] === p }, p)));
       } else {
         const numeric = f.type === "number" || f.type === "int";
         el = input(id, {
@@ -249,7 +257,7 @@ export class SubmitView {
 
   previewSpec() {
     try {
-      this.specPreview.textContent = JSON.stringify(buildSpec(this.rawValues()), null, 2);
+      this.specPreview.textContent = JSON.stringify(buildSpec(this.rawValues(), this.forms), null, 2);
     } catch (error) {
       this.specPreview.textContent = error.message;
     }
@@ -260,7 +268,7 @@ export class SubmitView {
     this.clearErrors();
     let spec;
     try {
-      spec = buildSpec(this.rawValues());
+      spec = buildSpec(this.rawValues(), this.forms);
     } catch (error) {
       if (error instanceof FieldError) return this.showError(error.detail, error.field);
       throw error;

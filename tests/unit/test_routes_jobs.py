@@ -160,3 +160,15 @@ def test_a_full_queue_answers_429_with_retry_after(api):
     finally:
         conn.delete(key)
         conn.close()
+
+
+def test_the_schemas_are_served(api):
+    from stepscope.run_format import manifest_json_schema
+    from stepscope.spec import ExperimentSpec
+
+    spec = httpx.get(f"{api.url}/api/schema/spec", timeout=30)
+    assert spec.status_code == 200 and spec.json() == ExperimentSpec.model_json_schema()
+    kinds = spec.json()["$defs"]["Variant"]["properties"]["interventions"]["items"]["discriminator"]["mapping"]
+    assert set(kinds) == {"noise_at_step", "noise_at_frame", "layer_swap", "seed_ensemble", "guidance"}
+    manifest = httpx.get(f"{api.url}/api/schema/manifest", timeout=30)
+    assert manifest.status_code == 200 and manifest.json() == manifest_json_schema()

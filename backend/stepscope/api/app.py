@@ -134,7 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     auth = [Depends(require_token)]
-    for module in (jobs, events, artifacts, exports, models, health):
+    from stepscope.api.routes import schema  # JSON Schemas of the spec and the manifest
+
+    for module in (jobs, events, artifacts, exports, models, health, schema):
         app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
 
     app.mount("/static-docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
