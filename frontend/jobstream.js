@@ -2,22 +2,8 @@
 // EventSource retries by itself with Last-Event-ID; when it gives up (or the user asks) the
 // stream is reopened with ?after=<last id>. Ids are compared, so a replayed event is dropped.
 
+import { EVENT_TYPES, STREAM_CLOSING, TERMINAL } from "./contract/events.js";
 import { compareStreamIds } from "./rundata.js";
-
-export const EVENT_TYPES = [
-  "queued",
-  "started",
-  "experiment_started",
-  "trajectory_started",
-  "step",
-  "decode",
-  "trajectory_finished",
-  "metric",
-  "finished",
-  "failed",
-  "cancelled",
-];
-const TERMINAL = new Set(["finished", "failed", "cancelled"]);
 
 export class JobStream {
   /**
@@ -51,6 +37,8 @@ export class JobStream {
     this.setState("connecting");
     const receive = (message) => this.receive(message);
     for (const type of EVENT_TYPES) source.addEventListener(type, receive);
+    // The API is shutting down: it closes the stream next and EventSource reconnects after the last id.
+    source.addEventListener(STREAM_CLOSING, () => this.setState("reconnecting"));
     source.onopen = () => this.setState("open");
     source.onerror = () => {
       if (this.source !== source || this.state === "ended") return;

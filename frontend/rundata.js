@@ -1,7 +1,17 @@
 // What the explorer knows about one run: built from the job's event stream (replayed from the
 // start, then live) and the manifest. Both name the same steps, so merging is idempotent.
 
-const TERMINAL = new Set(["finished", "failed", "cancelled"]);
+import {
+  DECODE,
+  EXPERIMENT_STARTED,
+  METRIC,
+  QUEUED,
+  STARTED,
+  STEP,
+  TERMINAL,
+  TRAJECTORY_FINISHED,
+  TRAJECTORY_STARTED,
+} from "./contract/events.js";
 
 function newTrajectory(name, kind = null) {
   return {
@@ -46,20 +56,20 @@ export class RunData {
   apply(event) {
     if (event.progress) this.progress = event.progress;
     switch (event.type) {
-      case "queued":
+      case QUEUED:
         this.status = "queued";
         break;
-      case "started":
+      case STARTED:
         this.status = "running";
         this.worker = event.worker ?? null;
         break;
-      case "experiment_started":
+      case EXPERIMENT_STARTED:
         this.status = "running";
         break;
-      case "trajectory_started":
+      case TRAJECTORY_STARTED:
         this.trajectory(event.trajectory, event.kind).status = "running";
         break;
-      case "step": {
+      case STEP: {
         const traj = this.trajectory(event.trajectory);
         traj.steps.set(event.index, {
           index: event.index,
@@ -70,7 +80,7 @@ export class RunData {
         });
         break;
       }
-      case "decode":
+      case DECODE:
         this.trajectory(event.trajectory).decodes.set(event.step, {
           dir: event.dir,
           frames: event.frames,
@@ -78,7 +88,7 @@ export class RunData {
           dtype: event.dtype,
         });
         break;
-      case "trajectory_finished": {
+      case TRAJECTORY_FINISHED: {
         const traj = this.trajectory(event.trajectory, event.kind);
         traj.status = "finished";
         traj.commitmentStep = event.commitment_step ?? null;
@@ -86,7 +96,7 @@ export class RunData {
         traj.final = event.final ?? null;
         break;
       }
-      case "metric":
+      case METRIC:
         this.metrics.set(event.variant, {
           file: event.file,
           difference: event.difference,

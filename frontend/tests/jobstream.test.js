@@ -89,3 +89,22 @@ test("the terminal event closes the source so the browser does not reconnect for
   stream.reconnect();
   assert.equal(ScriptedEventSource.opened.length, 1, "nothing to resume after the end");
 });
+
+test("it listens to every event type of the shared vocabulary, and to the API's shutdown notice", async () => {
+  const { EVENT_TYPES, STREAM_CLOSING } = await import("../contract/events.js");
+  open();
+  const source = ScriptedEventSource.opened[0];
+  assert.deepEqual([...source.listeners.keys()].sort(), [...EVENT_TYPES, STREAM_CLOSING].sort());
+});
+
+test("stream_closing (no id) is no event: the stream reconnects after the last real id", () => {
+  const { stream, received, states } = open();
+  const source = ScriptedEventSource.opened[0];
+  source.deliver("1-0", { type: "queued" });
+  source.listeners.get("stream_closing")({ lastEventId: "", data: JSON.stringify({ type: "stream_closing" }) });
+  assert.deepEqual(received, [["1-0", "queued"]]);
+  assert.equal(stream.lastId, "1-0");
+  assert.equal(states.at(-1), "reconnecting");
+  stream.reconnect();
+  assert.equal(ScriptedEventSource.opened[1].url, "/api/jobs/j/events?after=1-0");
+});

@@ -5,6 +5,7 @@
 import { ApiError, jobs } from "../api.js";
 import { AssetCache } from "../assets.js";
 import { layerStats } from "../colour.js";
+import { EXPERIMENT_STARTED, METRIC, TERMINAL, TRAJECTORY_FINISHED } from "../contract/events.js";
 import { ago, fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
 import { JobStream } from "../jobstream.js";
@@ -17,8 +18,7 @@ import { ScrubberBar } from "./scrubber.js";
 import { TrajectoryView } from "./trajectory.js";
 
 export const TABS = { trajectory: "Trajectory", layers: "Layers", compare: "Compare" };
-const TERMINAL = new Set(["finished", "failed", "cancelled"]);
-const REFRESH_MANIFEST_ON = new Set(["experiment_started", "trajectory_finished", "metric", ...TERMINAL]);
+const REFRESH_MANIFEST_ON = new Set([EXPERIMENT_STARTED, TRAJECTORY_FINISHED, METRIC, ...TERMINAL]);
 
 export class Explorer {
   constructor(jobId, { tab = "trajectory", onTabChange = () => {}, onJobChange = () => {}, arrayBudget } = {}) {
