@@ -106,6 +106,7 @@ class StepEstimate:
     index: int
     sigma: float
     x0: torch.Tensor
+    x0_cond: torch.Tensor | None = None  # x_s − σ_s·v_cond, the conditional prediction alone (if asked for)
 
 
 class X0Reader:
@@ -120,6 +121,7 @@ class X0Reader:
     def __init__(self, scheduler):
         self.scheduler = scheduler
         self.last: StepEstimate | None = None
+        self._cond_velocity: torch.Tensor | None = None  # the cond pass's output this step, when asked for
         cfg = scheduler.config
         self.uses_scheduler_x0 = (
             type(scheduler).__name__ == UNIPC
@@ -139,10 +141,30 @@ class X0Reader:
                 x0 = self.scheduler.model_outputs[-1]
             else:
                 x0 = sample.to(torch.float32) - sigma.to(sample.device, torch.float32) * model_output.to(torch.float32)
-            self.last = StepEstimate(index=index, sigma=float(sigma), x0=x0)
+            x0_cond = None
+            if self._cond_velocity is not None:
+                v_cond = self._cond_velocity.to(torch.float32)
+                x0_cond = sample.to(torch.float32) - sigma.to(sample.device, torch.float32) * v_cond
+                self._cond_velocity = None
+            self.last = StepEstimate(index=index, sigma=float(sigma), x0=x0, x0_cond=x0_cond)
             return out
 
         hooks.patch(self.scheduler, "step", step)
+
+    def install_conditional(self, hooks: HookSet, tracker: PassTracker) -> None:
+        """Also form x̂₀ of the conditional prediction alone, x_s − σ_s·v_cond, at every step.
+
+        v_cond is the output of each expert's "cond" forward; without CFG it is the guided v.
+        """
+        for module in tracker.experts.values():
+            hooks.add_handle(module.register_forward_hook(self._keep_cond_velocity(tracker)))
+
+    def _keep_cond_velocity(self, tracker: PassTracker):
+        def hook(module, args, output):
+            if tracker.pass_name == "cond":
+                self._cond_velocity = output[0] if isinstance(output, tuple) else output.sample
+
+        return hook
 
     def pop(self) -> StepEstimate:
         estimate, self.last = self.last, None

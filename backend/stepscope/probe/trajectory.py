@@ -58,6 +58,7 @@ class StepCapture:
     layer_norms: dict[str, torch.Tensor]  # pass → (B, L, N) float32
     started: float  # perf_counter when the step's first forward began
     ended: float  # perf_counter right after scheduler.step (host side)
+    x0_cond: torch.Tensor | None = None  # x_s − σ_s·v_cond, the conditional prediction alone (cond_x0=True)
 
 
 class StepSink:
@@ -129,8 +130,12 @@ def run_trajectory(
     rewrites: Sequence[tuple[list[int], BlockRewrite]] = (),
     sink: StepSink | None = None,
     should_stop: Callable[[], bool] | None = None,
+    cond_x0: bool = False,
 ) -> TrajectoryResult:
-    """Run the pipeline once, handing the steps in `capture` (default: all) to `sink`."""
+    """Run the pipeline once, handing the steps in `capture` (default: all) to `sink`.
+
+    With `cond_x0`, each capture also carries x̂₀ of the conditional prediction alone.
+    """
     check_probe_visibility(model)
     pipe = model.pipe
     experts = model.experts
@@ -168,6 +173,7 @@ def run_trajectory(
                     layer_norms=norms.collect(),
                     started=clock["step_started"],
                     ended=ended,
+                    x0_cond=estimate.x0_cond,
                 )
             )
         latents = callback_kwargs["latents"]
@@ -190,6 +196,8 @@ def run_trajectory(
         if layers:
             norms.install(hooks, experts)
         x0_reader.install(hooks)
+        if cond_x0:
+            x0_reader.install_conditional(hooks, tracker)
         if perturbations:
             perturbations.install(hooks, pipe.scheduler)
         norms.active = 0 in capture_at
