@@ -1,17 +1,9 @@
 """Run directories: a manifest plus arrays (.npy) and images, on local disk or any fsspec URL.
 
-Layout (docs/run-format.md is the full reference):
-
-    <root>/<run_id>/manifest.json
-    <root>/<run_id>/inputs/first_frame.png
-    <root>/<run_id>/trajectories/<name>/preview/step_007.png
-    <root>/<run_id>/trajectories/<name>/x0/step_007.npy
-    <root>/<run_id>/trajectories/<name>/layer_norms/<pass>/step_007.npy
-    <root>/<run_id>/trajectories/<name>/decode/step_007/frame_000.jpg
-    <root>/<run_id>/metrics/<variant>.json
-
-The store is a leaf: it knows paths, bytes and JSON, nothing about models or jobs.
-Every relative path is checked by `safe_relpath`, so nothing a client names can leave a run.
+The store is a leaf and format-agnostic: it knows run ids, paths, bytes and JSON, nothing about
+models, jobs or which artifact lives where (stepscope.run_format names every path and types the
+manifest; docs/run-format.md describes them). Every relative path is checked by `safe_relpath`,
+so nothing a client names can leave a run.
 """
 
 from __future__ import annotations
