@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stepscope.probe import run_trajectory
-from stepscope.probe.interventions import LatentPerturbations
+from stepscope.probe.interventions import HiddenStateBank, LatentPerturbations
 from stepscope.probe.metrics import (
     HiddenStateCKA,
     HiddenStateSketcher,
@@ -77,7 +77,10 @@ def test_the_norm_map_distance_is_blind_to_direction_and_hidden_state_cka_is_not
 
 def test_hidden_state_cka_of_a_variant_on_the_tiny_model_is_exact(tiny):
     layers = list(range(tiny.info.num_layers))
-    sketcher = HiddenStateSketcher(steps=None, passes="cond")
+    config = tiny.pipe.transformer.config
+    state_bytes = 80 * config.num_attention_heads * config.attention_head_dim * 8  # 80 tokens, float64 on CPU
+    bank = HiddenStateBank(memory_budget=5 * state_bytes)  # five states in memory, the rest spilled to files
+    sketcher = HiddenStateSketcher(steps=None, passes="cond", bank=bank)
     with BlockOutputs(tiny) as base_states:
         run_trajectory(tiny, inputs(steps=4), rewrites=[(layers, sketcher)])
     comparison = HiddenStateCKA(sketcher)
@@ -98,3 +101,6 @@ def test_hidden_state_cka_of_a_variant_on_the_tiny_model_is_exact(tiny):
                 assert distance == pytest.approx(0.0, abs=1e-9)
     distance, _ = comparison.table(layers, [0, 1, 2, 3], "cond")
     assert distance.shape == (len(layers), 4) and distance[:, 2:].max() > 1e-3
+    assert len(bank._memory) == 5 and len(bank._on_disk) == 4 * len(layers) - 5
+    sketcher.close()
+    assert len(bank) == 0

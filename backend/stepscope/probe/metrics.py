@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from stepscope.probe.hooks import wants_pass
+from stepscope.probe.interventions import HiddenStateBank
 
 COMMIT_THRESHOLD = 0.1  # relative L2 distance to the final x̂₀ under which a run has "committed"
 
@@ -177,7 +178,7 @@ def token_sketch_matrix(tokens: int, rows: int, seed: int, device: torch.device)
 class StateSketch:
     """What a hidden-state comparison needs of one state: T·X̃ (X̃ itself when exact), ‖X̃‖²_F, ‖X̃ᵀX̃‖²_F."""
 
-    rows: torch.Tensor  # (m, d), or (n, d) when exact
+    rows: torch.Tensor | None  # (m, d), or (n, d) when exact; None while kept in a bank
     frobenius2: torch.Tensor  # ‖X̃‖²_F, exact
     gram2: torch.Tensor  # ‖X̃ᵀX̃‖²_F: exact, or debiased from the sketch
     exact: bool
@@ -227,7 +228,8 @@ class HiddenStateSketcher:
     """A block-output observer (a `BlockRewrite` that changes nothing) for the baseline of a comparison.
 
     Keeps, per (step, pass, layer) it is asked for, the sketch of batch member `member`'s hidden
-    state: m × d numbers on the host (the whole state when it has ≤ m tokens).
+    state: m × d numbers (the whole state when it has ≤ m tokens) in a `HiddenStateBank`, host
+    memory up to its budget and files beyond. `close()` frees them.
     """
 
     def __init__(
@@ -237,24 +239,38 @@ class HiddenStateSketcher:
         rows: int = DEFAULT_SKETCH_ROWS,
         seed: int = 0,
         member: int = 0,
+        bank: HiddenStateBank | None = None,
     ):
         self.steps = steps
         self.passes = passes
         self.rows = rows
         self.seed = seed
         self.member = member
-        self.sketches: dict[tuple[int, str, int], StateSketch] = {}
+        self.bank = bank if bank is not None else HiddenStateBank()  # an empty bank is falsy
+        self.sketches: dict[tuple[int, str, int], StateSketch] = {}  # rows are in the bank, not here
 
     def wanted(self, step: int, pass_name: str | None) -> bool:
         return (self.steps is None or step in self.steps) and wants_pass(self.passes, pass_name)
 
     def __call__(self, step: int, expert: str, pass_name: str, layer: int, output: torch.Tensor):
         if self.wanted(step, pass_name):
+            key = (step, pass_name, layer)
             sketch = sketch_state(output[self.member], self.rows, self.seed)
-            self.sketches[(step, pass_name, layer)] = StateSketch(
-                sketch.rows.to("cpu", non_blocking=False), sketch.frobenius2.cpu(), sketch.gram2.cpu(), sketch.exact
-            )
+            self.bank.put(key, sketch.rows)
+            self.sketches[key] = StateSketch(None, sketch.frobenius2.cpu(), sketch.gram2.cpu(), sketch.exact)
         return None
+
+    def get(self, key: tuple[int, str, int], device: torch.device) -> StateSketch | None:
+        """The stored sketch of `key` with its rows on `device`, or None if it was not kept."""
+        sketch = self.sketches.get(key)
+        if sketch is None:
+            return None
+        rows = self.bank.get(key, device)
+        return StateSketch(rows, sketch.frobenius2.to(device), sketch.gram2, sketch.exact)
+
+    def close(self) -> None:
+        self.bank.close()
+        self.sketches.clear()
 
 
 class HiddenStateCKA:
@@ -270,13 +286,10 @@ class HiddenStateCKA:
 
     def __call__(self, step: int, expert: str, pass_name: str, layer: int, output: torch.Tensor):
         key = (step, pass_name, layer)
-        stored = self.baseline.sketches.get(key)
+        stored = self.baseline.get(key, output.device)
         if stored is not None:
             mine = sketch_state(output[self.member], self.baseline.rows, self.baseline.seed)
-            stored_here = StateSketch(
-                stored.rows.to(output.device), stored.frobenius2.to(output.device), stored.gram2, stored.exact
-            )
-            cka, bound = sketched_cka(stored_here, mine)
+            cka, bound = sketched_cka(stored, mine)
             self.results[key] = (1.0 - cka, bound)
         return None
 
