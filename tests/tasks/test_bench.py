@@ -18,12 +18,13 @@ NOISE = {"name": "noise8", "interventions": [{"kind": "noise_at_step", "steps": 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    """One small bench through the command line: mazes, n=2, 2 steps, one variant (the scorer and the curves are
-    the same code for every family; tests/tasks/test_tasks.py covers each family)."""
+    """One small bench through the command line: mazes, n=2, 2 steps, one variant, curves from step decodes
+    (scorer and curves are the same code for every family; tests/tasks/test_tasks.py covers each family)."""
     out = tmp_path_factory.mktemp("bench")
     variants = out / "variants.json"
     variants.write_text(json.dumps([NOISE]))
     argv = ["--model", "tiny-i2v", "--tasks", "maze", "--n", "2", "--steps", "2", "--variants", str(variants)]
+    argv += ["--curves", "decode"]  # full decodes of each step (the default, previews, runs in the twin below)
     argv += ["--out", str(out / "runs"), "--json"]
     return out / "runs", argv
 
@@ -53,7 +54,8 @@ def test_bench_json_summary_and_report(bench, capsys):
         assert manifest["spec"]["prompt"] == instance.prompt
         for name in ("baseline", "noise8"):
             # 17 frames: the final decode and the next trajectory's first-frame encode did not share the VAE at once.
-            assert [d["frames"] for d in manifest["trajectories"][name]["decodes"]] == [17]
+            decodes = manifest["trajectories"][name]["decodes"]
+            assert "final" in [d["step"] for d in decodes] and {d["frames"] for d in decodes} == {17}
             curves = row["trajectories"][name]["curves"]
             assert curves["steps"] == [0, 1]
             assert all(len(m) == len(instance.candidates) for m in curves["masses"])

@@ -80,6 +80,18 @@ def test_scoring_resamples_other_sizes_and_frame_counts(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_candidates_read_a_latent_resolution_preview(family):
+    # What a linear x̂₀ preview looks like: one pixel per 8×8 cell, one frame per latent frame.
+    for seed in range(15):
+        task = generate(family, 1 + seed % 3, seed)
+        truth = task.ground_truth().astype(np.float32)
+        preview = truth.reshape(17, 8, 8, 8, 8, 3).mean(axis=(2, 4))[[0, 4, 8, 12, 16]].astype(np.uint8)
+        measure = task.measure_candidates(preview)
+        assert measure.winner == task.answer and measure.live == 1, (seed, measure)
+        assert not task.measure_candidates(np.full_like(preview, 128)).live
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_larger_canvas_and_more_frames(family):
     canvas = Canvas(size=96, frames=21)
     for seed in range(6):
