@@ -2,9 +2,20 @@
 
 Random weights at the real sizes (no downloads): Wan2.1-T2V-1.3B (12 heads × 128, 30 layers,
 ffn 8960), the Wan 14B expert (40 × 128, 40 layers, ffn 13824), and a two-expert A14B-style
-pipeline. Both runs use one pipeline object in one process, alternating plain and
+pipeline. All runs use one pipeline object in one process, alternating plain and
 instrumented runs after a warm-up; every measurement prints one JSON line, the last lines
-are the ratios.
+are the ratios, one per baseline and stepscope mode.
+
+Baselines (--baselines): `plain-compiled`, diffusers' own fast path for Wan, regional
+compilation (`transformer.compile_repeated_blocks(fullgraph=True)`), and `plain-eager`. Both use
+the attention backend diffusers is set to (the same one stepscope runs with).
+
+Stepscope modes (--modes): `default` is what a user gets with no settings: the spec's default
+probes (x̂₀ and preview of every step, norms of every block, no step decodes, the final decode),
+blocks compiled and step decodes in the dtype of STEPSCOPE_COMPILE / STEPSCOPE_STEP_DECODE_DTYPE's
+defaults on this device. The other modes record everything below with a full decode of every
+`--decode-every`-th step, with `eager` or `compiled` blocks and step decodes in the VAE's dtype or
+(`+bf16-decodes`, `+fp16-decodes`) a lower-precision copy.
 
 Instrumented = x̂₀ and its linear preview of every frame at every step, L2 norms of every
 block's output at every step (cond pass), preview PNG + x̂₀ .npy + norms .npy stored and one
@@ -31,8 +42,9 @@ from diffusers.utils import logging as diffusers_logging
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
 from jsonl import emit_line  # noqa: E402
+from stepscope.config import compile_on, get_settings, step_decode_dtype_for  # noqa: E402
 from stepscope.models.compiled import compile_blocks, uncompile_blocks  # noqa: E402
-from stepscope.models.loading import LoadedModel, cast_copy, info_from_pipeline, load_model  # noqa: E402
+from stepscope.models.loading import DTYPES, LoadedModel, cast_copy, info_from_pipeline, load_model  # noqa: E402
 from stepscope.models.presets import RandomConfig, TinyConfig  # noqa: E402
 from stepscope.models.random import TEXT_DIM, build_random_pipeline  # noqa: E402
 from stepscope.models.tiny import build_vae  # noqa: E402
@@ -119,6 +131,7 @@ def plain_run(pipe, args) -> dict:
     wall = time.perf_counter() - start
     return {
         "wall_seconds": wall,
+        "loop_seconds": step_ends[-1] - start,  # the rest of the wall time is the final decode
         "step_ends": step_ends,
         "peak_gib": peak_gib(),
         "video_shape": list(video.shape),
@@ -126,28 +139,29 @@ def plain_run(pipe, args) -> dict:
     }
 
 
-def stepscope_run(model: LoadedModel, args, publish, cache_dir: str) -> dict:
-    spec = parse_spec(
-        {
-            "model": model.name,
-            "prompt": PROMPT,
-            "negative_prompt": NEGATIVE,
-            "seed": 0,
-            "steps": args.steps,
-            "guidance": 5.0,
-            "height": args.height,
-            "width": args.width,
-            "frames": args.frames,
-            "probes": {
-                "every": 1,
-                "layers": "all",
-                "passes": "cond",
-                "x0_arrays": True,
-                "decode_every": args.decode_every,
-                "final_decode": True,
-            },
+def stepscope_run(model: LoadedModel, args, publish, cache_dir: str, mode: str) -> dict:
+    """One run_experiment; mode `default` leaves the probes at the spec's defaults."""
+    request = {
+        "model": model.name,
+        "prompt": PROMPT,
+        "negative_prompt": NEGATIVE,
+        "seed": 0,
+        "steps": args.steps,
+        "guidance": 5.0,
+        "height": args.height,
+        "width": args.width,
+        "frames": args.frames,
+    }
+    if mode != "default":
+        request["probes"] = {
+            "every": 1,
+            "layers": "all",
+            "passes": "cond",
+            "x0_arrays": True,
+            "decode_every": args.decode_every,
+            "final_decode": True,
         }
-    )
+    spec = parse_spec(request)
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         run = RunDir.at(tmp)
         sync()
@@ -177,29 +191,64 @@ def clear_memory() -> None:
 
 
 DECODE_DTYPES = {"+bf16-decodes": torch.bfloat16, "+fp16-decodes": torch.float16}
-MODES = tuple(blocks + suffix for suffix in ("", *DECODE_DTYPES) for blocks in ("eager", "compiled"))
+MODES = ("default", *(blocks + suffix for suffix in ("", *DECODE_DTYPES) for blocks in ("eager", "compiled")))
+BASELINES = ("plain-compiled", "plain-eager")
 _step_vaes: dict[tuple[int, torch.dtype], torch.nn.Module] = {}
+_regional_calls: dict[int, object] = {}  # id(block) → the compiled call regional compilation gave it
+
+
+def default_mode(device: str) -> tuple[bool, torch.dtype | None]:
+    """(compiled blocks, step-decode dtype or None for the VAE's own) with no STEPSCOPE_* settings."""
+    settings = get_settings()
+    dtype = step_decode_dtype_for(settings, device, "none")
+    return compile_on(settings, device), DTYPES[dtype] if dtype else None
 
 
 @contextlib.contextmanager
 def blocks_mode(model: LoadedModel, mode: str):
     """Run stepscope with eager or compiled block forwards, and step decodes in the VAE's own
-    dtype or in bfloat16 / float16 (STEPSCOPE_STEP_DECODE_DTYPE); plain diffusers always runs eager."""
-    if mode.startswith("compiled"):
+    dtype or in bfloat16 / float16 (STEPSCOPE_STEP_DECODE_DTYPE); `default`: as a worker with no settings."""
+    if mode == "default":
+        compiled, step_dtype = default_mode(model.device)
+    else:
+        compiled = mode.startswith("compiled")
+        step_dtype = next((dtype for suffix, dtype in DECODE_DTYPES.items() if mode.endswith(suffix)), None)
+    if compiled:
         for module in model.experts.values():
             compile_blocks(module)
-    for suffix, dtype in DECODE_DTYPES.items():
-        if mode.endswith(suffix):
-            key = (id(model.pipe.vae), dtype)
-            if key not in _step_vaes:
-                _step_vaes[key] = cast_copy(model.pipe.vae, dtype)
-            model.step_vae = _step_vaes[key]
+    if step_dtype is not None and step_dtype != next(model.pipe.vae.parameters()).dtype:
+        key = (id(model.pipe.vae), step_dtype)
+        if key not in _step_vaes:
+            _step_vaes[key] = cast_copy(model.pipe.vae, step_dtype)
+        model.step_vae = _step_vaes[key]
     try:
         yield
     finally:
         model.step_vae = None
         for module in model.experts.values():
             uncompile_blocks(module)
+
+
+@contextlib.contextmanager
+def baseline_mode(model: LoadedModel, baseline: str):
+    """Plain diffusers eager, or with diffusers' regional compilation of every transformer block.
+
+    `compile_repeated_blocks` calls `nn.Module.compile` on each block, which routes the module call
+    (hooks included) through `_compiled_call_impl`; it is cleared afterwards so that stepscope's
+    runs get the eager module call around their own hooks, and restored for the next plain run."""
+    blocks = [block for module in model.experts.values() for block in module.blocks]
+    if baseline == "plain-compiled":
+        if not all(id(block) in _regional_calls for block in blocks):
+            for module in model.experts.values():
+                module.compile_repeated_blocks(fullgraph=True)
+            _regional_calls.update({id(block): block._compiled_call_impl for block in blocks})
+        for block in blocks:
+            block._compiled_call_impl = _regional_calls[id(block)]
+    try:
+        yield
+    finally:
+        for block in blocks:
+            block._compiled_call_impl = None  # nn.Module's own default: the eager call
 
 
 @torch.no_grad()
@@ -219,11 +268,23 @@ def compiled_forward_difference(model: LoadedModel, args) -> float:
 
 
 def printable(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("step_seconds", "final_latents")}
+    return {k: v for k, v in record.items() if k not in ("step_seconds", "final_latents", "final_rel_l2_vs")} | (
+        {"final_rel_l2_vs_plain": record["final_rel_l2_vs"]} if "final_rel_l2_vs" in record else {}
+    )
 
 
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+def attention_backend() -> str:
+    """The attention backend diffusers dispatches to (both baselines and stepscope use it)."""
+    try:
+        from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+        return str(_AttentionBackendRegistry.get_active_backend()[0].value)
+    except (ImportError, AttributeError):
+        return "unknown"
 
 
 def steady_step_seconds(step_ends: list[float], skip: int = 2) -> float:
@@ -235,6 +296,45 @@ def start_redis(scratch: str):
     from stepscope.embedded_redis import EmbeddedRedis
 
     return EmbeddedRedis(Path(scratch) / "redis", persistence=False).start()
+
+
+def spread(runs: list[dict], key: str) -> float:
+    return round(max(r[key] for r in runs) - min(r[key] for r in runs), 3)
+
+
+def ratio_line(baseline: str, plain_runs: list[dict], mode: str, runs: list[dict], common: dict) -> dict:
+    """stepscope `mode` against one plain baseline: medians over the repeats, and where the time goes."""
+    plain_wall = statistics.median(p["wall_seconds"] for p in plain_runs)
+    wall = statistics.median(r["wall_seconds"] for r in runs)
+    plain_loop = statistics.median(p["loop_seconds"] for p in plain_runs)
+    loop = statistics.median(r["loop_seconds"] for r in runs)
+    plain_step = statistics.median(p["steady_step_seconds"] for p in plain_runs)
+    return {
+        "event": "ratio",
+        "baseline": baseline,
+        "mode": mode,
+        **common,
+        "plain_wall_seconds": round(plain_wall, 3),
+        "stepscope_wall_seconds": round(wall, 3),
+        "wall_ratio": round(wall / plain_wall, 4),
+        "steady_step_ratio": round(statistics.median(r["steady_step_seconds"] for r in runs) / plain_step, 4),
+        # Wall = denoising loop + what follows it (the final decode; for stepscope also its storage and events).
+        "plain_loop_seconds": round(plain_loop, 3),
+        "stepscope_loop_seconds": round(loop, 3),
+        "plain_after_loop_seconds": round(plain_wall - plain_loop, 3),
+        "stepscope_after_loop_seconds": round(wall - loop, 3),
+        "step_decodes": runs[0]["decodes"],
+        "decode_dtypes": runs[0]["decode_dtypes"],
+        "compile": runs[0]["compile"],
+        "forward_to_event_p50": statistics.median(r["forward_to_event"]["p50"] for r in runs),
+        "forward_to_event_p95": statistics.median(r["forward_to_event"]["p95"] for r in runs),
+        "peak_gib_plain": round(max(p["peak_gib"] for p in plain_runs), 2),
+        "peak_gib_stepscope": round(max(r["peak_gib"] for r in runs), 2),
+        "final_rel_l2_vs_plain": max(r["final_rel_l2_vs"][baseline] for r in runs),
+        "wall_spread_plain": spread(plain_runs, "wall_seconds"),
+        "wall_spread_stepscope": spread(runs, "wall_seconds"),
+        "repeats": len(runs),
+    }
 
 
 def main() -> int:
@@ -252,11 +352,20 @@ def main() -> int:
     parser.add_argument("--out", help="also append the JSON lines to this file")
     parser.add_argument("--compile", action="store_true", help="also measure stepscope with compiled blocks")
     parser.add_argument("--modes", help=f"comma-separated stepscope modes instead (of {', '.join(MODES)})")
+    parser.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help=f"comma-separated plain diffusers baselines (of {', '.join(BASELINES)}); the first is the primary one",
+    )
     args = parser.parse_args()
-    modes = args.modes.split(",") if args.modes else ["eager", "compiled"] if args.compile else ["eager"]
+    modes = args.modes.split(",") if args.modes else ["default", "compiled"] if args.compile else ["default"]
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    baselines = args.baselines.split(",")
+    unknown = set(baselines) - set(BASELINES)
+    if unknown or not baselines:
+        parser.error(f"--baselines: unknown {sorted(unknown)}; choose from {', '.join(BASELINES)}")
     low_precision = [mode for mode in modes if mode.endswith(tuple(DECODE_DTYPES))]
     if low_precision and not args.device.startswith("cuda"):
         # float16/bfloat16 VAE convolutions on a CPU without native support take many minutes.
@@ -293,72 +402,58 @@ def main() -> int:
         "decode_every": args.decode_every,
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
         "torch": torch.__version__,
+        "attention_backend": attention_backend(),
     }
     emit_line(
         {"event": "setup", **common, "params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9}, out
     )
 
     warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_steps, "decode_every": 1})
-    plain_run(pipe, warm)
+    for baseline in baselines:
+        with baseline_mode(model, baseline):
+            started = time.perf_counter()
+            plain_run(pipe, warm)
+            seconds = round(time.perf_counter() - started, 2)
+            emit_line({"event": "warmup", "baseline": baseline, "seconds": seconds}, out)
     for mode in modes:
         with blocks_mode(model, mode):
             started = time.perf_counter()
-            stepscope_run(model, warm, publish, cache_dir)
+            stepscope_run(model, warm, publish, cache_dir, mode)
             emit_line({"event": "warmup", "mode": mode, "seconds": round(time.perf_counter() - started, 2)}, out)
 
-    if any(mode.startswith("compiled") for mode in modes):
+    if any(mode.startswith("compiled") or (mode == "default" and default_mode(device)[0]) for mode in modes):
         emit_line(
             {"event": "forward_check", **common, "compiled_vs_eager_rel_l2": compiled_forward_difference(model, args)},
             out,
         )
 
-    plain, probed = [], {mode: [] for mode in modes}
+    plain: dict[str, list[dict]] = {baseline: [] for baseline in baselines}
+    probed: dict[str, list[dict]] = {mode: [] for mode in modes}
     for repeat in range(args.repeats):
-        clear_memory()
-        p = plain_run(pipe, args)
-        p["steady_step_seconds"] = steady_step_seconds(p.pop("step_ends"))
-        plain.append(p)
-        emit_line({"event": "plain", "repeat": repeat, **common, **printable(p)}, out)
+        for baseline in baselines:
+            clear_memory()
+            with baseline_mode(model, baseline):
+                p = plain_run(pipe, args)
+            p["steady_step_seconds"] = steady_step_seconds(p.pop("step_ends"))
+            plain[baseline].append(p)
+            emit_line({"event": "plain", "baseline": baseline, "repeat": repeat, **common, **printable(p)}, out)
         for mode in modes:
             clear_memory()
             decode_seconds.clear()
             decode_dtypes.clear()
             with blocks_mode(model, mode):
-                r = stepscope_run(model, args, publish, cache_dir)
+                r = stepscope_run(model, args, publish, cache_dir, mode)
             r["decode_seconds"] = list(decode_seconds)
             r["decode_dtypes"] = list(decode_dtypes)  # the final decode's is the VAE's own
             r["steady_step_seconds"] = statistics.median(r["step_seconds"][2:])
-            r["final_rel_l2_vs_plain"] = relative_l2(r["final_latents"], p["final_latents"])
+            finals = {b: runs[-1]["final_latents"] for b, runs in plain.items()}
+            r["final_rel_l2_vs"] = {b: relative_l2(r["final_latents"], latents) for b, latents in finals.items()}
             probed[mode].append(r)
             emit_line({"event": "stepscope", "mode": mode, "repeat": repeat, **common, **printable(r)}, out)
 
-    plain_wall = statistics.median(p["wall_seconds"] for p in plain)
-    plain_step = statistics.median(p["steady_step_seconds"] for p in plain)
-    for mode, runs in probed.items():
-        wall = statistics.median(r["wall_seconds"] for r in runs)
-        emit_line(
-            {
-                "event": "ratio",
-                "mode": mode,
-                **common,
-                "plain_wall_seconds": round(plain_wall, 3),
-                "stepscope_wall_seconds": round(wall, 3),
-                "wall_ratio": round(wall / plain_wall, 4),
-                "steady_step_ratio": round(statistics.median(r["steady_step_seconds"] for r in runs) / plain_step, 4),
-                "forward_to_event_p50": statistics.median(r["forward_to_event"]["p50"] for r in runs),
-                "forward_to_event_p95": statistics.median(r["forward_to_event"]["p95"] for r in runs),
-                "peak_gib_plain": round(max(p["peak_gib"] for p in plain), 2),
-                "peak_gib_stepscope": round(max(r["peak_gib"] for r in runs), 2),
-                "final_rel_l2_vs_plain": max(r["final_rel_l2_vs_plain"] for r in runs),
-                "wall_spread_plain": round(
-                    max(p["wall_seconds"] for p in plain) - min(p["wall_seconds"] for p in plain), 3
-                ),
-                "wall_spread_stepscope": round(
-                    max(r["wall_seconds"] for r in runs) - min(r["wall_seconds"] for r in runs), 3
-                ),
-            },
-            out,
-        )
+    for baseline, plain_runs in plain.items():
+        for mode, runs in probed.items():
+            emit_line(ratio_line(baseline, plain_runs, mode, runs, common), out)
     server.stop()
     if out:
         out.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # These tests check that the scripts run, not how fast: with one thread, a core taken by another process does not
@@ -32,31 +35,37 @@ def test_overhead_benchmark_compares_plain_and_stepscope(tmp_path):
     lines = _lines(
         ["benchmarks/gpu_overhead.py", "--config", "smoke", "--device", "cpu", "--steps", "4", "--repeats", "1"]
         + ["--height", "64", "--width", "64", "--frames", "5", "--decode-every", "2"]
-        + ["--modes", "eager"],  # float32 only: lower-precision decodes are measured on CUDA (refused on CPU, below)
+        # float32 only: lower-precision decodes are measured on CUDA (refused on CPU, below). The regional-compile
+        # baseline is measured on the GPU (benchmarks/results/*compiled-baseline.jsonl): Inductor on CPU takes minutes.
+        + ["--modes", "eager,default", "--baselines", "plain-eager"],
         tmp_path,
         env=ONE_THREAD,
     )
     events = [line["event"] for line in lines]
     assert "plain" in events and "stepscope" in events
-    ratios = [line for line in lines if line["event"] == "ratio"]
-    assert [r["mode"] for r in ratios] == ["eager"]
-    for ratio in ratios:
-        assert ratio["wall_ratio"] > 0
+    ratios = {(r["baseline"], r["mode"]): r for r in lines if r["event"] == "ratio"}
+    assert list(ratios) == [("plain-eager", "eager"), ("plain-eager", "default")]
+    for ratio in ratios.values():
+        assert ratio["wall_ratio"] > 0 and ratio["compile"] == {"transformer": "eager"}  # no compilation on CPU
         # Eager probes only read tensors; a probe that changed the result would move it by far more than 1e-6.
         assert ratio["final_rel_l2_vs_plain"] < 1e-6
+    # `eager` decodes every 2nd step (the last shares the final decode); `default` has the spec's probes: final only.
+    assert ratios["plain-eager", "eager"]["step_decodes"] == [1, "final", 3]
+    assert ratios["plain-eager", "default"]["step_decodes"] == ["final"]
+    assert ratios["plain-eager", "default"]["decode_dtypes"] == ["float32"]  # CPU default: the VAE's own dtype
 
 
-def test_overhead_benchmark_refuses_lower_precision_decodes_on_cpu(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "benchmarks/gpu_overhead.py", "--config", "smoke", "--device", "cpu"]
-        + ["--modes", "eager,eager+fp16-decodes", "--scratch", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert "--modes eager+fp16-decodes: lower-precision step decodes are measured on CUDA only" in done.stderr
+def test_overhead_benchmark_refuses_lower_precision_decodes_on_cpu(tmp_path, monkeypatch, capsys):
+    # In this process: the suite has torch and diffusers imported already, a subprocess would import them again.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    gpu_overhead = importlib.import_module("gpu_overhead")
+    argv = ["gpu_overhead.py", "--config", "smoke", "--device", "cpu", "--modes", "eager,eager+fp16-decodes"]
+    monkeypatch.setattr(sys, "argv", argv + ["--scratch", str(tmp_path)])
+    with pytest.raises(SystemExit) as exited:
+        gpu_overhead.main()
+    assert exited.value.code == 2
+    refusal = "--modes eager+fp16-decodes: lower-precision step decodes are measured on CUDA only"
+    assert refusal in capsys.readouterr().err
 
 
 def test_throughput_benchmark_runs_every_job_once(tmp_path):
