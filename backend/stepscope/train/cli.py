@@ -1,0 +1,111 @@
+"""`stepscope train …` / `python -m stepscope.train …`: train a model, or evaluate one on held-out instances.
+
+Only argparse here: the model stack is imported when a command runs, so `stepscope --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_train_commands(parser: argparse.ArgumentParser) -> None:
+    """Add the `fit` and `evaluate` subcommands to `parser` (the `train` parser of the stepscope CLI)."""
+    sub = parser.add_subparsers(dest="train_command", required=True)
+
+    fit = sub.add_parser("fit", help="train the VAE, then the transformer; save a diffusers pipeline directory")
+    fit.add_argument("--config", choices=["full", "smoke"], default="full")
+    fit.add_argument("--out", required=True, help="output directory (pipeline/, training.json, train_keys.txt)")
+    fit.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 …")
+    fit.add_argument("--seed", type=int, help="override the config's seed")
+    fit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PART.FIELD=JSON",
+        help="override a config field, e.g. transformer.steps=5000 or vae.seconds=null (repeatable)",
+    )
+    fit.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("evaluate", help="success rate per family on held-out instances, with 95%% bootstrap CIs")
+    ev.add_argument("--model", required=True, help="a saved pipeline directory or a preset name")
+    ev.add_argument("--config", choices=["full", "smoke"], default="full", help="families, canvas and difficulties")
+    ev.add_argument("--n", type=int, default=500, help="held-out instances per family")
+    ev.add_argument("--steps", type=int, default=20)
+    ev.add_argument("--guidance", type=float, default=5.0)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: float32 on CPU, bfloat16 on CUDA")
+    ev.add_argument("--batch", type=int, default=100)
+    ev.add_argument("--sampler", choices=["batched", "pipeline"], default="batched")
+    ev.add_argument("--train-keys", help="the run's train_keys.txt: count held-out instances equal to training ones")
+    ev.add_argument("--json-out", help="also write the JSON record here")
+    ev.set_defaults(func=cmd_evaluate)
+
+
+def config_with_overrides(name: str, seed: int | None, overrides: list[str]):
+    """The named config with `--seed` and `--set part.field=json` applied; a bad override names itself."""
+    from stepscope.train.config import CONFIGS
+
+    cfg = CONFIGS[name]
+    changes: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected PART.FIELD=JSON")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        part, dot, fieldname = key.partition(".")
+        if dot:
+            changes.setdefault(part, {})[fieldname] = value
+        else:
+            changes[key] = tuple(value) if isinstance(value, list) else value
+    if seed is not None:
+        changes["seed"] = seed
+    try:
+        return cfg.replace(**changes)
+    except TypeError as exc:
+        raise SystemExit(f"--set: {exc}") from exc
+
+
+def cmd_fit(args) -> int:
+    from stepscope.train.run import train
+
+    cfg = config_with_overrides(args.config, args.seed, args.set)
+    train(cfg, Path(args.out), device=args.device, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from stepscope.models import load_model
+    from stepscope.train.config import CONFIGS
+    from stepscope.train.evaluate import evaluate
+
+    dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    model = load_model(args.model, device=args.device, dtype=dtype)
+    keys = None
+    if args.train_keys:
+        keys = set(Path(args.train_keys).read_text().split())
+    record = evaluate(
+        model,
+        cfg=CONFIGS[args.config],
+        per_family=args.n,
+        steps=args.steps,
+        guidance=args.guidance,
+        batch=args.batch,
+        sampler=args.sampler,
+        train_keys=keys,
+        log=lambda line: print(line, flush=True),
+    )
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(record, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stepscope.train", description=__doc__)
+    add_train_commands(parser)
+    args = parser.parse_args(argv)
+    return args.func(args)

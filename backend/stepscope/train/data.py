@@ -1,0 +1,129 @@
+"""Training data from the task suite, generated when a run starts; the seed split between training and evaluation.
+
+Instance seeds are split once, here: training draws seeds from `TRAIN_SEEDS`, evaluation from
+`HELD_OUT_SEEDS`, and the two ranges do not meet, so no evaluated instance was generated from a
+seed seen in training. (Two seeds can still give the same picture by chance, e.g. the same
+pattern shape and turn count; `instance_key` lets evaluation count those.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from stepscope.tasks import Canvas, TaskInstance, generate
+
+
+@dataclass(frozen=True)
+class SeedRange:
+    """Seeds `start` … `stop − 1`."""
+
+    name: str
+    start: int
+    stop: int
+
+    def seed(self, index: int) -> int:
+        """The `index`-th seed of the range; an index past its end is an error, never a seed of the other split."""
+        if not 0 <= index < self.stop - self.start:
+            raise ValueError(f"{self.name} seed index {index} is outside 0..{self.stop - self.start - 1}")
+        return self.start + index
+
+    def __contains__(self, seed: int) -> bool:
+        return self.start <= seed < self.stop
+
+
+TRAIN_SEEDS = SeedRange("training", 0, 1_000_000_000)
+HELD_OUT_SEEDS = SeedRange("held-out", 1_000_000_000, 1_100_000_000)
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """Which instance: family, difficulty and seed (the task suite makes the rest deterministic)."""
+
+    family: str
+    difficulty: int
+    seed: int
+
+
+def instance_refs(
+    families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int, seeds: SeedRange
+) -> list[InstanceRef]:
+    """`per_family` instances of each family, difficulties taken in turn; the k-th of a family has seed index k."""
+    return [
+        InstanceRef(family, difficulties[k % len(difficulties)], seeds.seed(k))
+        for family in families
+        for k in range(per_family)
+    ]
+
+
+def training_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int) -> list[InstanceRef]:
+    return instance_refs(families, difficulties, per_family, TRAIN_SEEDS)
+
+
+def held_out_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int) -> list[InstanceRef]:
+    return instance_refs(families, difficulties, per_family, HELD_OUT_SEEDS)
+
+
+def make_instance(ref: InstanceRef, size: int, frames: int) -> TaskInstance:
+    return generate(ref.family, ref.difficulty, ref.seed, Canvas(size=size, frames=frames))
+
+
+def instance_key(task: TaskInstance) -> str:
+    """What the picture and answer depend on, without the seed: equal keys mean the same task."""
+    blob = f"{task.family}/{task.difficulty}/{task.canvas}/{sorted(task.params.items())}/{task.answer}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _render(args: tuple[InstanceRef, int, int]) -> tuple[np.ndarray, str]:
+    ref, size, frames = args
+    task = make_instance(ref, size, frames)
+    return task.ground_truth(), instance_key(task)
+
+
+def worker_count(requested: int | None) -> int:
+    """Processes for rendering: `requested`, or all CPUs but one; 0 renders in this process."""
+    if requested is not None:
+        return requested
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
+def render_videos(
+    refs: list[InstanceRef], size: int, frames: int, workers: int = 0, chunk: int = 64
+) -> Iterator[tuple[np.ndarray, str]]:
+    """Ground-truth videos (T, H, W, 3) uint8 and instance keys, in the order of `refs`."""
+    jobs = [(ref, size, frames) for ref in refs]
+    if workers <= 0:
+        yield from map(_render, jobs)
+        return
+    # fork keeps start-up cheap; rendering is numpy and Pillow only (no torch state in the children).
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_render, jobs, chunksize=chunk)
+
+
+def render_all(refs: list[InstanceRef], size: int, frames: int, workers: int = 0) -> tuple[np.ndarray, list[str]]:
+    """All videos stacked (N, T, H, W, 3) uint8, and their instance keys."""
+    videos = np.empty((len(refs), frames, size, size, 3), dtype=np.uint8)
+    keys = []
+    for i, (video, key) in enumerate(render_videos(refs, size, frames, workers)):
+        videos[i] = video
+        keys.append(key)
+    return videos, keys
+
+
+def to_model_range(videos: np.ndarray):
+    """uint8 (N, T, H, W, 3) → float32 torch (N, 3, T, H, W) in [−1, 1], the VAE's input."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(videos)).permute(0, 4, 1, 2, 3).float()
+    return x / 127.5 - 1.0
+
+
+def to_uint8(video) -> np.ndarray:
+    """A VAE output (3, T, H, W) in [−1, 1] → (T, H, W, 3) uint8, rounded as the pipeline's postprocess does."""
+    frames = (video.float().clamp(-1, 1) + 1.0) / 2.0
+    return (frames.permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)

@@ -1,0 +1,182 @@
+"""Evaluate a saved model on held-out task instances: sample, decode, score with the task suite's rule-based scorers.
+
+Instances come from `HELD_OUT_SEEDS` only. Each instance's starting noise is drawn exactly as
+`stepscope.probe.initial_latents` draws it for a run with seed = the instance's seed, and the
+model is loaded through `stepscope.models.load_model`, as the service loads it. Sampling is
+`batched` (the pipeline's steps for many instances at once; tests/train check it against the
+pipeline) or `pipeline` (one WanImageToVideoPipeline call per instance: exact, slow).
+The success rate of each family has a 95% bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from stepscope.train.config import TrainConfig
+from stepscope.train.data import InstanceRef, held_out_refs, instance_key, make_instance, to_uint8
+from stepscope.train.flow import condition_latents, decode_normalized, sample_latents
+from stepscope.train.transformer import prompt_embeddings
+
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+@dataclass
+class FamilyResult:
+    family: str
+    n: int
+    passed: int
+    rate: float
+    interval: tuple[float, float]
+    mean_score: float
+    overlap_with_training: int | None  # held-out instances equal to a training instance (None: not checked)
+
+    def to_json(self) -> dict:
+        return {
+            "family": self.family,
+            "n": self.n,
+            "passed": self.passed,
+            "success_rate": round(self.rate, 4),
+            "ci95": [round(self.interval[0], 4), round(self.interval[1], 4)],
+            "mean_score": round(self.mean_score, 4),
+            "overlap_with_training": self.overlap_with_training,
+        }
+
+
+def bootstrap_interval(
+    successes: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of a 0/1 vector."""
+    successes = np.asarray(successes, dtype=np.float64)
+    if successes.size == 0:
+        raise ValueError("no outcomes to bootstrap")
+    rng = np.random.default_rng(seed)
+    means = rng.choice(successes, size=(resamples, successes.size), replace=True).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def initial_noise(model, seed: int, frames: int, size: int) -> torch.Tensor:
+    """(1, C, F', h, w) float32 noise drawn as stepscope.probe.initial_latents draws it for `seed`."""
+    info = model.info
+    latent_frames = (frames - 1) // info.vae_temporal + 1
+    side = size // info.vae_spatial
+    generator = torch.Generator("cpu").manual_seed(seed)
+    shape = (1, info.latent_channels, latent_frames, side, side)
+    return randn_tensor(shape, generator=generator, device=torch.device(model.device), dtype=torch.float32)
+
+
+def first_frame_batch(tasks, frames: int) -> torch.Tensor:
+    """(N, 3, T, H, W) in [−1, 1]: each task's first frame, the rest zero (only frame 0 reaches the conditioning)."""
+    first = np.stack([t.first_frame for t in tasks])
+    x = torch.from_numpy(first).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    videos = torch.zeros(x.shape[0], 3, frames, x.shape[2], x.shape[3])
+    videos[:, :, 0] = x
+    return videos
+
+
+def sample_batched(model, tasks, *, cfg: TrainConfig, steps: int, guidance: float) -> list[np.ndarray]:
+    """Videos (T, H, W, 3) uint8 for `tasks`, all at once, with the pipeline's conditioning, sampler and CFG."""
+    pipe = model.pipe
+    device = torch.device(model.device)
+    frames, size = tasks[0].canvas.frames, tasks[0].canvas.size
+    condition = condition_latents(pipe.vae, first_frame_batch(tasks, frames).to(device))
+    prompts = sorted({t.prompt for t in tasks})
+    table = prompt_embeddings(pipe, prompts, device)
+    texts = table[torch.tensor([prompts.index(t.prompt) for t in tasks], device=device)]
+    negative = prompt_embeddings(pipe, [""], device).expand_as(texts)
+    noise = torch.cat([initial_noise(model, t.seed, frames, size) for t in tasks])
+    latents = sample_latents(
+        pipe.transformer,
+        condition,
+        texts,
+        negative,
+        noise,
+        scheduler_like=pipe.scheduler,
+        steps=steps,
+        guidance=guidance,
+    )
+    videos = decode_normalized(pipe.vae, latents)
+    return [to_uint8(v) for v in videos]
+
+
+def sample_with_pipeline(model, task, *, steps: int, guidance: float) -> np.ndarray:
+    """One video (T, H, W, 3) uint8 from one pipeline call; its noise is a stepscope run's for the task's seed."""
+    canvas = task.canvas
+    out = model.pipe(
+        image=task.first_frame_image(),
+        prompt=task.prompt,
+        height=canvas.size,
+        width=canvas.size,
+        num_frames=canvas.frames,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        latents=initial_noise(model, task.seed, canvas.frames, canvas.size),
+        output_type="np",
+    )
+    return (np.clip(out.frames[0], 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def evaluate(
+    model,
+    *,
+    cfg: TrainConfig,
+    per_family: int,
+    steps: int = 20,
+    guidance: float = 5.0,
+    batch: int = 100,
+    sampler: str = "batched",
+    train_keys: set[str] | None = None,
+    log=print,
+) -> dict:
+    """Success rate per family on `per_family` held-out instances; returns the JSON record (also logged)."""
+    if sampler not in ("batched", "pipeline"):
+        raise ValueError(f"sampler: expected 'batched' or 'pipeline', got {sampler!r}")
+    started = time.perf_counter()
+    results = []
+    for family in cfg.families:
+        refs: list[InstanceRef] = held_out_refs((family,), cfg.difficulties, per_family)
+        tasks = [make_instance(r, cfg.size, cfg.frames) for r in refs]
+        scores = []
+        for start in range(0, len(tasks), batch):
+            chunk = tasks[start : start + batch]
+            if sampler == "batched":
+                videos = sample_batched(model, chunk, cfg=cfg, steps=steps, guidance=guidance)
+            else:
+                videos = [sample_with_pipeline(model, t, steps=steps, guidance=guidance) for t in chunk]
+            scores.extend(t.score(v) for t, v in zip(chunk, videos, strict=True))
+        passed = np.array([s.passed for s in scores], dtype=np.float64)
+        overlap = None if train_keys is None else sum(instance_key(t) in train_keys for t in tasks)
+        result = FamilyResult(
+            family=family,
+            n=len(tasks),
+            passed=int(passed.sum()),
+            rate=float(passed.mean()),
+            interval=bootstrap_interval(passed),
+            mean_score=float(np.mean([s.score for s in scores])),
+            overlap_with_training=overlap,
+        )
+        lo, hi = result.interval
+        summary = f"{result.rate:.3f} [{lo:.3f}, {hi:.3f}] ({result.passed}/{result.n})"
+        log(f"{family}: {summary}, mean score {result.mean_score:.3f}")
+        results.append(result)
+    record = {
+        "event": "evaluation",
+        "model": model.name,
+        "device": model.device,
+        "dtype": model.dtype,
+        "sampler": sampler,
+        "steps": steps,
+        "guidance": guidance,
+        "per_family": per_family,
+        "held_out_seeds_start": held_out_refs(cfg.families[:1], cfg.difficulties, 1)[0].seed,
+        "families": [r.to_json() for r in results],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    log(json.dumps(record))
+    return record

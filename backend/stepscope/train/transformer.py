@@ -1,0 +1,129 @@
+"""Stage 2: train the WanTransformer3DModel with flow matching on a pool of task instances encoded by the frozen VAE.
+
+The pool (training seeds only) is encoded once: the clean latent x₀ of each ground-truth video
+and its 20 conditioning channels. Every step draws a fresh batch from the pool with fresh
+noise and a fresh σ, so an instance is seen at many noise levels. The prompt embeddings are
+the frozen text encoder's, computed by the pipeline's own `encode_prompt` (512 tokens, zero
+padded), one per family, and the empty prompt's for classifier-free-guidance dropout.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+from stepscope.train.config import TrainConfig
+from stepscope.train.data import to_model_range
+from stepscope.train.flow import condition_latents, encode_normalized, flow_matching_loss
+from stepscope.train.loop import LoopRecord, run_loop
+
+MAX_TEXT_TOKENS = 512  # WanImageToVideoPipeline's default max_sequence_length
+ENCODE_BATCH = 128  # videos per VAE encode when building the pool
+
+
+@torch.no_grad()
+def prompt_embeddings(pipe, prompts: list[str], device: torch.device) -> torch.Tensor:
+    """(len(prompts), 512, text_dim) exactly as the pipeline computes them at sampling time."""
+    embeds, _ = pipe.encode_prompt(
+        prompt=prompts,
+        do_classifier_free_guidance=False,
+        max_sequence_length=MAX_TEXT_TOKENS,
+        device=device,
+        dtype=torch.float32,
+    )
+    return embeds
+
+
+@torch.no_grad()
+def encode_pool(
+    vae: AutoencoderKLWan, videos: np.ndarray, rows: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean latents (N, 16, F', h, w) and conditioning (N, 20, F', h, w) of uint8 `videos[rows]`, on `device`.
+
+    Converted to [−1, 1] a chunk at a time: the whole pool in float32 would not fit in host memory.
+    """
+    x0, condition = [], []
+    for start in range(0, len(rows), ENCODE_BATCH):
+        chunk = to_model_range(videos[rows[start : start + ENCODE_BATCH]]).to(device)
+        x0.append(encode_normalized(vae, chunk))
+        condition.append(condition_latents(vae, chunk))
+    return torch.cat(x0), torch.cat(condition)
+
+
+class Ema:
+    """Exponential moving average of parameters; the decay warms up as min(decay, (1 + t) / (10 + t))."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
+        self.module = module
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for shadow, param in zip(self.shadow.parameters(), self.module.parameters(), strict=True):
+            shadow.lerp_(param.detach(), 1 - decay)
+
+
+def train_transformer(
+    cfg: TrainConfig,
+    transformer: WanTransformer3DModel,
+    x0: torch.Tensor,
+    condition: torch.Tensor,
+    family_index: torch.Tensor,
+    texts: torch.Tensor,
+    negative_text: torch.Tensor,
+    device: torch.device,
+    log=print,
+) -> tuple[WanTransformer3DModel, WanTransformer3DModel, LoopRecord]:
+    """Train on the encoded pool; returns (trained, EMA) transformers and the loop's record.
+
+    `family_index[i]` picks row i's prompt embedding from `texts`; with probability
+    `cfg_dropout` a sample gets `negative_text` (the empty prompt) instead.
+    """
+    tc = cfg.transformer
+    transformer = transformer.to(device).train()
+    ema = Ema(transformer, tc.ema_decay)
+    x0, condition, family_index = x0.to(device), condition.to(device), family_index.to(device)
+    texts, negative_text = texts.to(device), negative_text.to(device)
+    generator = torch.Generator(device).manual_seed(cfg.seed + 21)
+
+    def loss_at(step: int) -> torch.Tensor:
+        index = torch.randint(len(x0), (tc.batch,), generator=generator, device=device)
+        text = texts[family_index[index]]
+        dropped = torch.rand((tc.batch,), generator=generator, device=device) < tc.cfg_dropout
+        text = torch.where(dropped.view(-1, 1, 1), negative_text.expand_as(text), text)
+        return flow_matching_loss(transformer, x0[index], condition[index], text, cfg=cfg, generator=generator)
+
+    record = run_loop(
+        list(transformer.parameters()),
+        loss_at,
+        device=device,
+        lr=tc.lr,
+        warmup=tc.warmup,
+        max_steps=tc.steps,
+        seconds=tc.seconds,
+        weight_decay=tc.weight_decay,
+        grad_clip=tc.grad_clip,
+        after_step=ema.update,
+        log=log,
+        name="transformer",
+    )
+    return transformer.eval(), ema.shadow, record
+
+
+def fixed_batch_loss(
+    cfg: TrainConfig,
+    transformer: WanTransformer3DModel,
+    x0: torch.Tensor,
+    condition: torch.Tensor,
+    text: torch.Tensor,
+    seed: int = 1234,
+) -> float:
+    """The flow-matching loss on one fixed batch with fixed noise and σ (to compare before and after training)."""
+    generator = torch.Generator(x0.device).manual_seed(seed)
+    with torch.no_grad():
+        return float(flow_matching_loss(transformer, x0, condition, text, cfg=cfg, generator=generator))

@@ -1,0 +1,211 @@
+"""The training code: the CPU smoke run of the real training path, the saved pipeline under stepscope's loader and
+probes, the seed split, the size budget of the full config, the schedule and the evaluation's statistics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stepscope.models import load_model
+from stepscope.probe import StepCapture, TrajectoryInputs, run_trajectory
+from stepscope.probe.trajectory import StepSink, initial_latents
+from stepscope.train.build import seeded_components
+from stepscope.train.cli import config_with_overrides
+from stepscope.train.config import FULL, MAX_SHIPPED_BYTES, SMOKE, parameter_counts, shipped_bytes
+from stepscope.train.data import (
+    HELD_OUT_SEEDS,
+    TRAIN_SEEDS,
+    InstanceRef,
+    held_out_refs,
+    instance_key,
+    make_instance,
+    training_refs,
+)
+from stepscope.train.evaluate import bootstrap_interval, evaluate, first_frame_batch
+from stepscope.train.flow import condition_latents, sample_latents
+from stepscope.train.loop import learning_rate, run_loop
+from stepscope.train.run import train
+from stepscope.train.transformer import prompt_embeddings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these small ops run many times faster on a shared CPU than with threads spinning."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, one_thread):
+    """One smoke training run (both stages, saved), shared by the tests below."""
+    out = tmp_path_factory.mktemp("smoke")
+    return out, train(SMOKE, out, device="cpu", log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def smoke_model(smoke_run):
+    out, _ = smoke_run
+    return load_model(str(out / "pipeline"), dtype="float32")
+
+
+def test_the_smoke_run_lowers_both_losses_on_a_fixed_batch(smoke_run):
+    _, record = smoke_run
+    assert record["vae"]["steps"] == SMOKE.vae.steps
+    assert record["transformer"]["steps"] == SMOKE.transformer.steps
+    vae = record["fixed_batch"]["vae_reconstruction_mse"]
+    flow = record["fixed_batch"]["flow_matching_loss"]
+    assert vae["after"] < 0.9 * vae["before"], vae
+    assert flow["after"] < 0.8 * flow["before"], flow
+    assert flow["after_ema"] < 0.9 * flow["before"], flow  # the shipped (EMA) weights learned too
+
+
+def test_the_saved_directory_is_a_diffusers_i2v_pipeline_of_the_planned_size(smoke_run, smoke_model):
+    out, record = smoke_run
+    index = json.loads((out / "pipeline" / "model_index.json").read_text())
+    assert index["_class_name"] == "WanImageToVideoPipeline"
+    assert index["expand_timesteps"] is False and index["boundary_ratio"] is None
+    info = smoke_model.info
+    assert (info.task, info.experts, info.num_layers) == ("i2v", ("transformer",), SMOKE.transformer.num_layers)
+    assert smoke_model.pipe.transformer.config.in_channels == 36
+    # The VAE carries the measured latent statistics, not the Wan 2.1 defaults.
+    assert smoke_model.pipe.vae.config.latents_std == pytest.approx(record["latents_std"])
+    assert len(set(record["latents_mean"])) > 1
+    on_disk, estimate = record["shipped_bytes_on_disk"], shipped_bytes(SMOKE)
+    assert estimate <= on_disk <= estimate + 64 * 1024  # float32 weights plus safetensors headers
+    assert (out / "train_keys.txt").read_text().count("\n") == len(SMOKE.families) * 2
+
+
+class Keep(StepSink):
+    def __init__(self):
+        self.steps: list[StepCapture] = []
+
+    def on_step(self, capture: StepCapture) -> None:
+        self.steps.append(capture)
+
+
+def test_the_saved_model_runs_a_probed_trajectory_and_the_batched_sampler_matches_it(smoke_model):
+    task = make_instance(InstanceRef("maze", 1, HELD_OUT_SEEDS.seed(0)), SMOKE.size, SMOKE.frames)
+    inputs = TrajectoryInputs(
+        prompt=task.prompt,
+        negative_prompt="",
+        seeds=[3],
+        steps=4,
+        guidance=5.0,
+        guidance_2=None,
+        height=SMOKE.size,
+        width=SMOKE.size,
+        frames=SMOKE.frames,
+        image=task.first_frame_image(),
+    )
+    sink = Keep()
+    result = run_trajectory(smoke_model, inputs, layers=[0, 1], sink=sink)
+    assert [c.index for c in sink.steps] == [0, 1, 2, 3]
+    assert sink.steps[0].x0.shape == (1, 16, 3, 8, 8)
+    assert sink.steps[0].layer_norms["cond"].shape == (1, 2, 3 * 4 * 4)  # 3 latent frames of 4×4 tokens
+    assert all(torch.isfinite(c.x0).all() for c in sink.steps)
+
+    # The evaluation's batched sampler, from the same noise, lands where the pipeline landed.
+    pipe = smoke_model.pipe
+    condition = condition_latents(pipe.vae, first_frame_batch([task], SMOKE.frames))
+    text = prompt_embeddings(pipe, [task.prompt], torch.device("cpu"))
+    negative = prompt_embeddings(pipe, [""], torch.device("cpu"))
+    noise = initial_latents(smoke_model, inputs)
+    ours = sample_latents(
+        pipe.transformer, condition, text, negative, noise, scheduler_like=pipe.scheduler, steps=4, guidance=5.0
+    )
+    torch.testing.assert_close(ours, result.final_latents, rtol=1e-3, atol=1e-3)
+
+
+def test_the_training_condition_is_the_pipelines(smoke_model):
+    pipe = smoke_model.pipe
+    tasks = [make_instance(InstanceRef(f, 2, TRAIN_SEEDS.seed(5)), SMOKE.size, SMOKE.frames) for f in SMOKE.families]
+    ours = condition_latents(pipe.vae, first_frame_batch(tasks, SMOKE.frames))
+    for i, task in enumerate(tasks):
+        image = pipe.video_processor.preprocess(task.first_frame_image(), height=SMOKE.size, width=SMOKE.size)
+        _, theirs = pipe.prepare_latents(
+            image, 1, 16, SMOKE.size, SMOKE.size, SMOKE.frames, torch.float32, torch.device("cpu"), None, None
+        )
+        torch.testing.assert_close(ours[i : i + 1], theirs, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(ours[0], ours[1])  # different first frames, different conditions
+
+
+def test_evaluation_samples_held_out_instances_and_reports_intervals(smoke_model):
+    lines = []
+    record = evaluate(smoke_model, cfg=SMOKE, per_family=2, steps=2, batch=2, train_keys=set(), log=lines.append)
+    assert record["held_out_seeds_start"] == HELD_OUT_SEEDS.start
+    assert [f["family"] for f in record["families"]] == list(SMOKE.families)
+    for family in record["families"]:
+        assert family["n"] == 2 and 0 <= family["passed"] <= 2 and family["overlap_with_training"] == 0
+        lo, hi = family["ci95"]
+        assert lo <= family["success_rate"] <= hi
+    assert json.loads(lines[-1]) == record
+
+
+def test_the_training_and_held_out_seeds_never_meet():
+    assert TRAIN_SEEDS.stop <= HELD_OUT_SEEDS.start
+    train_seeds = {
+        r.seed for r in training_refs(FULL.families, FULL.difficulties, FULL.transformer.instances_per_family)
+    }
+    held_out = {r.seed for r in held_out_refs(FULL.families, FULL.difficulties, 500)}
+    assert train_seeds and held_out and not train_seeds & held_out
+    assert all(s in TRAIN_SEEDS for s in train_seeds) and all(s in HELD_OUT_SEEDS for s in held_out)
+    with pytest.raises(ValueError, match="training seed index"):
+        TRAIN_SEEDS.seed(TRAIN_SEEDS.stop - TRAIN_SEEDS.start)  # past the end is an error, not a held-out seed
+    # The same reference gives the same instance; the split's first instances differ.
+    a = make_instance(training_refs(("maze",), (2,), 1)[0], 64, 17)
+    b = make_instance(training_refs(("maze",), (2,), 1)[0], 64, 17)
+    c = make_instance(held_out_refs(("maze",), (2,), 1)[0], 64, 17)
+    assert instance_key(a) == instance_key(b) != instance_key(c)
+
+
+def test_the_full_config_fits_the_budget_and_the_count_is_the_built_models():
+    assert FULL.transformer.num_layers >= 12
+    assert shipped_bytes(FULL) <= MAX_SHIPPED_BYTES
+    built = dict(zip(("text_encoder", "vae", "transformer"), seeded_components(SMOKE), strict=True))
+    assert parameter_counts(SMOKE) == {name: sum(p.numel() for p in m.parameters()) for name, m in built.items()}
+
+
+def test_the_schedule_warms_up_then_decays_to_zero():
+    assert learning_rate(0, 1.0, 10, 100) == pytest.approx(0.1)
+    assert learning_rate(9, 1.0, 10, 100) == pytest.approx(1.0)
+    assert learning_rate(55, 1.0, 10, 100) == pytest.approx(0.5)
+    assert learning_rate(100, 1.0, 10, 100) == pytest.approx(0.0)
+
+
+def test_a_time_budget_fixes_the_step_count_after_the_warm_up():
+    weight = torch.nn.Parameter(torch.tensor([3.0]))
+    record = run_loop(
+        [weight],
+        lambda step: (weight**2).sum(),
+        device=torch.device("cpu"),
+        lr=0.1,
+        warmup=10,
+        max_steps=10**9,
+        seconds=0.5,
+        log=lambda line: None,
+    )
+    assert record.seconds_per_step is not None and record.seconds_per_step > 0
+    assert 10 < record.steps == record.planned_steps < 10**9
+    assert abs(weight.item()) < 3.0
+
+
+def test_bootstrap_intervals_cover_the_rate():
+    lo, hi = bootstrap_interval(np.array([1] * 90 + [0] * 10))
+    assert 0.82 < lo < 0.87 and 0.93 < hi < 0.97
+    assert bootstrap_interval(np.ones(20)) == (1.0, 1.0)
+    with pytest.raises(ValueError):
+        bootstrap_interval(np.array([]))
+
+
+def test_config_overrides_name_what_is_wrong():
+    cfg = config_with_overrides("smoke", 7, ["transformer.steps=5", "vae.seconds=null", "flow_shift=5.0"])
+    assert (cfg.seed, cfg.transformer.steps, cfg.vae.seconds, cfg.flow_shift) == (7, 5, None, 5.0)
+    with pytest.raises(SystemExit, match="bogus"):
+        config_with_overrides("smoke", None, ["transformer.bogus=1"])
+    with pytest.raises(SystemExit, match="PART.FIELD=JSON"):
+        config_with_overrides("smoke", None, ["steps"])
