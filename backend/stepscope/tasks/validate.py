@@ -41,20 +41,45 @@ def validate_family(family: str, n: int, corruptions: bool = True) -> dict:
     return {"family": family, "n": n, "seconds": round(time.perf_counter() - started, 2), **rates}
 
 
+ROBUSTNESS = {
+    **{f"noise{std}": lambda video, rng, std=std: corrupt.added_noise(video, rng, std) for std in (8, 16, 32, 64)},
+    **{f"blur{r}": lambda video, rng, r=r: corrupt.blurred(video, r) for r in (1.0, 1.5, 2.0)},
+    **{f"jpeg{q}": lambda video, rng, q=q: corrupt.jpeg(video, q) for q in (50, 30, 15)},
+}
+
+
+def robustness(family: str, n: int) -> dict:
+    """Share of ground truths that still pass under stronger degradations than the validation's (for reading a
+    trained model's videos: where the scorer's tolerance ends)."""
+    passes = dict.fromkeys(ROBUSTNESS, 0)
+    for i in range(n):
+        instance = generate(family, difficulty=1 + i % 3, seed=i)
+        truth = instance.ground_truth()
+        rng = np.random.default_rng(i)
+        for name, degrade in ROBUSTNESS.items():
+            passes[name] += instance.score(degrade(truth, rng)).passed
+    return {"family": family, "n": n, **{f"{k}_passes": v / n for k, v in passes.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stepscope.tasks.validate", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="instances per family")
     parser.add_argument("--families", default=",".join(family_names()), help="comma-separated families")
     parser.add_argument("--no-corruptions", action="store_true", help="ground truth and candidates only")
+    parser.add_argument("--robustness", action="store_true", help="pass rates under stronger noise, blur and JPEG")
     parser.add_argument("--json", action="store_true", help="one JSON line per family")
     args = parser.parse_args(argv)
     for family in args.families.split(","):
-        result = validate_family(family.strip(), args.n, corruptions=not args.no_corruptions)
+        if args.robustness:
+            result = robustness(family.strip(), args.n)
+        else:
+            result = validate_family(family.strip(), args.n, corruptions=not args.no_corruptions)
         if args.json:
             print(json.dumps(result), flush=True)
         else:
             rates = "  ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float) and k != "seconds")
-            print(f"{result['family']:<11} n={result['n']}  {rates}  ({result['seconds']} s)", flush=True)
+            took = f"  ({result['seconds']} s)" if "seconds" in result else ""
+            print(f"{result['family']:<11} n={result['n']}  {rates}{took}", flush=True)
     return 0
 
 
