@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -153,3 +155,14 @@ def test_bad_requests_name_the_field():
 
 def test_cells_are_eight_pixels():
     assert CELL == 8 and Canvas().grid == 8 and Canvas(size=96).grid == 12
+
+
+def test_tasks_do_not_import_the_model_stack():
+    # The API and a notebook without torch can generate and score instances.
+    code = (
+        "import sys, stepscope.tasks; stepscope.tasks.generate('maze', 1, 0).ground_truth(); "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'cv2') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
