@@ -7,6 +7,12 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach the network
+# One OpenMP/MKL thread per process, inherited by the workers and servers the tests start: the suite
+# runs several torch processes on 2 cores, and with another process keeping a core busy two spinning
+# OpenMP threads made a tiny run 10-20x slower (2.2 s → 47 s measured). Not a product default: the
+# thread count is how this machine is shared, and `stepscope` itself keeps torch's own choice.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
