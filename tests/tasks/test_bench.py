@@ -3,6 +3,7 @@ scorer path proven by ground-truth videos written into the runs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 
 from stepscope.run import load_run
 from stepscope.store import RunDir
-from stepscope.tasks import TaskInstance
-from stepscope.tasks.bench import bootstrap_interval, main, score_run
+from stepscope.tasks import TaskInstance, family_names
+from stepscope.tasks.bench import add_arguments, bootstrap_interval, main, score_run
 
 NOISE = {"name": "noise8", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 1.0}]}
 
@@ -103,6 +104,8 @@ def test_bench_at_the_default_steps_and_frames(tmp_path, capsys):
 def test_bad_arguments_name_the_field(tmp_path, capsys):
     assert main(["--tasks", "maze,sudoku", "--out", str(tmp_path)]) == 2
     assert "tasks: unknown task family 'sudoku'" in capsys.readouterr().err
+    assert main(["--n", "0", "--out", str(tmp_path)]) == 2
+    assert "n: must be at least 1" in capsys.readouterr().err
     assert main(["--frames", "18", "--out", str(tmp_path)]) == 2
     assert "canvas.frames" in capsys.readouterr().err
     bad = tmp_path / "v.json"
@@ -117,3 +120,12 @@ def test_bootstrap_interval_brackets_the_rate():
     assert lo < 0.3 < hi and 0.19 < lo and hi < 0.41
     assert bootstrap_interval([1.0, 1.0]) == [1.0, 1.0]
     assert np.isfinite(bootstrap_interval([0.0, 1.0])).all()
+
+
+def test_bench_options_fit_a_subcommand():
+    # How `stepscope bench` wires in: the same options on a subparser.
+    parser = argparse.ArgumentParser()
+    add_arguments(parser.add_subparsers(dest="command").add_parser("bench"))
+    args = parser.parse_args(["bench", "--model", "tiny-i2v", "--n", "3", "--json"])
+    assert (args.model, args.n, args.json, args.steps, args.size, args.frames) == ("tiny-i2v", 3, True, None, 64, 17)
+    assert args.tasks.split(",") == family_names()

@@ -263,8 +263,8 @@ def run_bench(
     return report
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stepscope bench", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The bench's options on `p` (also used by `stepscope bench`)."""
     p.add_argument("--model", default="tiny-i2v", help="preset, local diffusers directory or hub id")
     p.add_argument("--tasks", default=",".join(family_names()), help="comma-separated families")
     p.add_argument("--n", type=int, default=10, help="instances per family")
@@ -284,13 +284,20 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    args = parser().parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m stepscope.tasks.bench", description=__doc__.splitlines()[0])
+    return run_from_args(add_arguments(parser).parse_args(argv))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the bench from parsed options (see add_arguments); returns the exit status."""
     try:
         families = [f.strip() for f in args.tasks.split(",") if f.strip()]
         known = family_names()
         for family in families:
             if family not in known:
                 raise TaskError("tasks", f"unknown task family {family!r}; known: {', '.join(known)}")
+        if args.n < 1:
+            raise TaskError("n", f"must be at least 1, got {args.n}")
         canvas = Canvas(size=args.size, frames=args.frames)
         variants = load_variants(args.variants)
     except TaskError as exc:
