@@ -136,13 +136,19 @@ def test_the_training_condition_is_the_pipelines(smoke_model):
 
 def test_evaluation_samples_held_out_instances_and_reports_intervals(smoke_model):
     lines = []
-    record = evaluate(smoke_model, cfg=SMOKE, per_family=2, steps=2, batch=2, train_keys=set(), log=lines.append)
+    # Pretend the first held-out instance of each family was trained on: the overlap count must find it.
+    first = held_out_refs(SMOKE.families, SMOKE.difficulties, 1)
+    seen = {instance_key(make_instance(r, SMOKE.size, SMOKE.frames)) for r in first}
+    record = evaluate(
+        smoke_model, cfg=SMOKE, per_family=2, steps=2, batch=2, train_keys=seen, vae_ceiling=True, log=lines.append
+    )
     assert record["held_out_seeds_start"] == HELD_OUT_SEEDS.start
     assert [f["family"] for f in record["families"]] == list(SMOKE.families)
     for family in record["families"]:
-        assert family["n"] == 2 and 0 <= family["passed"] <= 2 and family["overlap_with_training"] == 0
+        assert family["n"] == 2 and 0 <= family["passed"] <= 2 and family["overlap_with_training"] == 1
         lo, hi = family["ci95"]
         assert lo <= family["success_rate"] <= hi
+        assert 0.0 <= family["vae_ceiling"] <= 1.0
     assert json.loads(lines[-1]) == record
 
 

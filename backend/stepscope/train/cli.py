@@ -35,10 +35,13 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--steps", type=int, default=20)
     ev.add_argument("--guidance", type=float, default=5.0)
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: float32 on CPU, bfloat16 on CUDA")
+    ev.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="float32: as mini-reasoner loads"
+    )
     ev.add_argument("--batch", type=int, default=100)
     ev.add_argument("--sampler", choices=["batched", "pipeline"], default="batched")
     ev.add_argument("--train-keys", help="the run's train_keys.txt: count held-out instances equal to training ones")
+    ev.add_argument("--vae-ceiling", action="store_true", help="also score the VAE's reconstructions of the truth")
     ev.add_argument("--json-out", help="also write the JSON record here")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -83,8 +86,7 @@ def cmd_evaluate(args) -> int:
     from stepscope.train.config import CONFIGS
     from stepscope.train.evaluate import evaluate
 
-    dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
-    model = load_model(args.model, device=args.device, dtype=dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
     keys = None
     if args.train_keys:
         keys = set(Path(args.train_keys).read_text().split())
@@ -97,6 +99,7 @@ def cmd_evaluate(args) -> int:
         batch=args.batch,
         sampler=args.sampler,
         train_keys=keys,
+        vae_ceiling=args.vae_ceiling,
         log=lambda line: print(line, flush=True),
     )
     if args.json_out:

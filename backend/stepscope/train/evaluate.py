@@ -19,7 +19,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from stepscope.train.config import TrainConfig
-from stepscope.train.data import InstanceRef, held_out_refs, instance_key, make_instance, to_uint8
+from stepscope.train.data import InstanceRef, held_out_refs, instance_key, make_instance, to_model_range, to_uint8
 from stepscope.train.flow import condition_latents, decode_normalized, sample_latents
 from stepscope.train.transformer import prompt_embeddings
 
@@ -35,6 +35,7 @@ class FamilyResult:
     interval: tuple[float, float]
     mean_score: float
     overlap_with_training: int | None  # held-out instances equal to a training instance (None: not checked)
+    vae_ceiling: float | None = None  # success rate of the VAE's reconstructions of the ground truth (None: not run)
 
     def to_json(self) -> dict:
         return {
@@ -45,6 +46,7 @@ class FamilyResult:
             "ci95": [round(self.interval[0], 4), round(self.interval[1], 4)],
             "mean_score": round(self.mean_score, 4),
             "overlap_with_training": self.overlap_with_training,
+            "vae_ceiling": None if self.vae_ceiling is None else round(self.vae_ceiling, 4),
         }
 
 
@@ -122,6 +124,15 @@ def sample_with_pipeline(model, task, *, steps: int, guidance: float) -> np.ndar
     return (np.clip(out.frames[0], 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+@torch.no_grad()
+def reconstructions(model, tasks) -> list[np.ndarray]:
+    """The VAE's decode of each task's encoded ground truth: what the model could show at best."""
+    vae = model.pipe.vae
+    videos = to_model_range(np.stack([t.ground_truth() for t in tasks]), torch.device(model.device))
+    decoded = vae.decode(vae.encode(videos.to(next(vae.parameters()).dtype)).latent_dist.mode(), return_dict=False)[0]
+    return [to_uint8(v) for v in decoded]
+
+
 def evaluate(
     model,
     *,
@@ -132,6 +143,7 @@ def evaluate(
     batch: int = 100,
     sampler: str = "batched",
     train_keys: set[str] | None = None,
+    vae_ceiling: bool = False,
     log=print,
 ) -> dict:
     """Success rate per family on `per_family` held-out instances; returns the JSON record (also logged)."""
@@ -142,7 +154,7 @@ def evaluate(
     for family in cfg.families:
         refs: list[InstanceRef] = held_out_refs((family,), cfg.difficulties, per_family)
         tasks = [make_instance(r, cfg.size, cfg.frames) for r in refs]
-        scores = []
+        scores, ceiling = [], []
         for start in range(0, len(tasks), batch):
             chunk = tasks[start : start + batch]
             if sampler == "batched":
@@ -150,6 +162,8 @@ def evaluate(
             else:
                 videos = [sample_with_pipeline(model, t, steps=steps, guidance=guidance) for t in chunk]
             scores.extend(t.score(v) for t, v in zip(chunk, videos, strict=True))
+            if vae_ceiling:
+                ceiling.extend(t.score(v).passed for t, v in zip(chunk, reconstructions(model, chunk), strict=True))
         passed = np.array([s.passed for s in scores], dtype=np.float64)
         overlap = None if train_keys is None else sum(instance_key(t) in train_keys for t in tasks)
         result = FamilyResult(
@@ -160,10 +174,12 @@ def evaluate(
             interval=bootstrap_interval(passed),
             mean_score=float(np.mean([s.score for s in scores])),
             overlap_with_training=overlap,
+            vae_ceiling=float(np.mean(ceiling)) if vae_ceiling else None,
         )
         lo, hi = result.interval
         summary = f"{result.rate:.3f} [{lo:.3f}, {hi:.3f}] ({result.passed}/{result.n})"
-        log(f"{family}: {summary}, mean score {result.mean_score:.3f}")
+        ceiling_text = "" if result.vae_ceiling is None else f", VAE reconstructions pass {result.vae_ceiling:.3f}"
+        log(f"{family}: {summary}, mean score {result.mean_score:.3f}{ceiling_text}")
         results.append(result)
     record = {
         "event": "evaluation",

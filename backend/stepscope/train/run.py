@@ -57,7 +57,7 @@ def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print) -> dict:
     per_family = [slice(i * pool_per_family, (i + 1) * pool_per_family) for i in range(len(cfg.families))]
 
     vae_rows = torch.cat([torch.arange(s.start, s.start + cfg.vae.videos_per_family) for s in per_family])
-    vae_videos = to_model_range(videos[vae_rows.numpy()])
+    vae_videos = to_model_range(videos[vae_rows.numpy()], dev)
     probe_videos = vae_videos[:: max(1, len(vae_videos) // FIXED_BATCH)][:FIXED_BATCH].to(dev)
     vae_before = reconstruction_error(vae.to(dev), probe_videos)
     vae, vae_record = train_vae(cfg, vae, vae_videos, dev, log=log)

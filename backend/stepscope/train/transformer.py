@@ -47,7 +47,7 @@ def encode_pool(
     """
     x0, condition = [], []
     for start in range(0, len(rows), ENCODE_BATCH):
-        chunk = to_model_range(videos[rows[start : start + ENCODE_BATCH]]).to(device)
+        chunk = to_model_range(videos[rows[start : start + ENCODE_BATCH]], device)
         x0.append(encode_normalized(vae, chunk))
         condition.append(condition_latents(vae, chunk))
     return torch.cat(x0), torch.cat(condition)
