@@ -92,7 +92,7 @@ def test_a_viewer_of_a_job_whose_worker_is_killed_gets_failed_on_its_open_connec
     job = httpx.post(f"{production.url}/api/jobs", json=spec, timeout=30).json()
     reader = SseReader(production.url, job["id"], timeout=60)
     types: list[str] = []
-    killed_at = None
+    killed_at = final = None
     try:
         for arrived, line in reader.lines():
             if not line.startswith("data: "):
@@ -107,7 +107,7 @@ def test_a_viewer_of_a_job_whose_worker_is_killed_gets_failed_on_its_open_connec
                 break
     finally:
         reader.close()
-    assert killed_at is not None, types
+    assert killed_at is not None and final is not None, types
     assert final["type"] == "failed" and "lost" in final["error"], final
     # Between the kill and `failed` the stream was quiet for longer than Redis's socket timeout.
     assert failed_at - killed_at > REDIS_SOCKET_TIMEOUT

@@ -126,6 +126,11 @@ class EventHub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            except Exception:  # anything else: a reader that died would leave its viewers waiting forever
+                log.exception("events of job %s: reading the stream failed; retrying in %.1f s", feed.job_id, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             delay = 0.2
             for entry_id, event in events.entries(reply):
                 feed.append(entry_id, event)
