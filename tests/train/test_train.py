@@ -21,6 +21,7 @@ from stepscope.train.data import (
     InstanceRef,
     held_out_refs,
     instance_key,
+    kept_rows,
     make_instance,
     training_refs,
 )
@@ -77,7 +78,7 @@ def test_the_saved_directory_is_a_diffusers_i2v_pipeline_of_the_planned_size(smo
     assert len(set(record["latents_mean"])) > 1
     on_disk, estimate = record["shipped_bytes_on_disk"], shipped_bytes(SMOKE)
     assert estimate <= on_disk <= estimate + 64 * 1024  # float32 weights plus safetensors headers
-    assert (out / "train_keys.txt").read_text().count("\n") == len(SMOKE.families) * 2
+    assert (out / "train_keys.txt").read_text().count("\n") == sum(record["pool_per_family"].values())
 
 
 class Keep(StepSink):
@@ -215,3 +216,18 @@ def test_config_overrides_name_what_is_wrong():
         config_with_overrides("smoke", None, ["transformer.bogus=1"])
     with pytest.raises(SystemExit, match="PART.FIELD=JSON"):
         config_with_overrides("smoke", None, ["steps"])
+
+
+def test_training_drops_instances_equal_to_reserved_held_out_ones():
+    refs = [InstanceRef("a", 1, 0), InstanceRef("a", 1, 1), InstanceRef("b", 1, 2), InstanceRef("a", 1, 3)]
+    keys = ["k0", "dup", "k2", "k3"]
+    assert kept_rows(refs, keys, {"dup"}, cap=5) == {"a": [0, 3], "b": [2]}
+    assert kept_rows(refs, keys, set(), cap=1) == {"a": [0], "b": [2]}
+
+
+def test_the_smoke_pool_has_no_reserved_held_out_task(smoke_run):
+    out, record = smoke_run
+    trained = set((out / "train_keys.txt").read_text().split())
+    reserved = held_out_refs(SMOKE.families, SMOKE.difficulties, SMOKE.reserved_held_out)
+    assert not trained & {instance_key(make_instance(r, SMOKE.size, SMOKE.frames)) for r in reserved}
+    assert sum(record["pool_per_family"].values()) == len(trained)

@@ -2,8 +2,11 @@
 
 Instance seeds are split once, here: training draws seeds from `TRAIN_SEEDS`, evaluation from
 `HELD_OUT_SEEDS`, and the two ranges do not meet, so no evaluated instance was generated from a
-seed seen in training. (Two seeds can still give the same picture by chance, e.g. the same
-pattern shape and turn count; `instance_key` lets evaluation count those.)
+seed seen in training. Two seeds can still give the same task (the pattern and trajectory
+families have small instance spaces: of 300 held-out instances, 210 pattern and 257 trajectory
+ones equal one of 1500 training instances), so training also drops every instance equal to one
+of the first `reserved` held-out instances of its family (`kept_rows`); evaluating up to that
+many per family then scores only tasks the model has not seen.
 """
 
 from __future__ import annotations
@@ -77,6 +80,30 @@ def instance_key(task: TaskInstance) -> str:
     """What the picture and answer depend on, without the seed: equal keys mean the same task."""
     blob = f"{task.family}/{task.difficulty}/{task.canvas}/{sorted(task.params.items())}/{task.answer}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _key(args: tuple[InstanceRef, int, int]) -> str:
+    ref, size, frames = args
+    return instance_key(make_instance(ref, size, frames))
+
+
+def instance_keys(refs: list[InstanceRef], size: int, frames: int, workers: int = 0) -> list[str]:
+    """The instance key of each reference (no rendering)."""
+    jobs = [(ref, size, frames) for ref in refs]
+    if workers <= 0:
+        return list(map(_key, jobs))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(_key, jobs, chunksize=64)
+
+
+def kept_rows(refs: list[InstanceRef], keys: list[str], reserved: set[str], cap: int) -> dict[str, list[int]]:
+    """Per family, the rows whose task is not a reserved held-out task, in order, at most `cap`."""
+    rows: dict[str, list[int]] = {}
+    for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
+        family_rows = rows.setdefault(ref.family, [])
+        if key not in reserved and len(family_rows) < cap:
+            family_rows.append(i)
+    return rows
 
 
 def _render(args: tuple[InstanceRef, int, int]) -> tuple[np.ndarray, str]:

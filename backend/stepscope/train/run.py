@@ -5,7 +5,7 @@ Output directory:
                            `stepscope.models.load_model(<out>/pipeline)` loads
   <out>/training.json      the config, the seed ranges used, each stage's record (losses, steps, time)
   <out>/train_keys.txt     one instance key a line for the transformer's pool (evaluation counts
-                           held-out instances that equal a training instance by chance)
+                           held-out instances that equal a training instance)
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ import torch
 
 from stepscope.train.build import assemble_pipeline, seeded_components
 from stepscope.train.config import TrainConfig, parameter_counts, shipped_bytes
-from stepscope.train.data import TRAIN_SEEDS, render_all, to_model_range, training_refs, worker_count
+from stepscope.train.data import (
+    TRAIN_SEEDS,
+    held_out_refs,
+    instance_keys,
+    kept_rows,
+    render_all,
+    to_model_range,
+    training_refs,
+    worker_count,
+)
 from stepscope.train.transformer import encode_pool, fixed_batch_loss, prompt_embeddings, train_transformer
 from stepscope.train.vae import reconstruction_error, train_vae
 
@@ -54,9 +63,16 @@ def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print) -> dict:
     videos, keys = render_all(refs, cfg.size, cfg.frames, workers)
     render_seconds = time.perf_counter() - t0
     log(f"rendered {len(refs)} training videos in {render_seconds:.1f} s with {workers} worker processes")
-    per_family = [slice(i * pool_per_family, (i + 1) * pool_per_family) for i in range(len(cfg.families))]
+    held_out = held_out_refs(cfg.families, cfg.difficulties, cfg.reserved_held_out)
+    reserved = set(instance_keys(held_out, cfg.size, cfg.frames, workers))
+    kept = kept_rows(refs, keys, reserved, pool_per_family)
+    dropped = {f: pool_per_family - len(kept[f]) for f in cfg.families}
+    log(f"dropped training instances equal to a reserved held-out one: {dropped}")
+    empty = [f for f in cfg.families if not kept[f]]
+    if empty:
+        raise ValueError(f"families {empty}: every training instance equals a reserved held-out one")
 
-    vae_rows = torch.cat([torch.arange(s.start, s.start + cfg.vae.videos_per_family) for s in per_family])
+    vae_rows = torch.tensor([i for f in cfg.families for i in kept[f][: cfg.vae.videos_per_family]])
     vae_videos = to_model_range(videos[vae_rows.numpy()], dev)
     probe_videos = vae_videos[:: max(1, len(vae_videos) // FIXED_BATCH)][:FIXED_BATCH].to(dev)
     vae_before = reconstruction_error(vae.to(dev), probe_videos)
@@ -64,11 +80,12 @@ def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print) -> dict:
     vae_after = reconstruction_error(vae, probe_videos)
     del vae_videos
 
-    pool_rows = torch.cat([torch.arange(s.start, s.start + tc.instances_per_family) for s in per_family])
+    pool = {f: kept[f][: tc.instances_per_family] for f in cfg.families}
+    pool_rows = torch.tensor([i for f in cfg.families for i in pool[f]])
     t0 = time.perf_counter()
     x0, condition = encode_pool(vae, videos, pool_rows.numpy(), dev)
     encode_seconds = time.perf_counter() - t0
-    family_index = torch.arange(len(cfg.families)).repeat_interleave(tc.instances_per_family)
+    family_index = torch.tensor([k for k, f in enumerate(cfg.families) for _ in pool[f]])
     del videos
 
     text_encoder = text_encoder.to(dev)
@@ -95,6 +112,9 @@ def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print) -> dict:
         "shipped_bytes_estimate": shipped_bytes(cfg),
         "shipped_bytes_on_disk": sum(p.stat().st_size for p in (out / "pipeline").rglob("*.safetensors")),
         "training_seeds": {"start": TRAIN_SEEDS.start, "per_family": pool_per_family},
+        "reserved_held_out_per_family": cfg.reserved_held_out,
+        "dropped_as_reserved_duplicates": dropped,
+        "pool_per_family": {f: len(rows) for f, rows in pool.items()},
         "render_seconds": round(render_seconds, 2),
         "encode_seconds": round(encode_seconds, 2),
         "vae": vae_record.to_json(),
