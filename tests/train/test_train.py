@@ -29,7 +29,7 @@ from stepscope.train.evaluate import bootstrap_interval, evaluate, first_frame_b
 from stepscope.train.flow import condition_latents, sample_latents
 from stepscope.train.loop import learning_rate, run_loop
 from stepscope.train.run import train
-from stepscope.train.transformer import prompt_embeddings
+from stepscope.train.transformer import Ema, prompt_embeddings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -231,3 +231,15 @@ def test_the_smoke_pool_has_no_reserved_held_out_task(smoke_run):
     reserved = held_out_refs(SMOKE.families, SMOKE.difficulties, SMOKE.reserved_held_out)
     assert not trained & {instance_key(make_instance(r, SMOKE.size, SMOKE.frames)) for r in reserved}
     assert sum(record["pool_per_family"].values()) == len(trained)
+
+
+def test_the_ema_moves_by_one_minus_its_warming_up_decay():
+    module = torch.nn.Linear(3, 3)
+    ema = Ema(module, decay=0.999)
+    start = ema.shadow.weight.clone()
+    with torch.no_grad():
+        module.weight.add_(1.0)
+    ema.update(0)  # decay min(0.999, 1/10) = 0.1: the shadow moves 90% of the way
+    torch.testing.assert_close(ema.shadow.weight, start + 0.9)
+    ema.update(10**6)  # decay 0.999: 0.1% of the remaining 0.1
+    torch.testing.assert_close(ema.shadow.weight, start + 0.9 + 0.001 * 0.1)

@@ -59,13 +59,13 @@ class Ema:
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
         self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
-        self.module = module
+        self.targets = list(self.shadow.parameters())
+        self.sources = list(module.parameters())
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
-        for shadow, param in zip(self.shadow.parameters(), self.module.parameters(), strict=True):
-            shadow.lerp_(param.detach(), 1 - decay)
+        torch._foreach_lerp_(self.targets, [p.detach() for p in self.sources], 1 - decay)
 
 
 def train_transformer(
