@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
 from stepscope.models.presets import WAN_1_3B, WAN_14B, RandomConfig  # noqa: E402
 from stepscope.models.random import TEXT_DIM, build_random_transformer  # noqa: E402
-from stepscope.preview import decode_latents  # noqa: E402
 from stepscope.store import encode_image, encode_mp4  # noqa: E402
+from stepscope.vae import decode_latents  # noqa: E402
 
 
 def timed(fn, repeats: int = 5, warmup: int = 2) -> float:
