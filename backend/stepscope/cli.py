@@ -356,6 +356,12 @@ def cmd_up(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from stepscope.tasks.bench import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -416,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     service_flags(up)
     up.set_defaults(func=cmd_up)
+
+    from stepscope.tasks.bench import add_arguments as add_bench_arguments  # no torch until it runs
+
+    bench = sub.add_parser("bench", help="success rates on the reasoning tasks (docs/tasks.md)")
+    add_bench_arguments(bench).set_defaults(func=cmd_bench)
     return parser
 
 

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     models: str = Field("tiny", description="comma-separated models the API offers (besides announced ones)")
     job_timeout: int = Field(3600, description="seconds a job may run before the worker stops it")
     result_ttl: int = Field(7 * 24 * 3600, description="seconds job records and event streams are kept")
-    max_queued: int = Field(1000, description="jobs waiting per queue before submissions get 503")
+    max_queued: int = Field(1000, description="jobs waiting per queue before submissions get 429 (with Retry-After)")
     max_upload_bytes: int = Field(20 * 2**20)
     sse_heartbeat: float = Field(15.0, description="seconds between SSE heartbeat comments")
     lost_after: float = Field(30.0, description="seconds without a worker heartbeat before its job fails")

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 import stepscope
 from stepscope.api import errors
 from stepscope.api.deps import Services, require_token
-from stepscope.api.routes import artifacts, events, exports, health, jobs, models
+from stepscope.api.routes import artifacts, events, exports, health, jobs, models, schema
 from stepscope.api.routes.events import EventHub
 from stepscope.config import Settings, get_settings
 from stepscope.spec import ExperimentSpec
@@ -134,8 +134,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     auth = [Depends(require_token)]
-    from stepscope.api.routes import schema  # JSON Schemas of the spec and the manifest
-
     for module in (jobs, events, artifacts, exports, models, health, schema):
         app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
 
