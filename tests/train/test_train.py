@@ -141,7 +141,15 @@ def test_evaluation_samples_held_out_instances_and_reports_intervals(smoke_model
     first = held_out_refs(SMOKE.families, SMOKE.difficulties, 1)
     seen = {instance_key(make_instance(r, SMOKE.size, SMOKE.frames)) for r in first}
     record = evaluate(
-        smoke_model, cfg=SMOKE, per_family=2, steps=2, batch=2, train_keys=seen, vae_ceiling=True, log=lines.append
+        smoke_model,
+        cfg=SMOKE,
+        per_family=2,
+        steps=2,
+        batch=2,
+        train_keys=seen,
+        vae_ceiling=True,
+        workers=1,
+        log=lines.append,
     )
     assert record["held_out_seeds_start"] == HELD_OUT_SEEDS.start
     assert [f["family"] for f in record["families"]] == list(SMOKE.families)

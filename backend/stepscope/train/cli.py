@@ -42,6 +42,7 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--sampler", choices=["batched", "pipeline"], default="batched")
     ev.add_argument("--train-keys", help="the run's train_keys.txt: count held-out instances equal to training ones")
     ev.add_argument("--vae-ceiling", action="store_true", help="also score the VAE's reconstructions of the truth")
+    ev.add_argument("--workers", type=int, help="processes scoring videos (default: CPU count − 1; 0: none)")
     ev.add_argument("--json-out", help="also write the JSON record here")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -84,6 +85,7 @@ def cmd_fit(args) -> int:
 def cmd_evaluate(args) -> int:
     from stepscope.models import load_model
     from stepscope.train.config import CONFIGS
+    from stepscope.train.data import worker_count
     from stepscope.train.evaluate import evaluate
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
@@ -100,6 +102,7 @@ def cmd_evaluate(args) -> int:
         sampler=args.sampler,
         train_keys=keys,
         vae_ceiling=args.vae_ceiling,
+        workers=worker_count(args.workers),
         log=lambda line: print(line, flush=True),
     )
     if args.json_out:

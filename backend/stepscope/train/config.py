@@ -41,7 +41,7 @@ class TransformerConfig:
     freq_dim: int = 256
     rope_max_seq_len: int = 32
     steps: int = 20000
-    seconds: float | None = 270.0
+    seconds: float | None = 240.0
     batch: int = 256
     lr: float = 3e-4
     weight_decay: float = 0.01

@@ -11,6 +11,7 @@ The success rate of each family has a 95% bootstrap interval.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from dataclasses import dataclass
 
@@ -124,6 +125,21 @@ def sample_with_pipeline(model, task, *, steps: int, guidance: float) -> np.ndar
     return (np.clip(out.frames[0], 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+def _score(args) -> tuple[float, bool]:
+    task, video = args
+    result = task.score(video)
+    return result.score, result.passed
+
+
+def score_all(tasks, videos, workers: int = 0) -> list[tuple[float, bool]]:
+    """(score, passed) of each video under its task's rule-based scorer; `workers` processes (0: this one)."""
+    jobs = list(zip(tasks, videos, strict=True))
+    if workers <= 0:
+        return list(map(_score, jobs))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(_score, jobs, chunksize=8)
+
+
 @torch.no_grad()
 def reconstructions(model, tasks) -> list[np.ndarray]:
     """The VAE's decode of each task's encoded ground truth: what the model could show at best."""
@@ -144,6 +160,7 @@ def evaluate(
     sampler: str = "batched",
     train_keys: set[str] | None = None,
     vae_ceiling: bool = False,
+    workers: int = 0,
     log=print,
 ) -> dict:
     """Success rate per family on `per_family` held-out instances; returns the JSON record (also logged)."""
@@ -161,10 +178,10 @@ def evaluate(
                 videos = sample_batched(model, chunk, cfg=cfg, steps=steps, guidance=guidance)
             else:
                 videos = [sample_with_pipeline(model, t, steps=steps, guidance=guidance) for t in chunk]
-            scores.extend(t.score(v) for t, v in zip(chunk, videos, strict=True))
+            scores.extend(score_all(chunk, videos, workers))
             if vae_ceiling:
-                ceiling.extend(t.score(v).passed for t, v in zip(chunk, reconstructions(model, chunk), strict=True))
-        passed = np.array([s.passed for s in scores], dtype=np.float64)
+                ceiling.extend(passed for _, passed in score_all(chunk, reconstructions(model, chunk), workers))
+        passed = np.array([p for _, p in scores], dtype=np.float64)
         overlap = None if train_keys is None else sum(instance_key(t) in train_keys for t in tasks)
         result = FamilyResult(
             family=family,
@@ -172,7 +189,7 @@ def evaluate(
             passed=int(passed.sum()),
             rate=float(passed.mean()),
             interval=bootstrap_interval(passed),
-            mean_score=float(np.mean([s.score for s in scores])),
+            mean_score=float(np.mean([s for s, _ in scores])),
             overlap_with_training=overlap,
             vae_ceiling=float(np.mean(ceiling)) if vae_ceiling else None,
         )
