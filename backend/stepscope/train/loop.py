@@ -1,8 +1,10 @@
 """One optimisation loop for both stages: AdamW, linear warm-up then cosine decay, optional time budget, bf16 on CUDA.
 
-With a time budget the step count is fixed once, at the end of the warm-up, from the measured
-time per step, and written to the run's record; passing that count back as `steps` (and no
-budget) gives the same schedule again. On CPU everything runs in float32.
+With a time budget the step count is fixed once, after `TIMING_SKIP + TIMING_STEPS` steps, from
+the measured time per step (warm-up steps do not depend on the total), and written to the run's
+record; passing that count back as `steps` (and no budget) gives the same schedule again when the
+warm-up is at least that many steps (both full-config stages: 100 and 300). On CPU everything runs
+in float32.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 TIMING_SKIP = 5  # first steps left out of the per-step time (allocator and kernel warm-up)
+TIMING_STEPS = 30  # steps timed before the step count is fixed
 
 
 @dataclass
@@ -85,7 +88,7 @@ def run_loop(
         if step == TIMING_SKIP:
             _sync(device)
             timing_start = time.perf_counter()
-        if seconds is not None and step == max(warmup, TIMING_SKIP + 1):
+        if seconds is not None and step == TIMING_SKIP + TIMING_STEPS:
             _sync(device)
             per_step = (time.perf_counter() - timing_start) / (step - TIMING_SKIP)
             record.seconds_per_step = per_step
@@ -93,6 +96,8 @@ def run_loop(
             total = max(step + 1, min(max_steps, step + int(remaining / per_step)))
             record.planned_steps = total
             log(f"{name}: {per_step * 1000:.1f} ms/step, {total} steps fit {seconds:.0f} s")
+            if total < 2 * warmup:
+                log(f"{name}: warning: {total} steps is under twice the {warmup}-step warm-up")
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, lr, warmup, total)
         with autocast_for(device):
