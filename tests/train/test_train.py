@@ -116,10 +116,21 @@ def test_the_saved_model_runs_a_probed_trajectory_and_the_batched_sampler_matche
     text = prompt_embeddings(pipe, [task.prompt], torch.device("cpu"))
     negative = prompt_embeddings(pipe, [""], torch.device("cpu"))
     noise = initial_latents(smoke_model, inputs)
+    estimates = {}
     ours = sample_latents(
-        pipe.transformer, condition, text, negative, noise, scheduler_like=pipe.scheduler, steps=4, guidance=5.0
+        pipe.transformer,
+        condition,
+        text,
+        negative,
+        noise,
+        scheduler_like=pipe.scheduler,
+        steps=4,
+        guidance=5.0,
+        on_step=lambda i, x0: estimates.setdefault(i, x0),
     )
     torch.testing.assert_close(ours, result.final_latents, rtol=1e-3, atol=1e-3)
+    for capture in sink.steps:  # each step's x̂₀ is the one stepscope's probe read from UniPC
+        torch.testing.assert_close(estimates[capture.index], capture.x0.float(), rtol=1e-3, atol=1e-3)
 
 
 def test_the_training_condition_is_the_pipelines(smoke_model):
@@ -148,6 +159,7 @@ def test_evaluation_samples_held_out_instances_and_reports_intervals(smoke_model
         batch=2,
         train_keys=seen,
         vae_ceiling=True,
+        chain_of_steps_mazes=2,
         workers=1,
         log=lines.append,
     )
@@ -159,6 +171,9 @@ def test_evaluation_samples_held_out_instances_and_reports_intervals(smoke_model
         assert lo <= family["success_rate"] <= hi
         assert 0.0 <= family["vae_ceiling"] <= 1.0
     assert json.loads(lines[-1]) == record
+    cos = record["chain_of_steps"]
+    assert cos["n"] == 2 and 0 <= cos["explored_then_committed"] <= 2 and len(cos["mean_live_per_step"]) == 2
+    assert cos["ci95"][0] <= cos["fraction"] <= cos["ci95"][1]
 
 
 def test_the_training_and_held_out_seeds_never_meet():

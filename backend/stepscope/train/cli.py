@@ -42,6 +42,13 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--sampler", choices=["batched", "pipeline"], default="batched")
     ev.add_argument("--train-keys", help="the run's train_keys.txt: count held-out instances equal to training ones")
     ev.add_argument("--vae-ceiling", action="store_true", help="also score the VAE's reconstructions of the truth")
+    ev.add_argument(
+        "--chain-of-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure explore-then-commit on N held-out mazes",
+    )
     ev.add_argument("--workers", type=int, help="processes scoring videos (default: CPU count − 1; 0: none)")
     ev.add_argument("--json-out", help="also write the JSON record here")
     ev.set_defaults(func=cmd_evaluate)
@@ -102,6 +109,7 @@ def cmd_evaluate(args) -> int:
         sampler=args.sampler,
         train_keys=keys,
         vae_ceiling=args.vae_ceiling,
+        chain_of_steps_mazes=args.chain_of_steps,
         workers=worker_count(args.workers),
         log=lambda line: print(line, flush=True),
     )

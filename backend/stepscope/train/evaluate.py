@@ -10,6 +10,7 @@ The success rate of each family has a 95% bootstrap interval.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import time
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from stepscope.tasks import candidate_curves
 from stepscope.train.config import TrainConfig
 from stepscope.train.data import InstanceRef, held_out_refs, instance_key, make_instance, to_model_range, to_uint8
 from stepscope.train.flow import condition_latents, decode_normalized, sample_latents
@@ -83,7 +85,7 @@ def first_frame_batch(tasks, frames: int) -> torch.Tensor:
     return videos
 
 
-def sample_batched(model, tasks, *, cfg: TrainConfig, steps: int, guidance: float) -> list[np.ndarray]:
+def sample_batched(model, tasks, *, cfg: TrainConfig, steps: int, guidance: float, on_step=None) -> list[np.ndarray]:
     """Videos (T, H, W, 3) uint8 for `tasks`, all at once, with the pipeline's conditioning, sampler and CFG."""
     pipe = model.pipe
     device = torch.device(model.device)
@@ -103,9 +105,49 @@ def sample_batched(model, tasks, *, cfg: TrainConfig, steps: int, guidance: floa
         scheduler_like=pipe.scheduler,
         steps=steps,
         guidance=guidance,
+        on_step=on_step,
     )
     videos = decode_normalized(pipe.vae, latents)
     return [to_uint8(v) for v in videos]
+
+
+def chain_of_steps(
+    model, *, cfg: TrainConfig, n: int, steps: int = 20, guidance: float = 5.0, batch: int = 50, workers: int = 0
+) -> dict:
+    """Issue 18's visible Chain-of-Steps on the first `n` held-out mazes with ≥ 2 candidate branches: the share whose
+    per-step candidate measure (on the full VAE decode of each step's x̂₀) has ≥ 2 live branches in some step of the
+    first half and exactly one at the last step (`CandidateCurves.explored_then_committed`), with a 95% interval."""
+    frames, size = cfg.frames, cfg.size
+    refs = held_out_refs(("maze",), cfg.difficulties, n)
+    tasks = [t for t in (make_instance(r, size, frames) for r in refs) if len(t.candidates) >= 2]
+    curves = []
+    for start in range(0, len(tasks), batch):
+        chunk = tasks[start : start + batch]
+        estimates: list[torch.Tensor] = []
+        keep = functools.partial(_keep_estimate, estimates)
+        sample_batched(model, chunk, cfg=cfg, steps=steps, guidance=guidance, on_step=keep)
+        step_videos = [[to_uint8(v) for v in decode_normalized(model.pipe.vae, x0)] for x0 in estimates]
+        jobs = [(task, [videos[j] for videos in step_videos]) for j, task in enumerate(chunk)]
+        curves.extend(_map(_curves, jobs, workers))
+    explored = np.array([c.explored_then_committed() for c in curves], dtype=np.float64)
+    lo, hi = bootstrap_interval(explored)
+    return {
+        "n": len(curves),
+        "explored_then_committed": int(explored.sum()),
+        "fraction": round(float(explored.mean()), 4),
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "mean_live_per_step": [round(float(np.mean([c.live[s] for c in curves])), 3) for s in range(steps)],
+        "final_winner_is_answer": round(float(np.mean([c.final_winner == c.answer for c in curves])), 4),
+    }
+
+
+def _keep_estimate(store: list, step: int, x0: torch.Tensor) -> None:
+    store.append(x0)
+
+
+def _curves(args):
+    task, videos = args
+    return candidate_curves(task, videos)
 
 
 def sample_with_pipeline(model, task, *, steps: int, guidance: float) -> np.ndarray:
@@ -131,13 +173,17 @@ def _score(args) -> tuple[float, bool]:
     return result.score, result.passed
 
 
+def _map(fn, jobs: list, workers: int) -> list:
+    """`fn` over `jobs` in `workers` forked processes (CPU-only work; 0: in this process)."""
+    if workers <= 0:
+        return list(map(fn, jobs))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(fn, jobs, chunksize=8)
+
+
 def score_all(tasks, videos, workers: int = 0) -> list[tuple[float, bool]]:
     """(score, passed) of each video under its task's rule-based scorer; `workers` processes (0: this one)."""
-    jobs = list(zip(tasks, videos, strict=True))
-    if workers <= 0:
-        return list(map(_score, jobs))
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(_score, jobs, chunksize=8)
+    return _map(_score, list(zip(tasks, videos, strict=True)), workers)
 
 
 @torch.no_grad()
@@ -160,6 +206,7 @@ def evaluate(
     sampler: str = "batched",
     train_keys: set[str] | None = None,
     vae_ceiling: bool = False,
+    chain_of_steps_mazes: int = 0,
     workers: int = 0,
     log=print,
 ) -> dict:
@@ -209,7 +256,13 @@ def evaluate(
         "per_family": per_family,
         "held_out_seeds_start": held_out_refs(cfg.families[:1], cfg.difficulties, 1)[0].seed,
         "families": [r.to_json() for r in results],
-        "seconds": round(time.perf_counter() - started, 2),
     }
+    if chain_of_steps_mazes > 0:
+        cos = chain_of_steps(
+            model, cfg=cfg, n=chain_of_steps_mazes, steps=steps, guidance=guidance, batch=batch, workers=workers
+        )
+        log(f"maze chain of steps: {cos['fraction']:.3f} {cos['ci95']} explored then committed ({cos['n']} mazes)")
+        record["chain_of_steps"] = cos
+    record["seconds"] = round(time.perf_counter() - started, 2)
     log(json.dumps(record))
     return record

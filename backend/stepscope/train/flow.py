@@ -10,6 +10,8 @@ pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from diffusers import AutoencoderKLWan
 
@@ -100,16 +102,18 @@ def sample_latents(
     scheduler_like,
     steps: int,
     guidance: float,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Denoise a batch as WanImageToVideoPipeline does (cond then uncond forward, CFG), final latents.
 
     A fresh scheduler of `scheduler_like`'s class and config runs the steps (the pipeline's own is left alone).
+    `on_step(i, x0_estimate)` receives each step's x̂₀ = x_σ − σ·v (v after CFG), as stepscope records it.
     """
     scheduler = type(scheduler_like).from_config(scheduler_like.config)
     scheduler.set_timesteps(steps, device=initial_noise.device)
     latents = initial_noise.float()
     dtype = next(transformer.parameters()).dtype
-    for t in scheduler.timesteps:
+    for i, t in enumerate(scheduler.timesteps):
         model_input = torch.cat([latents, condition], dim=1).to(dtype)
         timestep = t.expand(latents.shape[0])
         velocity = transformer(
@@ -123,6 +127,8 @@ def sample_latents(
                 return_dict=False,
             )[0]
             velocity = unconditional + guidance * (velocity - unconditional)
+        if on_step is not None:
+            on_step(i, latents - scheduler.sigmas[i].to(latents.device) * velocity.float())
         latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
     return latents
 
