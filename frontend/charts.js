@@ -31,6 +31,11 @@ export function formatNumber(v) {
   return String(Number(v.toPrecision(3)));
 }
 
+/** Width of `text` at the charts' 12 px font, estimated (SVG text is not measured before layout). */
+export function textWidth(text) {
+  return String(text).length * 6.8;
+}
+
 function el(name, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attrs)) if (value !== undefined && value !== null) node.setAttribute(key, value);
@@ -101,13 +106,18 @@ export function lineChart(svg, opts) {
   for (const h of opts.hlines ?? []) {
     const y = sy(h.y);
     el("line", { x1: plot.left, x2: plot.right, y1: y, y2: y, class: "hline", "stroke-dasharray": "4 3" }, svg);
-    if (h.label) el("text", { x: plot.right - 4, y: y - 4, class: "note", "text-anchor": "end" }, svg).textContent = h.label;
   }
   for (const v of opts.vlines ?? []) {
     const x = sx(v.x);
     const g = el("g", { class: `vline ${v.cls ?? ""}`, "data-step": v.x }, svg);
     el("line", { x1: x, x2: x, y1: plot.top, y2: plot.bottom, stroke: v.color, "stroke-dasharray": v.dash ?? "3 3" }, g);
-    if (v.label) el("text", { x: x + 3, y: plot.top + 10 + (v.row ?? 0) * 12, class: "note", fill: v.color }, g).textContent = v.label;
+    if (v.label) {
+      // Right of the line, unless that would run past the plot: then left of it.
+      const flip = x + 3 + textWidth(v.label) > plot.right;
+      el("text", {
+        x: flip ? x - 3 : x + 3, y: plot.top + 12 + (v.row ?? 0) * 14, class: "note", fill: v.color, "text-anchor": flip ? "end" : "start",
+      }, g).textContent = v.label;
+    }
   }
 
   const legend = el("g", { class: "legend" }, svg);
@@ -132,7 +142,14 @@ export function lineChart(svg, opts) {
     el("rect", { x: lx, y: 5, width: 10, height: 3, fill: s.color }, legend);
     const text = el("text", { x: lx + 14, y: 10, class: "legend-text" }, legend);
     text.textContent = s.name;
-    lx += 24 + s.name.length * 6.2;
+    lx += 24 + textWidth(s.name);
+  }
+  // Horizontal lines are named in the legend, not beside the line, where the curves run.
+  for (const h of opts.hlines ?? []) {
+    if (!h.label) continue;
+    el("line", { x1: lx, x2: lx + 12, y1: 6.5, y2: 6.5, class: "hline", "stroke-dasharray": "4 3" }, legend);
+    el("text", { x: lx + 16, y: 10, class: "legend-text hline-label" }, legend).textContent = h.label;
+    lx += 26 + textWidth(h.label);
   }
 
   if (opts.empty) {
@@ -203,7 +220,7 @@ export function matrixChart(canvas, opts) {
       }
     }
     ctx.fillStyle = "#9aa4b2";
-    ctx.font = "11px system-ui, sans-serif";
+    ctx.font = "12px system-ui, sans-serif";
     ctx.textAlign = "center";
     for (const tick of opts.xTicks ?? []) ctx.fillText(tick.label, m.l + (tick.index + 0.5) * cw, height - m.b + 15);
     ctx.fillText(opts.xLabel, m.l + (width - m.l - m.r) / 2, height - 4);
@@ -272,7 +289,7 @@ export function colourBar(canvas, range, cmap = "inferno", label = "") {
     ctx.fillRect(1 + x, 2, 1, 10);
   }
   ctx.fillStyle = "#9aa4b2";
-  ctx.font = "11px system-ui, sans-serif";
+  ctx.font = "12px system-ui, sans-serif";
   if (range) {
     ctx.textAlign = "left";
     ctx.fillText(formatNumber(range.lo), 1, 25);

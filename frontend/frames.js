@@ -26,3 +26,9 @@ export function videoFramesLabel(k, temporal = 4, videoFrames = Infinity) {
   const { first, last } = videoFramesOfLatent(k, temporal, videoFrames);
   return first === last ? `video frame ${first}` : `video frames ${first}–${last}`;
 }
+
+/** The decoded video frame that stands for latent frame `k` (its last), as `<dir>/frame_NNN.jpg`. */
+export function decodedFramePath(dir, k, temporal = 4, videoFrames = Infinity) {
+  const { last } = videoFramesOfLatent(k, temporal, videoFrames);
+  return `${dir}/frame_${String(last).padStart(3, "0")}.jpg`;
+}

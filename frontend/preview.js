@@ -45,8 +45,20 @@ export function drawPlaceholder(ctx, x, y, w, h, text = "") {
   ctx.fillRect(x, y, w, h);
   if (text && w > 40) {
     ctx.fillStyle = "#5b6675";
-    ctx.font = "11px system-ui, sans-serif";
+    ctx.font = "12px system-ui, sans-serif";
     ctx.textAlign = "center";
     ctx.fillText(text, x + w / 2, y + h / 2 + 4);
   }
+}
+
+/**
+ * Cell size of the steps × frames grid: the columns fill `boxWidth` (less the label column) at
+ * zoom 1, and `zoom` times that when zoomed (the grid then scrolls). Rows keep the frame's
+ * aspect (w/h). Returns {cw, ch} in CSS pixels, cw including a 1 px gap.
+ */
+export function gridCellSize(boxWidth, labelWidth, frames, aspect, zoom = 1) {
+  const fit = Math.floor((boxWidth - labelWidth) / Math.max(1, frames));
+  const cw = Math.max(8, Math.floor(fit * zoom));
+  const ch = Math.max(4, Math.round((cw - 1) / aspect));
+  return { cw, ch };
 }

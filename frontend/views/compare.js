@@ -44,6 +44,7 @@ export class CompareView extends RunView {
     this.convergence.id = "convergence-chart";
     this.convergence.classList.add("chart");
     this.layerCka = h("canvas", { id: "layer-cka", class: "matrix short" });
+    this.layerCkaBar = h("canvas", { id: "layer-cka-colourbar", class: "colourbar" });
     this.status = h("p", { class: "muted", id: "compare-status" });
     this.commitNote = h("span", { class: "muted", id: "commitment-note" });
     this.element = h(
@@ -61,7 +62,7 @@ export class CompareView extends RunView {
         h("section", { class: "panel-box" }, h("h3", {}, "1 − CKA to the baseline, per step"), this.cka),
         h("section", { class: "panel-box" },
           h("h3", {}, "Convergence · ‖x̂₀ − x̂₀(final)‖ / ‖x̂₀(final)‖ per step ", this.commitNote), this.convergence)),
-      h("section", { class: "panel-box" }, h("h3", {}, "1 − CKA of layer-norm maps · layer × step"), this.layerCka),
+      h("section", { class: "panel-box" }, h("h3", {}, "1 − CKA of layer-norm maps · layer × step"), this.layerCka, this.layerCkaBar),
     );
   }
 
@@ -113,9 +114,10 @@ export class CompareView extends RunView {
     const structural = !reasons.has("position") || reasons.size > 1;
     if (structural || !this.ckaChart) {
       this.renderCka(metrics, interventions);
-      this.renderConvergence();
       this.renderLayerCka(metrics);
     }
+    // The convergence chart's dashed curves and title belong to the current frame.
+    if (structural || !this.convChart || this.convFrame !== this.scrubber.frame) this.renderConvergence();
     this.ckaChart?.setCursor(this.scrubber.step);
     this.convChart?.setCursor(this.scrubber.step);
     const col = metrics?.steps?.indexOf(this.scrubber.step) ?? -1;
@@ -212,6 +214,8 @@ export class CompareView extends RunView {
     let hi = 0;
     let threshold = null;
     const frame = this.scrubber.frame;
+    this.convFrame = frame;
+    this.convergence.dataset.frame = frame;
     for (const [name, colour] of [["baseline", COLOURS.baseline], [this.variant, COLOURS.variant]]) {
       const traj = this.run.trajectories.get(name);
       if (!traj?.convergence) continue;
@@ -275,5 +279,7 @@ export class CompareView extends RunView {
       rowLabel: (r) => String(entry.layers[r]),
       onPick: (r, c) => this.scrubber.setStep(steps[c]),
     });
+    colourBar(this.layerCkaBar, { lo: 0, hi: Math.max(hi, 1e-6) }, "inferno", "1 − CKA");
+    this.layerCkaBar.dataset.hi = Math.max(hi, 1e-6);
   }
 }

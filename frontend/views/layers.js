@@ -52,6 +52,7 @@ export class LayerView extends RunView {
     this.colourBarCanvas = h("canvas", { id: "heat-colourbar", class: "colourbar" });
     this.expertNote = h("p", { class: "muted small", id: "layer-expert-note" });
     this.energyCanvas = h("canvas", { id: "energy-chart", class: "matrix" });
+    this.energyBar = h("canvas", { id: "energy-colourbar", class: "colourbar" });
     this.profile = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     this.profile.id = "layer-profile";
     this.profile.classList.add("chart", "short");
@@ -77,7 +78,8 @@ export class LayerView extends RunView {
         h("div", { class: "col-side" },
           h("section", { class: "panel-box" },
             h("h3", {}, "Energy · mean token norm per layer and step (click to pick; band: expert)"),
-            this.energyCanvas),
+            this.energyCanvas,
+            this.energyBar),
           h("section", { class: "panel-box" },
             h("h3", {}, "Depth profile · mean token norm per layer at this step"),
             this.profile))),
@@ -271,6 +273,8 @@ export class LayerView extends RunView {
       },
     });
     this.energy.setRow(this.layerPos);
+    colourBar(this.energyBar, Number.isFinite(lo) ? { lo, hi } : null, this.cmap, "mean token L2 norm");
+    Object.assign(this.energyBar.dataset, Number.isFinite(lo) ? { lo, hi } : {});
     this.energyCanvas.dataset.steps = steps.length;
     this.energyCanvas.dataset.layers = layers.length;
   }

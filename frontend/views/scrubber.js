@@ -5,6 +5,13 @@ import { h } from "../dom.js";
 import { videoFramesLabel } from "../frames.js";
 
 const FPS_CHOICES = [2, 4, 8, 12, 24];
+const KEYS_HINT = "←/→ step · ↑/↓ frame · space play · [ ] layer";
+
+/** Controls whose value is set once (a dropdown, a number box): focus leaves them after a change. */
+export function releasesFocus(target) {
+  if (!(target instanceof HTMLElement)) return false;
+  return target.tagName === "SELECT" || (target.tagName === "INPUT" && target.type === "number");
+}
 
 /** Keys typed into these inputs belong to the input, not to the scrubber. */
 function typingInto(target) {
@@ -26,6 +33,27 @@ export class ScrubberBar {
     });
     this.onKey = (event) => this.key(event);
     document.addEventListener("keydown", this.onKey);
+    // A dropdown or number box keeps focus after it is used, and focused it takes the arrow
+    // keys: give focus back to the page once its value is set, so the shortcuts keep working.
+    this.onChange = (event) => {
+      if (releasesFocus(event.target) && this.explorer.element?.contains(event.target)) event.target.blur();
+    };
+    this.onFocus = () => this.showKeyOwner();
+    document.addEventListener("change", this.onChange);
+    document.addEventListener("focusin", this.onFocus);
+    document.addEventListener("focusout", this.onFocus);
+  }
+
+  /** The keys hint says when a focused field has the keys (and how to give them back). */
+  showKeyOwner() {
+    queueMicrotask(() => {
+      const owner = document.activeElement;
+      const typing = typingInto(owner) && this.explorer.element?.contains(owner);
+      this.keysHint.textContent = typing
+        ? `keys go to the focused ${owner.tagName === "SELECT" ? "dropdown" : "field"} · Esc or Enter gives them back`
+        : KEYS_HINT;
+      this.keysHint.classList.toggle("held", Boolean(typing));
+    });
   }
 
   build() {
@@ -36,7 +64,7 @@ export class ScrubberBar {
     });
     this.stepInput = h("input", {
       type: "number", id: "step-input", min: 0, step: 1, value: 0, class: "num", "aria-label": "exact step",
-      onchange: () => this.enterStep(), onkeydown: (e) => e.key === "Enter" && this.enterStep(),
+      onchange: () => this.enterStep(), onkeydown: (e) => e.key === "Enter" && (this.enterStep(), e.target.blur()),
     });
     this.stepTotal = h("span", { class: "muted", id: "step-total" });
     this.stepInfo = h("span", { class: "step-info", id: "step-info" });
@@ -48,6 +76,7 @@ export class ScrubberBar {
     this.frameInput = h("input", {
       type: "number", id: "frame-input", min: 0, step: 1, value: 0, class: "num", "aria-label": "exact latent frame",
       onchange: () => s.setFrame(Number(this.frameInput.value)),
+      onkeydown: (e) => e.key === "Enter" && e.target.blur(),
     });
     this.frameTotal = h("span", { class: "muted", id: "frame-total" });
     this.frameInfo = h("span", { class: "frame-info", id: "frame-info" });
@@ -61,6 +90,7 @@ export class ScrubberBar {
       } },
       FPS_CHOICES.map((f) => h("option", { value: f, selected: f === this.fps }, `${f} fps`)),
     );
+    this.keysHint = h("span", { class: "keys-hint muted", id: "keys-hint" }, KEYS_HINT);
     this.element = h(
       "div",
       { class: "scrubber" },
@@ -71,7 +101,7 @@ export class ScrubberBar {
       h("div", { class: "scrub-row" },
         h("label", { class: "scrub-label", for: "frame-slider" }, "Frame"),
         this.frameSlider, this.frameInput, this.frameTotal, this.frameInfo,
-        h("span", { class: "keys-hint muted" }, "←/→ step · ↑/↓ frame · space play · [ ] layer")),
+        this.keysHint),
     );
   }
 
@@ -97,6 +127,10 @@ export class ScrubberBar {
   }
 
   key(event) {
+    if (event.key === "Escape" && typingInto(event.target) && this.element.isConnected) {
+      event.target.blur();
+      return;
+    }
     if (event.altKey || event.ctrlKey || event.metaKey || typingInto(event.target)) return;
     if (!this.element.isConnected) return;
     const s = this.scrubber;
@@ -172,5 +206,8 @@ export class ScrubberBar {
     clearInterval(this.timer);
     this.unsubscribe();
     document.removeEventListener("keydown", this.onKey);
+    document.removeEventListener("change", this.onChange);
+    document.removeEventListener("focusin", this.onFocus);
+    document.removeEventListener("focusout", this.onFocus);
   }
 }

@@ -4,16 +4,17 @@
 import { ApiError, artifactUrl, jobs } from "../api.js";
 import { lineChart } from "../charts.js";
 import { fill, fitCanvas, h } from "../dom.js";
-import { videoFramesLabel, videoFramesOfLatent } from "../frames.js";
+import { decodedFramePath, videoFramesLabel, videoFramesOfLatent } from "../frames.js";
 import { JobStream } from "../jobstream.js";
-import { drawFrame, drawPlaceholder, pixelCanvas } from "../preview.js";
+import { drawFrame, drawPlaceholder, gridCellSize, pixelCanvas } from "../preview.js";
 import { RunView } from "./runview.js";
 
 const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"];
 const FRAME_BOX = 340; // largest side of the main frame, in CSS pixels
-const LABEL_W = 34; // step labels left of the grid
-const HEADER_H = 16; // frame labels above the grid
-const GRID_HEIGHT = 280; // the grid's box; taller grids scroll
+const LABEL_W = 40; // step labels left of the grid
+const HEADER_H = 18; // frame labels above the grid
+const ZOOMS = [1, 1.5, 2, 3];
+const LABEL_COLOUR = "#9aa4b2";
 
 export class TrajectoryView extends RunView {
   constructor(explorer) {
@@ -35,8 +36,25 @@ export class TrajectoryView extends RunView {
       h("figcaption", { class: "caption" }, "input first frame (image-to-video)"));
     this.gridCanvas = h("canvas", { id: "grid-canvas" });
     this.gridOverlay = h("canvas", { id: "grid-overlay", class: "overlay" });
-    this.gridScroll = h("div", { class: "grid-scroll" }, h("div", { class: "stack" }, this.gridCanvas, this.gridOverlay));
-    this.gridTitle = h("h3", {}, "x̂₀ grid · steps × latent frames");
+    // Frame numbers (top) and step labels (left) stay in view while the cells scroll.
+    this.gridHeader = h("canvas", { id: "grid-header" });
+    this.gridLabels = h("canvas", { id: "grid-labels" });
+    this.gridScroll = h("div", { class: "grid-scroll" },
+      h("div", { class: "grid-table" },
+        h("div", { class: "grid-corner" }),
+        h("div", { class: "grid-head" }, this.gridHeader),
+        h("div", { class: "grid-side" }, this.gridLabels),
+        h("div", { class: "stack" }, this.gridCanvas, this.gridOverlay)));
+    this.gridTitle = h("span", {}, "x̂₀ grid · steps × latent frames");
+    this.gridZoom = 1;
+    this.zoomSelect = h("select", { id: "grid-zoom", "aria-label": "grid zoom", onchange: () => {
+      this.gridZoom = Number(this.zoomSelect.value);
+      this.explorer.invalidate("layout");
+    } }, ZOOMS.map((z) => h("option", { value: z }, z === 1 ? "fit width" : `${z}×`)));
+    this.finalVideo = h("video", { id: "final-video", controls: true, loop: true, muted: true, playsinline: true, preload: "metadata" });
+    this.finalCaption = h("figcaption", { class: "caption", id: "final-caption" });
+    this.finalFigure = h("figure", { class: "final-figure", hidden: true },
+      h("h3", {}, "Final video"), this.finalVideo, this.finalCaption);
     this.stripCanvas = h("canvas", { id: "filmstrip-canvas" });
     this.stripOverlay = h("canvas", { id: "filmstrip-overlay", class: "overlay" });
     this.stripTitle = h("h3", { id: "filmstrip-title" });
@@ -54,17 +72,20 @@ export class TrajectoryView extends RunView {
         h("div", { class: "col-main" },
           h("figure", { class: "frame-figure" }, this.frameCanvas, this.frameCaption),
           this.inputFigure,
+          this.finalFigure,
           h("section", { class: "decode-panel" },
             h("h3", {}, "Full-quality decode"),
             h("p", { class: "muted small" }, "Previews are a fitted linear map of the latent. Decode this step with the model's VAE (member 0):"),
             h("div", { class: "decode-row" }, this.decodeButton, this.decodeStatus),
             this.decodeFrames)),
         h("div", { class: "col-side" },
-          h("section", { class: "panel-box" }, this.gridTitle, this.gridScroll),
+          h("section", { class: "panel-box" },
+            h("h3", { class: "with-tools" }, this.gridTitle, h("label", { class: "tool" }, "zoom ", this.zoomSelect)),
+            this.gridScroll),
           h("section", { class: "panel-box" }, this.stripTitle,
             h("div", { class: "strip-scroll" }, h("div", { class: "stack" }, this.stripCanvas, this.stripOverlay))),
           h("section", { class: "panel-box" },
-            h("h3", {}, "Timeline · σ, t and expert per step ", this.expertNote),
+            h("h3", {}, "Timeline · σ and expert per step (t of the step is beside the slider) ", this.expertNote),
             this.timeline))),
     );
   }
@@ -99,7 +120,10 @@ export class TrajectoryView extends RunView {
     const data = reasons.has("data") || reasons.has("asset") || reasons.has("layout");
     const ctx = this.context();
     this.renderFrame(ctx);
-    if (data) this.renderInput();
+    if (data) {
+      this.renderInput();
+      this.renderFinalVideo(ctx);
+    }
     if (data || reasons.has("position")) {
       this.renderGrid(ctx, data);
       this.renderStrip(ctx, data || this.stripFrame !== this.scrubber.frame);
@@ -144,58 +168,103 @@ export class TrajectoryView extends RunView {
     }
   }
 
+  /** The decoded output video of the shown trajectory: {dir, video} or null before it exists. */
+  finalOutput(ctx) {
+    const final = this.run.trajectories.get(ctx.name)?.final;
+    return final?.frames_dir ? { dir: final.frames_dir, video: final.video ?? null } : null;
+  }
+
+  /** The decoded final frame standing for latent frame `f` (a bitmap once loaded, else null). */
+  finalFrame(final, f) {
+    const path = decodedFramePath(final.dir, f, this.run.temporal, this.run.videoFrames);
+    this.explorer.cache.want(path, "bitmap");
+    return this.explorer.cache.get(path);
+  }
+
+  renderFinalVideo(ctx) {
+    const final = this.finalOutput(ctx);
+    this.finalFigure.hidden = !final?.video;
+    if (!final?.video || this.finalVideo.dataset.src === final.video) return;
+    this.finalVideo.dataset.src = final.video;
+    this.finalVideo.src = artifactUrl(this.explorer.jobId, final.video);
+    this.finalCaption.textContent = `${ctx.name}${ctx.members > 1 ? " member 0" : ""} · the decoded output (${this.run.videoFrames} frames)`;
+  }
+
   renderGrid(ctx, redraw) {
     const steps = this.scrubber.available;
     const size = this.frameSize(ctx);
+    const final = this.finalOutput(ctx);
+    const rows = steps.length + (final ? 1 : 0);
     const box = this.gridScroll.clientWidth || 600;
-    // As large as the width allows, but small enough that the whole run fits the box when it can.
-    const fitWidth = Math.floor((box - LABEL_W - 8) / ctx.frames);
-    const fitHeight = Math.floor(((GRID_HEIGHT - HEADER_H) / Math.max(1, steps.length) - 1) * (size.w / size.h));
-    const cw = Math.max(6, Math.min(72, fitWidth, Math.max(16, fitHeight)));
-    const ch = Math.max(4, Math.round((cw * size.h) / size.w));
-    const width = LABEL_W + ctx.frames * cw;
-    const height = HEADER_H + steps.length * (ch + 1);
-    const key = `${ctx.name}|${ctx.member}|${cw}|${steps.length}`;
+    // Columns fill the panel's width (less a scrollbar); zoom makes them larger and the grid scrolls.
+    const { cw, ch } = gridCellSize(box - 14, LABEL_W, ctx.frames, size.w / size.h, this.gridZoom);
+    const width = ctx.frames * cw;
+    const height = Math.max(1, rows * (ch + 1));
+    const key = `${ctx.name}|${ctx.member}|${cw}|${rows}`;
     if (redraw || key !== this.gridKey) {
       this.gridKey = key;
       const g = fitCanvas(this.gridCanvas, width, height);
-      fitCanvas(this.gridOverlay, width, height);
+      const labels = fitCanvas(this.gridLabels, LABEL_W, height);
       g.clearRect(0, 0, width, height);
-      g.fillStyle = "#8b95a5";
-      g.font = "10px system-ui, sans-serif";
-      g.textAlign = "center";
-      const every = Math.max(1, Math.ceil(18 / cw));
-      for (let f = 0; f < ctx.frames; f += every) g.fillText(String(f), LABEL_W + f * cw + cw / 2, 11);
+      labels.clearRect(0, 0, LABEL_W, height);
+      labels.font = "12px system-ui, sans-serif";
+      labels.fillStyle = LABEL_COLOUR;
+      labels.textAlign = "right";
+      const every = Math.max(1, Math.ceil(15 / (ch + 1)));
       steps.forEach((step, row) => {
-        const y = HEADER_H + row * (ch + 1);
-        g.fillStyle = "#8b95a5";
-        g.textAlign = "right";
-        if (row % Math.max(1, Math.ceil(12 / (ch + 1))) === 0) g.fillText(String(step), LABEL_W - 6, y + ch / 2 + 4);
-        const { record, bitmap } = this.bitmapAt(ctx.name, step);
+        const y = row * (ch + 1);
+        if (row % every === 0) labels.fillText(String(step), LABEL_W - 6, y + ch / 2 + 4);
+        const { bitmap } = this.bitmapAt(ctx.name, step);
         for (let f = 0; f < ctx.frames; f++) {
-          if (bitmap) drawFrame(g, bitmap, ctx.frames, ctx.members, f, ctx.member, LABEL_W + f * cw, y, cw - 1, ch);
-          else drawPlaceholder(g, LABEL_W + f * cw, y, cw - 1, ch, record ? "" : "");
+          if (bitmap) drawFrame(g, bitmap, ctx.frames, ctx.members, f, ctx.member, f * cw, y, cw - 1, ch);
+          else drawPlaceholder(g, f * cw, y, cw - 1, ch);
         }
       });
-      this.gridLayout = { cw, ch, steps: [...steps], width, height };
+      let finalLoaded = 0;
+      if (final) {
+        // The decoded output under the last step: where the trajectory ends up, at full quality.
+        const y = steps.length * (ch + 1);
+        labels.fillStyle = "#7ee787";
+        labels.fillText("final", LABEL_W - 6, y + ch / 2 + 4);
+        g.imageSmoothingEnabled = true;
+        for (let f = 0; f < ctx.frames; f++) {
+          const bitmap = this.finalFrame(final, f);
+          if (bitmap) {
+            g.drawImage(bitmap, f * cw, y, cw - 1, ch);
+            finalLoaded++;
+          } else drawPlaceholder(g, f * cw, y, cw - 1, ch);
+        }
+      }
+      this.gridLayout = { cw, ch, steps: [...steps], width, height, final: Boolean(final) };
+      Object.assign(this.gridCanvas.dataset, { cw, ch, rows, finalRow: final ? "yes" : "", finalLoaded });
+      // Redraw once every final frame has arrived (the cache asks for a render per asset).
+      if (final && finalLoaded < ctx.frames) this.gridKey = null;
     }
+    const head = fitCanvas(this.gridHeader, width, HEADER_H);
+    head.clearRect(0, 0, width, HEADER_H);
+    head.fillStyle = "rgba(94, 200, 255, 0.25)";
+    head.fillRect(this.scrubber.frame * cw, 0, cw - 1, HEADER_H);
+    head.font = "12px system-ui, sans-serif";
+    head.textAlign = "center";
+    head.fillStyle = LABEL_COLOUR;
+    const everyFrame = Math.max(1, Math.ceil(22 / cw));
+    for (let f = 0; f < ctx.frames; f += everyFrame) head.fillText(String(f), f * cw + cw / 2, 13);
     // The highlight lives on its own canvas: scrubbing redraws two rectangles, not the grid.
     const o = fitCanvas(this.gridOverlay, width, height);
     o.clearRect(0, 0, width, height);
     const row = steps.indexOf(this.scrubber.step);
     if (row >= 0) {
-      const y = HEADER_H + row * (ch + 1);
+      const y = row * (ch + 1);
       o.strokeStyle = "rgba(94, 200, 255, 0.75)";
       o.lineWidth = 1;
-      o.strokeRect(LABEL_W - 0.5, y - 0.5, ctx.frames * cw, ch + 1);
+      o.strokeRect(0.5, y - 0.5, width - 1, ch + 1);
       o.strokeStyle = "#ffffff";
       o.lineWidth = 2;
-      o.strokeRect(LABEL_W + this.scrubber.frame * cw, y - 1, cw + 1, ch + 2);
-      this.keepVisible(this.gridScroll, y, ch);
+      o.strokeRect(this.scrubber.frame * cw + 1, y, cw - 2, ch);
+      this.keepVisible(this.gridScroll, y, ch + HEADER_H);
     }
-    o.fillStyle = "rgba(94, 200, 255, 0.2)";
-    o.fillRect(LABEL_W + this.scrubber.frame * cw, 0, cw - 1, HEADER_H - 2);
-    this.gridTitle.textContent = `x̂₀ grid · ${steps.length} steps × ${ctx.frames} latent frames · ${ctx.name}`;
+    this.gridTitle.textContent =
+      `x̂₀ grid · ${steps.length} steps × ${ctx.frames} latent frames${final ? " + final video" : ""} · ${ctx.name}`;
   }
 
   keepVisible(scroller, y, height) {
@@ -207,41 +276,55 @@ export class TrajectoryView extends RunView {
     const layout = this.gridLayout;
     if (!layout) return;
     const box = this.gridOverlay.getBoundingClientRect();
-    const f = Math.floor((event.clientX - box.left - LABEL_W) / layout.cw);
-    const row = Math.floor((event.clientY - box.top - HEADER_H) / (layout.ch + 1));
-    if (f >= 0 && row >= 0 && row < layout.steps.length) {
-      this.scrubber.setStep(layout.steps[row]);
-      this.scrubber.setFrame(f);
-    }
+    const f = Math.floor((event.clientX - box.left) / layout.cw);
+    const row = Math.floor((event.clientY - box.top) / (layout.ch + 1));
+    if (f < 0 || row < 0) return;
+    if (row < layout.steps.length) this.scrubber.setStep(layout.steps[row]);
+    if (row <= layout.steps.length) this.scrubber.setFrame(f);
   }
 
   renderStrip(ctx, redraw) {
     const steps = this.scrubber.available;
     const frame = this.scrubber.frame;
     const size = this.frameSize(ctx);
+    const final = this.finalOutput(ctx);
+    const cells = steps.length + (final ? 1 : 0);
     const box = this.stripCanvas.parentElement.parentElement.clientWidth || 600;
-    const cw = Math.max(14, Math.min(56, Math.floor(box / Math.max(1, steps.length)) - 1));
+    const cw = Math.max(14, Math.min(72, Math.floor(box / Math.max(1, cells)) - 1));
     const ch = Math.max(8, Math.round((cw * size.h) / size.w));
-    const width = Math.max(1, steps.length * (cw + 1));
-    const height = ch + 14;
-    const key = `${ctx.name}|${ctx.member}|${cw}|${steps.length}|${frame}`;
+    const width = Math.max(1, cells * (cw + 1));
+    const height = ch + 16;
+    const key = `${ctx.name}|${ctx.member}|${cw}|${cells}|${frame}`;
     if (redraw || key !== this.stripKey) {
       this.stripKey = key;
       this.stripFrame = frame;
       const g = fitCanvas(this.stripCanvas, width, height);
       g.clearRect(0, 0, width, height);
-      g.font = "10px system-ui, sans-serif";
+      g.font = "12px system-ui, sans-serif";
       g.textAlign = "center";
-      const every = Math.max(1, Math.ceil(22 / (cw + 1)));
+      const every = Math.max(1, Math.ceil(24 / (cw + 1)));
       steps.forEach((step, i) => {
         const { bitmap } = this.bitmapAt(ctx.name, step);
         const x = i * (cw + 1);
         if (bitmap) drawFrame(g, bitmap, ctx.frames, ctx.members, frame, ctx.member, x, 0, cw, ch);
         else drawPlaceholder(g, x, 0, cw, ch);
-        g.fillStyle = "#8b95a5";
-        if (i % every === 0) g.fillText(String(step), x + cw / 2, ch + 11);
+        g.fillStyle = LABEL_COLOUR;
+        if (i % every === 0) g.fillText(String(step), x + cw / 2, ch + 13);
       });
+      let finalShown = false;
+      if (final) {
+        const x = steps.length * (cw + 1);
+        const bitmap = this.finalFrame(final, frame);
+        g.imageSmoothingEnabled = true;
+        if (bitmap) g.drawImage(bitmap, x, 0, cw, ch);
+        else drawPlaceholder(g, x, 0, cw, ch);
+        finalShown = Boolean(bitmap);
+        g.fillStyle = "#7ee787";
+        g.fillText("final", x + cw / 2, ch + 13);
+        if (!bitmap) this.stripKey = null; // draw it again when the frame arrives
+      }
       this.stripLayout = { cw, steps: [...steps] };
+      Object.assign(this.stripCanvas.dataset, { cells, finalShown: finalShown ? "yes" : "" });
     }
     const o = fitCanvas(this.stripOverlay, width, height);
     o.clearRect(0, 0, width, height);
@@ -255,7 +338,7 @@ export class TrajectoryView extends RunView {
       if (x < scroller.scrollLeft || x + cw > scroller.scrollLeft + scroller.clientWidth) scroller.scrollLeft = x - scroller.clientWidth / 2;
     }
     this.stripTitle.textContent =
-      `Filmstrip · latent frame ${frame} (${videoFramesLabel(frame, this.run.temporal, this.run.videoFrames)}) across steps`;
+      `Filmstrip · latent frame ${frame} (${videoFramesLabel(frame, this.run.temporal, this.run.videoFrames)}) across steps${final ? ", then the final video" : ""}`;
   }
 
   pickStrip(event) {
@@ -291,11 +374,8 @@ export class TrajectoryView extends RunView {
     this.timelineChart = lineChart(this.timeline, {
       x: { domain: [-0.5, total - 0.5], label: "denoising step" },
       y: { domain: [0, 1], label: "σ" },
-      y2: { domain: [0, 1000], label: "t" },
-      series: [
-        { name: "σ", color: "#5ec8ff", points: records.map((r) => ({ x: r.index, y: r.sigma })) },
-        { name: "t", color: "#c792ea", axis: 2, dash: "4 2", dots: false, points: records.map((r) => ({ x: r.index, y: r.t })) },
-      ],
+      // t is the scheduler's timestep, σ × 1000 on these models: a second curve would lie exactly on σ.
+      series: [{ name: "σ", color: "#5ec8ff", points: records.map((r) => ({ x: r.index, y: r.sigma })) }],
       bands,
       vlines,
       cursor: this.scrubber.step,

@@ -267,6 +267,11 @@ def test_switch_layer_and_colour_scale_changes_the_heatmap(page, service, finish
     energy = page.locator("#energy-chart")
     assert energy.get_attribute("data-steps") == str(len(norm_paths))
     assert energy.get_attribute("data-layers") == str(len(layers))
+    # Its colour bar spans the chart's values: mean token norm per (step, layer).
+    means = norms.mean(axis=(3, 4, 5)).mean(axis=1)  # (S, L)
+    bar = page.locator("#energy-colourbar")
+    assert float(bar.get_attribute("data-lo")) == pytest.approx(float(means.min()), rel=1e-4)
+    assert float(bar.get_attribute("data-hi")) == pytest.approx(float(means.max()), rel=1e-4)
     assert requests == [], f"changing layer or colour scale fetched {requests}"
     page.click("#scale-modes label:has(input[value='global'])")
     page.click("label:has(input[value='overlay'])")
@@ -329,6 +334,34 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     commits = [steps[n]["convergence"]["commitment_step"] for n in ("baseline", "noise3")]
     assert page.locator("#commitment-note").get_attribute("data-steps") == ",".join(str(c) for c in commits)
     assert page.locator("#convergence-chart path.series").count() == 4
+    # The step box gave the keys back: ↑ moves the frame, and the convergence chart follows it.
+    assert page.evaluate("() => document.activeElement === document.body")
+    page.keyboard.press("ArrowUp")
+    wait_for_data(page, "#convergence-chart", frame="1")
+    dashed = page.eval_on_selector_all(
+        "#convergence-chart path.series[stroke-dasharray]", "els => els.map(e => e.dataset.series)"
+    )
+    assert dashed == ["baseline frame 1", "noise3 frame 1"]
+    assert "latent frame 1" in page.locator("#commitment-note").inner_text()
+    # A dropdown used from the keyboard also gives the keys back once its value is set.
+    page.focus("#diff-scale")
+    assert "focused dropdown" in page.locator("#keys-hint").inner_text()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(
+        "() => document.getElementById('diff-scale').value === 'step' && document.activeElement === document.body"
+    )
+    page.keyboard.press("ArrowLeft")
+    wait_for_data(page, "#compare-variant", step=str(NOISE_STEP - 1))
+    assert page.locator("#keys-hint").inner_text().startswith("←/→ step")
+    # Labels stay inside the charts; the threshold is named in the legend, off the curves.
+    for chart in ("#convergence-chart", "#cka-chart"):
+        width = page.locator(chart).bounding_box()["width"]
+        rights = page.eval_on_selector_all(f"{chart} text", "els => els.map(e => e.getBBox().x + e.getBBox().width)")
+        assert max(rights) <= width + 0.5, f"{chart}: a label runs past the edge"
+    assert "commit threshold" in page.locator("#convergence-chart g.legend").text_content()
+    # The layer × step CKA matrix has a colour bar up to its largest value.
+    layer_cka = max(max(row) for row in data["layer_norm_cka_distance"]["values"])
+    assert float(page.locator("#layer-cka-colourbar").get_attribute("data-hi")) == pytest.approx(layer_cka)
     screenshot(page, "compare_noise_variant")
 
 
@@ -418,13 +451,49 @@ def test_token_is_asked_for_once_and_kept_in_a_cookie(page, service, finished_ru
         api.stop()
 
 
-def test_timeline_shows_sigma_of_every_step(page, service, finished_run):
+def test_timeline_shows_sigma_of_every_step_and_the_final_video(page, service, client, finished_run):
     open_job(page, service, finished_run.id)
     steps = finished_run.manifest["trajectories"]["baseline"]["steps"]
     page.wait_for_function(f"() => document.querySelectorAll('#timeline g.points circle').length === {len(steps)}")
     sigmas = page.eval_on_selector_all("#timeline g.points circle", "els => els.map(e => Number(e.dataset.value))")
     assert sigmas == pytest.approx([s["sigma"] for s in steps])
     assert math.isclose(float(page.locator("#timeline").get_attribute("data-cursor")), steps[-1]["index"])
+    assert page.locator("#timeline path.series").count() == 1, "σ only: t = 1000σ would lie on it"
+    # The final video: a player, and the last row of the grid (one decoded frame per latent frame).
+    final = finished_run.manifest["trajectories"]["baseline"]["final"]
+    frames = finished_run.manifest["shapes"]["latent"][1]
+    assert page.locator("#final-video").get_attribute("data-src") == final["video"]
+    page.wait_for_function("() => document.getElementById('final-video').readyState >= 1")
+    wait_for_data(page, "#grid-canvas", finalRow="yes", finalLoaded=str(frames))
+    grid = page.locator("#grid-canvas")
+    cw, ch = int(grid.get_attribute("data-cw")), int(grid.get_attribute("data-ch"))
+    frame = 2  # latent frame 2 ↔ video frames 5–8: the cell shows video frame 8
+    jpg_bytes = client.artifact(finished_run.id, f"{final['frames_dir']}/frame_008.jpg")
+    jpg = Image.open(io.BytesIO(jpg_bytes)).convert("RGB")
+    expected = np.asarray(jpg.resize((cw - 1, ch), Image.BILINEAR)).astype(int)
+    y = len(steps) * (ch + 1)
+    inside = [(x, yy) for yy in (ch // 4, ch // 2, 3 * ch // 4) for x in ((cw - 1) // 4, (cw - 1) // 2)]
+    points = [(frame * cw + x, y + yy) for x, yy in inside]
+    shown = np.array(page.evaluate(CANVAS_PIXELS, ["#grid-canvas", points]))
+    want = np.array([expected[yy - y, x - frame * cw] for x, yy in points])
+    assert np.abs(shown - want).mean() < 24, (shown, want)
+    wait_for_data(page, "#filmstrip-canvas", finalShown="yes", cells=str(len(steps) + 1))
+    # The grid fills its panel's width; its frame header stays in view as the cells scroll; zoom.
+    box = page.locator(".grid-scroll").evaluate("el => el.clientWidth")
+    assert frames * cw >= 0.85 * box
+    page.locator(".grid-scroll").evaluate("el => { el.scrollTop = 60; }")
+    head = page.locator("#grid-header").bounding_box()
+    assert abs(head["y"] - page.locator(".grid-scroll").bounding_box()["y"]) <= 1
+    page.select_option("#grid-zoom", "2")
+    page.wait_for_function(f"() => Number(document.getElementById('grid-canvas').dataset.cw) >= {2 * cw - 1}")
+    page.select_option("#grid-zoom", "1")
+    # Text: chart ticks, grid-side hints and the keys hint at 12 px or more.
+    sizes = page.evaluate(
+        """() => ['#timeline text.tick', '#keys-hint', '.caption'].map(
+             (s) => parseFloat(getComputedStyle(document.querySelector(s)).fontSize))"""
+    )
+    assert min(sizes) >= 12, sizes
+    page.locator(".grid-scroll").evaluate("el => { el.scrollTop = el.scrollHeight; }")
     screenshot(page, "trajectory_view")
 
 
