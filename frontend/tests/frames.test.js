@@ -33,3 +33,12 @@ test("labels", () => {
   assert.equal(latentFrameCount(1), 1);
   assert.throws(() => videoFramesOfLatent(-1), RangeError);
 });
+
+test("a latent frame's decoded stand-in is its last video frame, clamped to the video", async () => {
+  const { decodedFramePath } = await import("../frames.js");
+  assert.equal(decodedFramePath("trajectories/baseline/final", 0), "trajectories/baseline/final/frame_000.jpg");
+  assert.equal(decodedFramePath("d", 2), "d/frame_008.jpg");
+  assert.equal(decodedFramePath("d", 20, 4, 81), "d/frame_080.jpg");
+  assert.equal(decodedFramePath("d", 5, 4, 19), "d/frame_018.jpg");
+  assert.throws(() => decodedFramePath("d", -1), RangeError);
+});

@@ -40,3 +40,14 @@ test("pixelCanvas leaves a canvas of the right size alone (no clearing reallocat
   pixelCanvas(sized, 13, 8, 250);
   assert.equal(writes, 0);
 });
+
+test("grid cells fill the box's width, keep the frame's aspect and grow with zoom", async () => {
+  const { gridCellSize } = await import("../preview.js");
+  // 700 px box, 40 px labels, 5 frames: 132 px columns (131 px image + 1 px gap), square frames.
+  assert.deepEqual(gridCellSize(700, 40, 5, 1), { cw: 132, ch: 131 });
+  // 832×480 frames are wider than tall.
+  assert.deepEqual(gridCellSize(700, 40, 5, 832 / 480), { cw: 132, ch: 76 });
+  assert.deepEqual(gridCellSize(700, 40, 5, 1, 2), { cw: 264, ch: 263 });
+  // 21 latent frames in a narrow box: never below 8 px.
+  assert.equal(gridCellSize(100, 40, 21, 1).cw, 8);
+});
