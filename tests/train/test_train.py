@@ -266,3 +266,19 @@ def test_the_ema_moves_by_one_minus_its_warming_up_decay():
     torch.testing.assert_close(ema.shadow.weight, start + 0.9)
     ema.update(10**6)  # decay 0.999: 0.1% of the remaining 0.1
     torch.testing.assert_close(ema.shadow.weight, start + 0.9 + 0.001 * 0.1)
+
+
+def test_the_same_seed_trains_the_same_model_and_another_seed_starts_elsewhere(smoke_run, tmp_path):
+    from safetensors.torch import load_file
+
+    out, record = smoke_run
+    again = train(SMOKE, tmp_path, device="cpu", log=lambda line: None)
+    for loss in ("vae_reconstruction_mse", "flow_matching_loss"):
+        assert again["fixed_batch"][loss] == pytest.approx(record["fixed_batch"][loss], rel=1e-5)
+    for part, name in (("transformer", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model")):
+        first = load_file(out / "pipeline" / part / f"{name}.safetensors")
+        second = load_file(tmp_path / "pipeline" / part / f"{name}.safetensors")
+        for key, tensor in first.items():
+            torch.testing.assert_close(second[key], tensor, rtol=1e-5, atol=1e-6)
+    other = seeded_components(SMOKE.replace(seed=1))[2].state_dict()
+    assert any(not torch.allclose(t, other[k]) for k, t in seeded_components(SMOKE)[2].state_dict().items())
