@@ -239,6 +239,42 @@ export function messageFor(detail, field) {
   return field && detail.startsWith(prefix) ? detail.slice(prefix.length) : detail;
 }
 
+// Pydantic's wording of common refusals → what the field wants, in the form's own terms.
+const PLAIN_WORDS = [
+  [/^List should have at least (\d+) items? after validation, not 0$/, (n) => (n === "1" ? "give at least one value" : `give at least ${n} values`)],
+  [/^Input should be greater than or equal to (\S+)$/, (n) => `must be at least ${n}`],
+  [/^Input should be greater than (\S+)$/, (n) => `must be more than ${n}`],
+  [/^Input should be less than or equal to (\S+)$/, (n) => `must be at most ${n}`],
+  [/^Input should be less than (\S+)$/, (n) => `must be less than ${n}`],
+  [/^Input should be a valid integer.*$/, () => "must be a whole number"],
+  [/^Input should be a valid number.*$/, () => "must be a number"],
+  [/^Field required$/, () => "required"],
+];
+
+/**
+ * What to show beside a refused input: the API's message in plain words, with the valid range
+ * of index lists (steps, latent frames, layers) from `context` {steps, latentFrames, layers}.
+ */
+export function explainFieldError(detail, field, context = {}) {
+  let text = messageFor(detail, field);
+  for (const [pattern, say] of PLAIN_WORDS) {
+    const match = text.match(pattern);
+    if (match) {
+      text = say(match[1]);
+      break;
+    }
+  }
+  const key = field?.split(".").filter((part) => !/^\d+$/.test(part)).pop();
+  const counts = { steps: ["step", context.steps], frames: ["latent frame", context.latentFrames], layers: ["layer", context.layers] };
+  const [noun, count] = counts[key] ?? [];
+  // Only where the message does not already give a range ("… 10 steps (0..9)").
+  if (noun && Number.isInteger(count) && count > 0 && /^variants\./.test(field) && !/\d\s*(\.\.|–)\s*\d/.test(text)) {
+    text = text.replace(/^give at least one value$/, `give at least one ${noun}`);
+    text += ` (valid ${noun}s: 0–${count - 1})`;
+  }
+  return text;
+}
+
 /** Steps the interventions act at, for markers on curves (no step list: every step, no marker). */
 export function interventionSteps(interventions = []) {
   const marks = [];

@@ -166,3 +166,24 @@ test("intervention markers and summaries", () => {
   assert.equal(describeIntervention(ivs[0]), "noise ×0.5 at step 3, 7");
   assert.equal(describeIntervention(ivs[1]), "noise ×1 in latent frame 2 at steps all");
 });
+
+test("refusals read as what the field wants, with the run's valid range for index lists", async () => {
+  const { explainFieldError } = await import("../specform.js");
+  const context = { steps: 20, latentFrames: 5, layers: 30 };
+  const empty = "List should have at least 1 item after validation, not 0";
+  assert.equal(explainFieldError(`variants.0.interventions.0.steps: ${empty}`, "variants.0.interventions.0.steps", context),
+    "give at least one step (valid steps: 0–19)");
+  assert.equal(explainFieldError(`variants.1.interventions.0.frames: ${empty}`, "variants.1.interventions.0.frames", context),
+    "give at least one latent frame (valid latent frames: 0–4)");
+  assert.equal(explainFieldError(`variants.0.interventions.0.layers: ${empty}`, "variants.0.interventions.0.layers", context),
+    "give at least one layer (valid layers: 0–29)");
+  // A message that already names the range gets no second one.
+  assert.equal(explainFieldError("variants.0.interventions.0.steps: step 25 is beyond the run's 20 steps (0..19)",
+    "variants.0.interventions.0.steps", context), "step 25 is beyond the run's 20 steps (0..19)");
+  assert.equal(explainFieldError("steps: Input should be greater than or equal to 1", "steps", context), "must be at least 1");
+  assert.equal(explainFieldError("seed: Input should be a valid integer, got a number with a fractional part", "seed"),
+    "must be a whole number");
+  // Without a known run size, no range is invented.
+  assert.equal(explainFieldError(`variants.0.interventions.0.steps: ${empty}`, "variants.0.interventions.0.steps", {}),
+    "give at least one value");
+});

@@ -5,7 +5,7 @@
 import { ApiError, models as fetchModels, request, specSchema } from "../api.js";
 import { fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
-import { buildSpec, FieldError, fieldForError, interventionForms, messageFor } from "../specform.js";
+import { buildSpec, explainFieldError, FieldError, fieldForError, interventionForms } from "../specform.js";
 
 let nextId = 0;
 
@@ -21,6 +21,8 @@ function input(id, attrs = {}) {
   return h("input", { id, name: id, ...attrs });
 }
 
+const EXAMPLE_PROMPT = "a red ball rolls through a green hedge maze, turns at two corners and stops at the exit";
+
 export class SubmitView {
   constructor({ onSubmitted }) {
     this.onSubmitted = onSubmitted;
@@ -31,7 +33,9 @@ export class SubmitView {
 
   build() {
     this.model = h("select", { id: "model", name: "model", onchange: () => this.modelChanged(true) });
-    this.prompt = h("textarea", { id: "prompt", rows: 3, placeholder: "a ball rolls through a maze and finds the exit" });
+    // A real example, so that submitting the defaults makes a meaningful run.
+    this.prompt = h("textarea", { id: "prompt", rows: 3, placeholder: "describe the video" });
+    this.prompt.value = EXAMPLE_PROMPT;
     this.negative = h("textarea", { id: "negative-prompt", rows: 1, placeholder: "optional" });
     this.image = input("image", { type: "file", accept: "image/png,image/jpeg,image/webp,image/bmp,image/gif", onchange: () => this.showImage() });
     this.imageThumb = h("img", { class: "thumb", alt: "", hidden: true });
@@ -49,7 +53,9 @@ export class SubmitView {
     this.decodeSteps = input("probe-decode-steps", { type: "text", placeholder: "e.g. 5, 10" });
     this.finalDecode = input("probe-final-decode", { type: "checkbox", checked: true });
     this.forms = {}; // intervention kind → form, from the spec's JSON Schema (see start())
-    this.variantKind = h("select", { id: "add-variant-kind" });
+    this.variantKind = h("select", { id: "add-variant-kind", "aria-label": "intervention kind", onchange: () => {
+      for (const button of this.variantList.querySelectorAll(".add-to-variant")) button.textContent = `+ add ${this.kindLabel()} to this variant`;
+    } });
     this.variantList = h("div", { class: "variants", dataset: { field: "variants" } });
     this.formError = h("div", { class: "form-error", id: "form-error", role: "alert", hidden: true });
     this.specPreview = h("pre", { class: "spec-json", id: "spec-json" });
@@ -91,8 +97,9 @@ export class SubmitView {
       h("fieldset", {}, h("legend", {}, "Variants"),
         h("p", { class: "muted small" }, "Each variant reruns the baseline's inputs with its interventions and is compared with the baseline (difference, 1 − CKA, convergence)."),
         this.variantList,
-        h("div", { class: "add-variant" }, this.variantKind,
-          h("button", { type: "button", id: "add-variant", onclick: () => this.addVariant(this.variantKind.value) }, "+ Add variant"))),
+        h("div", { class: "add-variant" }, h("label", { for: "add-variant-kind" }, "Intervention"), this.variantKind,
+          h("button", { type: "button", id: "add-variant", onclick: () => this.addVariant(this.variantKind.value) }, "+ new variant with it"),
+          h("span", { class: "hint" }, "or add it to a variant above"))),
       h("div", { class: "form-actions" },
         this.submitButton,
         h("details", { ontoggle: () => this.previewSpec() }, h("summary", {}, "Spec JSON"), this.specPreview)),
@@ -150,6 +157,11 @@ export class SubmitView {
 
   // -- variants ------------------------------------------------------------------------------
 
+  /** The intervention kind chosen in the one kind picker, as its label. */
+  kindLabel() {
+    return (this.forms[this.variantKind.value]?.label ?? "intervention").toLowerCase();
+  }
+
   kindOptions() {
     return Object.entries(this.forms).map(([kind, form]) => h("option", { value: kind }, form.label));
   }
@@ -174,7 +186,6 @@ export class SubmitView {
   renderVariants() {
     fill(this.variantList, this.variants.map((variant, vi) => {
       const name = input(`variant-${vi}-name`, { type: "text", value: variant.name, oninput: (e) => { variant.name = e.target.value; } });
-      const addKind = h("select", { "aria-label": "intervention kind" }, this.kindOptions());
       return h("div", { class: "variant-card", dataset: { field: `variants.${vi}` } },
         h("div", { class: "variant-head" },
           field(`variants.${vi}.name`, "Variant name", name),
@@ -185,11 +196,11 @@ export class SubmitView {
         h("div", { class: "interventions", dataset: { field: `variants.${vi}.interventions` } },
           variant.interventions.map((iv, ii) => this.renderIntervention(variant, vi, iv, ii))),
         h("span", { class: "field-error" }),
-        h("div", { class: "add-intervention" }, addKind,
-          h("button", { type: "button", class: "small", onclick: () => {
-            variant.interventions.push(this.newIntervention(addKind.value));
+        h("div", { class: "add-intervention" },
+          h("button", { type: "button", class: "small add-to-variant", onclick: () => {
+            variant.interventions.push(this.newIntervention(this.variantKind.value));
             this.renderVariants();
-          } }, "+ intervention")));
+          } }, `+ add ${this.kindLabel()} to this variant`)));
     }));
   }
 
@@ -313,12 +324,22 @@ export class SubmitView {
     }
     const slot = wrapper.querySelector(":scope > .field-error");
     wrapper.classList.add("invalid");
-    slot.textContent = wrapper.dataset.field === fieldPath ? messageFor(detail, fieldPath) : detail;
+    slot.textContent = wrapper.dataset.field === fieldPath ? explainFieldError(detail, fieldPath, this.indexRanges()) : detail;
     slot.title = detail;
     const control = wrapper.querySelector("input, select, textarea");
     control?.setAttribute("aria-invalid", "true");
     wrapper.scrollIntoView({ block: "center", behavior: "instant" });
     control?.focus({ preventScroll: true });
+  }
+
+  /** How many steps, latent frames and layers the form's run has: the valid ranges of index lists. */
+  indexRanges() {
+    const frames = Number(this.frames.value);
+    return {
+      steps: Number(this.steps.value),
+      latentFrames: Number.isInteger(frames) && frames >= 1 ? latentFrameCount(frames) : undefined,
+      layers: this.selectedModel()?.num_layers,
+    };
   }
 
   showFormError(detail) {
