@@ -5,11 +5,24 @@ from __future__ import annotations
 import pytest
 
 from stepscope.models import PRESETS
-from stepscope.spec import MAX_ENSEMBLE, SpecError, check_against_model, parse_spec
+from stepscope.spec import (
+    MAX_ENSEMBLE,
+    MAX_SWEEP_MEMBERS,
+    MAX_VARIANTS,
+    SpecError,
+    check_against_model,
+    latent_frame_of,
+    parse_spec,
+)
 
 
 def _variant(iv: dict) -> dict:
     return {"steps": 10, "variants": [{"name": "v", "interventions": [iv]}]}
+
+
+def _sweep(over: str, values: list, iv: dict | None = None) -> dict:
+    iv = iv or {"kind": "noise_at_step", "steps": [0], "strength": 1}
+    return {"steps": 10, "sweeps": [{"name": "s", "over": over, "values": values, "intervention": iv}]}
 
 
 @pytest.mark.parametrize(
@@ -66,6 +79,42 @@ def _variant(iv: dict) -> dict:
             {"variants": [{"name": "x", "interventions": [{"kind": "guidance", "scale": 1}]}] * 2},
             "variants.1.name",
             "duplicate",
+        ),
+        (
+            _variant({"kind": "noise_at_frame", "frames": [17], "frame_units": "video", "strength": 1}),
+            "variants.0.interventions.0.frames",
+            "video frame 17 is out of range",
+        ),
+        (
+            _variant({"kind": "noise_at_step", "steps": [1], "strength": 1, "units": "std"}),
+            "variants.0.interventions.0.units",
+            "sigma",
+        ),
+        (
+            _variant({"kind": "seed_ensemble", "seeds": [1, 2], "mode": "mean"}),
+            "variants.0.interventions.0.mode",
+            "updates",
+        ),
+        (_sweep("layers", [1]), "sweeps.0.over", "noise_at_step has no layers"),
+        (_sweep("steps", [3, 10]), "sweeps.0.values.1", "beyond the run's 10 steps"),
+        (_sweep("steps", [3, 3]), "sweeps.0.values", "each value once"),
+        (_sweep("steps", [2.5]), "sweeps.0.values.0", "whole numbers"),
+        (_sweep("strength", [101.0]), "sweeps.0.values.0", "strength must be in"),
+        (_sweep("steps", list(range(MAX_SWEEP_MEMBERS + 1))), "sweeps.0.values", f"at most {MAX_SWEEP_MEMBERS}"),
+        (
+            _sweep("frames", [9], {"kind": "noise_at_frame", "frames": [0], "strength": 1}),
+            "sweeps.0.values.0",
+            "latent frame 9 is out of range",
+        ),
+        (
+            {**_sweep("steps", [1]), "variants": [{"name": "s", "interventions": [{"kind": "guidance", "scale": 1}]}]},
+            "sweeps.0.name",
+            "already the name",
+        ),
+        (
+            _sweep("steps", [1], {"kind": "noise_at_step", "steps": [], "strength": 1}),
+            "sweeps.0.intervention.steps",
+            "at least 1",
         ),
     ],
 )
@@ -141,3 +190,47 @@ def test_each_axis_stays_within_the_models_rotary_table():
     # Real Wan models cover 1024 positions per axis: the spec's own maxima fit.
     real = PRESETS["wan2.1-t2v-1.3b"].info
     check_against_model(parse_spec({"height": 1280, "width": 1280, "frames": 241}), real)
+
+
+def test_video_frames_map_to_the_latent_frame_holding_them():
+    # Wan's VAE: video frame 0 alone in latent frame 0, then frames 4k-3..4k in latent frame k.
+    assert [latent_frame_of(v) for v in range(10)] == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
+    iv = parse_spec(
+        _variant({"kind": "noise_at_frame", "frames": [0, 5, 8, 16], "frame_units": "video", "strength": 1})
+    )
+    assert iv.variants[0].interventions[0].latent_frame_list == [0, 2, 4]
+    swap = parse_spec(
+        _variant({"kind": "layer_swap", "layers": [1], "frames": [3], "frame_units": "video", "source": {}})
+    )
+    assert swap.variants[0].interventions[0].latent_frame_list == [1]
+    latent = parse_spec(_variant({"kind": "noise_at_frame", "frames": [3], "strength": 1}))
+    assert latent.variants[0].interventions[0].latent_frame_list == [3]
+
+
+def test_noise_units_default_to_what_relative_says():
+    def units(**kw):
+        return parse_spec(_variant({"kind": "noise_at_step", "steps": [1], "strength": 1, **kw})).variants[0]
+
+    assert units().interventions[0].strength_units == "latent_std"
+    assert units(relative=False).interventions[0].strength_units == "absolute"
+    assert units(units="sigma").interventions[0].strength_units == "sigma"
+
+
+def test_the_seed_ensemble_defaults_to_the_updates_mode():
+    spec = parse_spec(_variant({"kind": "seed_ensemble", "seeds": [0, 1, 2]}))
+    assert spec.variants[0].interventions[0].mode == "updates"
+
+
+def test_a_sweep_has_one_member_per_value_beyond_the_variant_cap():
+    values = list(range(50))
+    spec = parse_spec({**_sweep("steps", values), "steps": 50})
+    members = spec.sweeps[0].members()
+    assert len(members) == 50 > MAX_VARIANTS
+    assert [m.steps for m in members] == [[v] for v in values]
+    assert all(m.strength == 1.0 and m.kind == "noise_at_step" for m in members)
+    strengths = parse_spec(_sweep("strength", [0.25, 2])).sweeps[0].members()
+    assert [m.strength for m in strengths] == [0.25, 2.0] and strengths[0].steps == [0]
+    layers = parse_spec(
+        _sweep("layers", [3, 1], {"kind": "layer_swap", "layers": [0], "steps": [2], "source": {"seed": 1}})
+    ).sweeps[0]
+    assert [(m.layers, m.steps, m.source.seed) for m in layers.members()] == [([3], [2], 1), ([1], [2], 1)]

@@ -212,11 +212,26 @@ class Run:
         return list(self.record.variants)
 
     def metrics(self, variant: str) -> dict:
-        """The comparison of a variant with the baseline, with its difference maps as an array."""
+        """The comparison of a variant (or sweep member) with the baseline, its difference maps as an array.
+
+        Runs of formats 1 and 2 are read with today's names (their `layer_norm_cka_distance` is
+        `layer_norm_map_r2_distance`).
+        """
         entry = self.record.metrics[variant]
-        data = self.dir.read_json(entry.file)
+        stored = rf.MetricsFile.model_validate(self.dir.read_json(entry.file))
+        data = stored.model_dump(mode="json", by_alias=True, exclude_unset=True)
         data["difference"] = self.dir.read_array(entry.difference)
         return data
+
+    @property
+    def sweeps(self) -> list[str]:
+        return list(self.record.sweeps)
+
+    def sweep(self, name: str) -> dict:
+        """A sweep's record: swept parameter, values, member names and the summary `curve` against the values."""
+        if name not in self.record.sweeps:
+            raise KeyError(f"no sweep {name!r} in this run; sweeps: {self.sweeps}")
+        return self.record.sweeps[name].model_dump(mode="json")
 
 
 def load_run(path: str) -> Run:

@@ -20,20 +20,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FORMAT = f"stepscope-run/{FORMAT_VERSION}"
 # Versions this code reads. 1 differs only in naming swap-source images
-# `inputs/<variant>-source-<i>.png` (recorded in `inputs`, so readers need no change).
-READABLE_FORMATS = {"stepscope-run/1": 1, FORMAT: FORMAT_VERSION}
+# `inputs/<variant>-source-<i>.png` (recorded in `inputs`, so readers need no change); 1 and 2
+# name the norm-map metric `layer_norm_cka_distance` (MetricsFile reads it as layer_norm_map_r2_distance).
+READABLE_FORMATS = {"stepscope-run/1": 1, "stepscope-run/2": 2, FORMAT: FORMAT_VERSION}
 
 MANIFEST = "manifest.json"
 RUN_PREFIX = "run:"  # a spec image already stored in the run directory, e.g. run:inputs/first_frame.png
 BASELINE = "baseline"
 
 Status = Literal["running", "finished", "failed", "cancelled"]
-TrajectoryKind = Literal["baseline", "variant", "swap_source"]
+TrajectoryKind = Literal["baseline", "variant", "swap_source", "sweep_member"]
 
 
 class RunFormatError(ValueError):
@@ -55,6 +56,11 @@ def swap_source_name(variant: str, intervention: int) -> str:
     return f"{variant}.source{intervention}"
 
 
+def sweep_member_name(sweep: str, index: int) -> str:
+    """The trajectory (and metrics) name of member `index` of a sweep: `<sweep>.003`."""
+    return f"{sweep}.{index:03d}"
+
+
 def input_image_path(field: str) -> str:
     """Where the image of a spec field is stored (`image`, `variants.0.interventions.1.source.image`)."""
     if field == "image":
@@ -73,6 +79,11 @@ def preview_path(trajectory: str, step: int) -> str:
 
 def x0_path(trajectory: str, step: int) -> str:
     return f"{trajectory_dir(trajectory)}/x0/{step_name(step)}.npy"
+
+
+def x0_cond_path(trajectory: str, step: int) -> str:
+    """x̂₀ of the conditional prediction alone (probes.cond_x0)."""
+    return f"{trajectory_dir(trajectory)}/x0_cond/{step_name(step)}.npy"
 
 
 def layer_norms_path(trajectory: str, pass_name: str, step: int) -> str:
@@ -170,7 +181,7 @@ class StepRecord(_Record):
     sigma: float
     expert: str
     artifacts: dict[str, str] = Field(
-        description="'preview', 'x0' and 'layer_norms.<pass>' → paths in the run directory"
+        description="'preview', 'x0', 'x0_cond' and 'layer_norms.<pass>' → paths in the run directory"
     )
     timings: StepTimings
 
@@ -223,6 +234,20 @@ class TrajectoryResult(_Record):
     forward_to_event_seconds: Percentiles
 
 
+class AppliedPerturbation(_Record):
+    """A latent perturbation as realised: δ added to the latent entering `step` (docs/experiments.md)."""
+
+    step: int
+    kind: str = Field(description="noise_at_step or noise_at_frame")
+    frames: list[int] | None = Field(description="latent frames that got noise; null for all")
+    noise_l2: list[float] = Field(description="‖δ‖ per batch member")
+    latent_l2: list[float] = Field(description="‖x‖ per batch member of the latent before δ")
+    solver_state: Literal["model_input", "model_input+corrected_sample"] = Field(
+        description="model_input: δ is the whole solver state's shift; +corrected_sample: UniPC's corrected "
+        "sample was shifted by δ too"
+    )
+
+
 class TrajectoryEntry(_Record):
     """One trajectory: the baseline, a variant or a swap source (run B of a layer swap)."""
 
@@ -238,6 +263,10 @@ class TrajectoryEntry(_Record):
     variant: str | None = None
     interventions: list[dict[str, Any]] | None = None
     returned_member: int | None = Field(None, description="a seed ensemble's member that continues (0)")
+    perturbations: list[AppliedPerturbation] | None = Field(None, description="latent perturbations as realised")
+    # sweep members
+    sweep: str | None = None
+    sweep_index: int | None = None
     # swap sources
     source_of: str | None = None
     intervention: int | None = None
@@ -267,8 +296,20 @@ class LayerNormDistance(_Record):
     values: list[list[float]]
 
 
+class HiddenStateDistance(_Record):
+    """1 − linear CKA of hidden states (tokens × hidden dim), baseline vs variant, per layer and step."""
+
+    pass_name: str = Field(alias="pass")
+    layers: list[int]
+    values: list[list[float | None]] = Field(description="(layers, steps); null where not compared")
+    error_bound: list[list[float | None]] = Field(
+        description="bound on |sketched − exact| per value; 0 where the state had ≤ sketch_rows tokens (exact)"
+    )
+    sketch_rows: int
+
+
 class MetricsFile(_Record):
-    """metrics/<variant>.json: a variant compared with the baseline."""
+    """metrics/<variant>.json: a variant (or sweep member) compared with the baseline."""
 
     variant: str
     baseline: str
@@ -277,8 +318,45 @@ class MetricsFile(_Record):
     difference: str
     difference_shape: list[int]
     final_relative_l2: float
-    layer_norm_cka_distance: LayerNormDistance | None = None
+    layer_norm_map_r2_distance: LayerNormDistance | None = Field(
+        None, description="1 − r² of per-token norm maps per (layer, step); blind to direction"
+    )
+    hidden_state_cka_distance: HiddenStateDistance | None = None
     commitment_step: dict[str, int | None]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        # Formats 1 and 2 stored the norm-map metric as layer_norm_cka_distance.
+        if isinstance(data, dict) and "layer_norm_cka_distance" in data and "layer_norm_map_r2_distance" not in data:
+            data = dict(data)
+            data["layer_norm_map_r2_distance"] = data.pop("layer_norm_cka_distance")
+        return data
+
+
+class SweepCurve(_Record):
+    """One value per sweep member, in the order of the sweep's values."""
+
+    cka_x0_distance_final: list[float | None] = Field(description="1 − CKA of x̂₀ at the last captured step")
+    hidden_state_cka_distance_final: list[list[float | None]] | None = Field(
+        None, description="1 − CKA of hidden states at the last captured step, per member then per layer"
+    )
+    hidden_state_layers: list[int] | None = None
+    final_relative_l2: list[float] = Field(description="‖x̂₀ − x̂₀_base‖/‖x̂₀_base‖ at the last captured step")
+    score: list[float | None] = Field(description="task score per member; null until a task scorer is given")
+
+
+class SweepRecord(_Record):
+    """A sweep: one intervention swept over one parameter, a trajectory per value."""
+
+    intervention: dict[str, Any] = Field(description="the template intervention")
+    over: str
+    values: list[float]
+    members: list[str] = Field(description="trajectory and metrics name of each member")
+    members_from: Literal["scratch"] = Field(
+        "scratch", description="how members ran: from step 0 (the shared prefix is re-run)"
+    )
+    curve: SweepCurve | None = None
 
 
 class Manifest(_Record):
@@ -303,12 +381,22 @@ class Manifest(_Record):
     trajectories: dict[str, TrajectoryEntry] = Field(default_factory=dict)
     variants: list[str] = Field(default_factory=list)
     metrics: dict[str, MetricSummary] = Field(default_factory=dict)
+    sweeps: dict[str, SweepRecord] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list, description="what the run does less than it appears to")
     timings: dict[str, float] = Field(default_factory=dict)
 
     @classmethod
     def start(cls, **fields: Any) -> Manifest:
         """A new run's manifest: status running, every collection present (and empty)."""
-        empty = {"inputs": {}, "trajectories": {}, "variants": [], "metrics": {}, "timings": {}}
+        empty = {
+            "inputs": {},
+            "trajectories": {},
+            "variants": [],
+            "metrics": {},
+            "sweeps": {},
+            "warnings": [],
+            "timings": {},
+        }
         base = {"format": FORMAT, "format_version": FORMAT_VERSION, "status": "running", "created": now()}
         return cls(**{**base, "finished": None, "error": None, **empty, **fields})
 
@@ -403,6 +491,19 @@ class ManifestWriter:
 
     def add_metric(self, variant: str, summary: MetricSummary) -> None:
         self._change(lambda m: m.metrics.__setitem__(variant, summary))
+
+    def add_warnings(self, warnings: list[str]) -> None:
+        self._change(lambda m: m.warnings.extend(warnings))
+
+    def set_perturbations(self, trajectory: str, applied: list[dict]) -> None:
+        records = [AppliedPerturbation(**a) for a in applied]
+        self._change(lambda m: setattr(m.trajectories[trajectory], "perturbations", records))
+
+    def start_sweep(self, name: str, record: SweepRecord) -> None:
+        self._change(lambda m: m.sweeps.__setitem__(name, record))
+
+    def set_sweep_curve(self, name: str, curve: SweepCurve) -> None:
+        self._change(lambda m: setattr(m.sweeps[name], "curve", curve))
 
     def finish(self, status: Status, error: str | None, total_seconds: float, traceback: str | None = None) -> None:
         """The run's end: its status, and that of every trajectory still running."""

@@ -25,6 +25,8 @@ MAX_STEPS = 200
 MAX_SIDE = 1280
 MAX_FRAMES = 241
 MAX_VARIANTS = 16
+MAX_SWEEPS = 4
+MAX_SWEEP_MEMBERS = MAX_STEPS  # members of one sweep: up to one per step of the longest run
 MAX_INTERVENTIONS = 8
 MAX_ENSEMBLE = 8  # seeds in one seed_ensemble batch: k latents live on the device at once
 MAX_SEED = 2**63 - 1
@@ -73,7 +75,10 @@ class Probes(_Strict):
         "all", description="blocks whose per-token output L2 norms are recorded, in every expert"
     )
     passes: Passes = Field("cond", description="which CFG pass the layer norms come from")
-    x0_arrays: bool = Field(True, description="store x̂₀ latents (float16) besides the RGB previews")
+    x0_arrays: bool = Field(True, description="store x̂₀ latents (float32 .npy) besides the RGB previews")
+    cond_x0: bool = Field(
+        False, description="also store x̂₀ of the conditional prediction alone (x_s − σ_s·v_cond, float32)"
+    )
     decode_every: int | None = Field(
         None, ge=1, le=MAX_STEPS, description="full VAE decode of every k-th step, in the background"
     )
@@ -88,6 +93,26 @@ class Probes(_Strict):
         return v
 
 
+NoiseUnits = Literal["latent_std", "absolute", "sigma"]
+FrameUnits = Literal["latent", "video"]
+FRAME_UNITS_HELP = (
+    "latent: latent frame indices; video: video frame indices, mapped to the latent frame holding them "
+    "(video frame 0 is latent frame 0, then frames 4k-3..4k are latent frame k)"
+)
+
+
+def latent_frame_of(video_frame: int) -> int:
+    """The latent frame holding a video frame: the first frame alone, then groups of 4 (Wan's VAE)."""
+    return 0 if video_frame == 0 else (video_frame - 1) // 4 + 1
+
+
+def latent_frames_of(frames: list[int], units: str) -> list[int]:
+    """Frame indices in `units` ("latent" or "video") as sorted, distinct latent frames."""
+    if units == "latent":
+        return list(frames)
+    return sorted({latent_frame_of(f) for f in frames})
+
+
 # Titles and examples below are what the submit form shows: it is built from this module's JSON Schema.
 class NoiseAtStep(_Strict):
     """Add Gaussian noise to every frame of the latent entering each of `steps`."""
@@ -100,7 +125,18 @@ class NoiseAtStep(_Strict):
     relative: bool = Field(
         True, title="relative to latent std", description="strength in units of the latent's std at that step"
     )
+    units: NoiseUnits | None = Field(
+        None,
+        title="strength units",
+        description="latent_std: × the latent's std; absolute: as given; sigma: × the step's σ_s "
+        "(δ = strength·σ_s·ε); when omitted, `relative` decides (latent_std or absolute)",
+    )
     seed: Seed = Field(0, title="noise seed")
+
+    @property
+    def strength_units(self) -> str:
+        """The units `strength` is in: `units`, or what `relative` says when it is omitted."""
+        return self.units or ("latent_std" if self.relative else "absolute")
 
 
 class NoiseAtFrame(_Strict):
@@ -109,13 +145,27 @@ class NoiseAtFrame(_Strict):
     model_config = ConfigDict(title="Noise at frame")
 
     kind: Literal["noise_at_frame"] = "noise_at_frame"
-    frames: Frames = Field(min_length=1, max_length=MAX_FRAMES, title="latent frames", examples=[[2]])
+    frames: Frames = Field(min_length=1, max_length=MAX_FRAMES, title="frames", examples=[[2]])
+    frame_units: FrameUnits = Field("latent", title="frame units", description=FRAME_UNITS_HELP)
     steps: Steps | None = Field(
         None, title="steps (empty: all)", description="steps to perturb; all steps when omitted"
     )
     strength: float = Field(ge=0.0, le=MAX_STRENGTH, title="strength", examples=[0.5])
     relative: bool = Field(True, title="relative to latent std")
+    units: NoiseUnits | None = Field(
+        None, title="strength units", description="as in noise_at_step: latent_std, absolute or sigma"
+    )
     seed: Seed = Field(0, title="noise seed")
+
+    @property
+    def strength_units(self) -> str:
+        """The units `strength` is in: `units`, or what `relative` says when it is omitted."""
+        return self.units or ("latent_std" if self.relative else "absolute")
+
+    @property
+    def latent_frame_list(self) -> list[int]:
+        """The latent frames perturbed (video frames mapped to the latent frames holding them)."""
+        return latent_frames_of(self.frames, self.frame_units)
 
 
 class SourceRun(_Strict):
@@ -132,7 +182,13 @@ class SourceRun(_Strict):
 
 
 class LayerSwap(_Strict):
-    """Replace block outputs of this run with those of run B at `layers` and `steps`."""
+    """Replace block outputs of this run with those of run B at `layers` and `steps`.
+
+    Only the CFG passes named in `passes` are swapped (with "cond" the unconditional forward keeps
+    this run's own states). With all tokens swapped, a forward depends only on the last swapped
+    layer, so layers [20, 21] give exactly the run of [21] alone (the run warns); swap chosen
+    frames, or one layer per variant, to see earlier layers.
+    """
 
     model_config = ConfigDict(title="Layer swap")
 
@@ -141,11 +197,19 @@ class LayerSwap(_Strict):
     steps: Steps | None = Field(
         None, title="steps (empty: all)", description="steps to swap at; all steps when omitted"
     )
-    frames: Frames | None = Field(
-        None, title="latent frames (empty: all)", description="swap only the tokens of these latent frames"
+    frames: Frames | None = Field(None, title="frames (empty: all)", description="swap only the tokens of these frames")
+    frame_units: FrameUnits = Field("latent", title="frame units", description=FRAME_UNITS_HELP)
+    passes: Passes = Field(
+        "cond",
+        title="CFG passes",
+        description="passes whose states are swapped; the others keep this run's own states",
     )
-    passes: Passes = Field("cond", title="CFG passes")
     source: SourceRun = Field(title="run B")
+
+    @property
+    def latent_frame_list(self) -> list[int] | None:
+        """The latent frames swapped (video frames mapped to latent frames), or None for all tokens."""
+        return None if self.frames is None else latent_frames_of(self.frames, self.frame_units)
 
 
 class SeedEnsemble(_Strict):
@@ -162,6 +226,13 @@ class SeedEnsemble(_Strict):
     )
     steps: Steps = Field([0], min_length=1, title="steps")
     passes: Passes = Field("both", title="CFG passes")
+    mode: Literal["updates", "last_layer", "sequential"] = Field(
+        "updates",
+        title="averaging mode",
+        description="updates: members run the layers on their own, then each gets its own input plus the mean "
+        "of every layer's update; last_layer: the mean of the last layer's output goes to every member "
+        "([a..b] equals [b]); sequential: each layer's output is averaged as computed ([a..b] equals [a])",
+    )
 
 
 class Guidance(_Strict):
@@ -171,7 +242,13 @@ class Guidance(_Strict):
 
     kind: Literal["guidance"] = "guidance"
     scale: float = Field(ge=0.0, le=MAX_GUIDANCE, title="scale", examples=[1.0])
-    scale_2: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, title="low-noise expert scale")
+    scale_2: float | None = Field(
+        None,
+        ge=0.0,
+        le=MAX_GUIDANCE,
+        title="low-noise expert scale",
+        description="when omitted, the baseline's guidance_2 is kept",
+    )
 
 
 # The one list of interventions: the API's JSON Schema (and so the submit form) is built from it.
@@ -203,6 +280,64 @@ class Variant(_Strict):
         return self
 
 
+SweepOver = Literal["steps", "frames", "layers", "strength"]
+# Which parameter of which intervention kind a sweep may vary.
+SWEEPABLE: dict[str, frozenset[str]] = {
+    "steps": frozenset({"noise_at_step", "noise_at_frame", "layer_swap", "seed_ensemble"}),
+    "frames": frozenset({"noise_at_frame", "layer_swap"}),
+    "layers": frozenset({"layer_swap", "seed_ensemble"}),
+    "strength": frozenset({"noise_at_step", "noise_at_frame"}),
+}
+
+
+class Sweep(_Strict):
+    """One intervention swept over one parameter: a trajectory per value, each compared with the baseline.
+
+    Member i is `intervention` with `over` set to `values[i]` (steps, frames and layers become the
+    one-element list [value]); whatever `intervention` gives for that field is replaced. The run
+    stores a summary curve (final 1 − CKA of x̂₀ and of hidden states, final relative L2) against
+    the values.
+    """
+
+    model_config = ConfigDict(title="Sweep")
+
+    name: str = Field(description="letters, digits, '_' and '-'; unique among variants and sweeps")
+    intervention: Intervention
+    over: SweepOver = Field(title="swept parameter")
+    values: list[int | float] = Field(
+        min_length=1, max_length=MAX_SWEEP_MEMBERS, title="values", examples=[[0, 5, 10, 15]]
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return Variant._name(v)
+
+    @model_validator(mode="after")
+    def _sweepable(self):
+        kind = self.intervention.kind
+        if kind not in SWEEPABLE[self.over]:
+            allowed = ", ".join(sorted(SWEEPABLE[self.over]))
+            raise SpecError("over", f"{kind} has no {self.over} to sweep; {self.over} can be swept for {allowed}")
+        if len(set(self.values)) != len(self.values):
+            raise SpecError("values", "each value once")
+        for i, v in enumerate(self.values):
+            if self.over != "strength" and (not isinstance(v, int) or v < 0):
+                raise SpecError(f"values.{i}", f"{self.over} are whole numbers ≥ 0, got {v!r}")
+            if self.over == "strength" and not 0.0 <= v <= MAX_STRENGTH:
+                raise SpecError(f"values.{i}", f"strength must be in [0, {MAX_STRENGTH}], got {v!r}")
+        return self
+
+    def members(self) -> list[NoiseAtStep | NoiseAtFrame | LayerSwap | SeedEnsemble]:
+        """The intervention of each member, in the order of `values`."""
+        base = self.intervention.model_dump()
+        out = []
+        for v in self.values:
+            value = float(v) if self.over == "strength" else [v]
+            out.append(type(self.intervention).model_validate({**base, self.over: value}))
+        return out
+
+
 class ExperimentSpec(_Strict):
     """One experiment: a baseline trajectory and its variants."""
 
@@ -224,6 +359,12 @@ class ExperimentSpec(_Strict):
     frames: int = Field(17, ge=1, le=MAX_FRAMES, description="video frames; 4k+1")
     probes: Probes = Field(default_factory=Probes)
     variants: list[Variant] = Field(default_factory=list, max_length=MAX_VARIANTS)
+    sweeps: list[Sweep] = Field(
+        default_factory=list,
+        max_length=MAX_SWEEPS,
+        description=f"each sweep runs up to {MAX_SWEEP_MEMBERS} members; they do not count against the "
+        f"{MAX_VARIANTS} variants",
+    )
 
     @field_validator("height", "width")
     @classmethod
@@ -249,11 +390,17 @@ class ExperimentSpec(_Strict):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise SpecError(f"variants.{i}.name", f"duplicate variant name {name!r}")
+        for i, sweep in enumerate(self.sweeps):
+            if sweep.name in names:
+                raise SpecError(f"sweeps.{i}.name", f"{sweep.name!r} is already the name of a variant or sweep")
+            names.append(sweep.name)
         for field, step in self._step_fields():
             if step >= self.steps:
                 raise SpecError(field, f"step {step} is beyond the run's {self.steps} steps (0..{self.steps - 1})")
-        for field, frame in self._frame_fields():
-            if frame >= self.latent_frames:
+        for field, frame, units in self._frame_fields():
+            if units == "video" and frame >= self.frames:
+                raise SpecError(field, f"video frame {frame} is out of range: the run has {self.frames} frames")
+            if units == "latent" and frame >= self.latent_frames:
                 raise SpecError(
                     field,
                     f"latent frame {frame} is out of range: {self.frames} frames give "
@@ -261,38 +408,55 @@ class ExperimentSpec(_Strict):
                 )
         return self
 
+    def _interventions(self):
+        """(field prefix, intervention) for every variant's intervention and every sweep's template."""
+        for vi, variant in enumerate(self.variants):
+            for ii, iv in enumerate(variant.interventions):
+                yield f"variants.{vi}.interventions.{ii}", iv
+        for si, sweep in enumerate(self.sweeps):
+            yield f"sweeps.{si}.intervention", sweep.intervention
+
+    def _swept(self, over: str):
+        """(field, value) of every sweep value of parameter `over`."""
+        for si, sweep in enumerate(self.sweeps):
+            if sweep.over == over:
+                for i, v in enumerate(sweep.values):
+                    yield f"sweeps.{si}.values.{i}", sweep, v
+
     def _step_fields(self):
         for s in self.probes.decode_steps:
             yield "probes.decode_steps", s
-        for vi, variant in enumerate(self.variants):
-            for ii, iv in enumerate(variant.interventions):
-                for s in getattr(iv, "steps", None) or []:
-                    yield f"variants.{vi}.interventions.{ii}.steps", s
+        for prefix, iv in self._interventions():
+            for s in getattr(iv, "steps", None) or []:
+                yield f"{prefix}.steps", s
+        for field, _, s in self._swept("steps"):
+            yield field, s
 
     def _frame_fields(self):
-        for vi, variant in enumerate(self.variants):
-            for ii, iv in enumerate(variant.interventions):
-                for f in getattr(iv, "frames", None) or []:
-                    yield f"variants.{vi}.interventions.{ii}.frames", f
+        for prefix, iv in self._interventions():
+            for f in getattr(iv, "frames", None) or []:
+                yield f"{prefix}.frames", f, iv.frame_units
+        for field, sweep, f in self._swept("frames"):
+            yield field, f, sweep.intervention.frame_units
 
     def layer_fields(self):
         """(field, layer) for every layer index the spec names, for `check_against_model`."""
         if isinstance(self.probes.layers, list):
             for layer in self.probes.layers:
                 yield "probes.layers", layer
-        for vi, variant in enumerate(self.variants):
-            for ii, iv in enumerate(variant.interventions):
-                for layer in getattr(iv, "layers", None) or []:
-                    yield f"variants.{vi}.interventions.{ii}.layers", layer
+        for prefix, iv in self._interventions():
+            for layer in getattr(iv, "layers", None) or []:
+                yield f"{prefix}.layers", layer
+        for field, _, layer in self._swept("layers"):
+            yield field, layer
 
     def images(self):
         """(field, value) for every first-frame image the spec names."""
         if self.image is not None:
             yield "image", self.image
-        for vi, variant in enumerate(self.variants):
-            for ii, iv in enumerate(variant.interventions):
-                if isinstance(iv, LayerSwap) and iv.source.image is not None:
-                    yield f"variants.{vi}.interventions.{ii}.source.image", iv.source.image
+        for prefix, iv in self._interventions():
+            if isinstance(iv, LayerSwap) and iv.source.image is not None:
+                yield f"{prefix}.source.image", iv.source.image
 
 
 def parse_spec(data: dict) -> ExperimentSpec:
@@ -307,17 +471,19 @@ def spec_error_from(exc: ValidationError) -> SpecError:
     """The first validation error as a SpecError with a plain dotted field path."""
     err = exc.errors()[0]
     ctx_error = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, SpecError):
-        return ctx_error
     # Unions put the member they tried into the path (`...interventions.0.noise_at_step`,
     # `probes.layers.list[...]`); drop it so the path is the field the user wrote.
     loc = list(err["loc"])
     parts = []
     for i, p in enumerate(loc):
-        union_tag = i >= 2 and loc[i - 2] == "interventions" and p in INTERVENTION_KINDS
+        union_tag = p in INTERVENTION_KINDS and (
+            (i >= 2 and loc[i - 2] == "interventions") or (i >= 1 and loc[i - 1] == "intervention")
+        )
         if union_tag or (isinstance(p, str) and "[" in p):
             continue
         parts.append(str(p))
+    if isinstance(ctx_error, SpecError):  # raised by a nested model's validator: its field is relative to it
+        return SpecError(".".join([*parts, ctx_error.field]), ctx_error.message) if parts else ctx_error
     message = err["msg"].removeprefix("Value error, ")
     return SpecError(".".join(parts) or "spec", message)
 

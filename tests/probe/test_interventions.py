@@ -193,7 +193,8 @@ def test_seed_ensemble_of_identical_seeds_equals_the_single_seed_run(tiny):
 
 
 def test_seed_ensemble_averages_states_at_its_layers_and_steps(tiny):
-    ensemble = SeedEnsemble(seeds=[0, 1, 2], layers=[4], steps=[0])
+    # "sequential" replaces each chosen layer's output by the mean as computed: members are equal there.
+    ensemble = SeedEnsemble(seeds=[0, 1, 2], layers=[4], steps=[0], mode="sequential")
     rec = RecordLayers()
     _x0s(
         tiny,
@@ -238,7 +239,19 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
     assert all(d == 0.0 for d in noise["cka_x0_distance"][:4]) and noise["cka_x0_distance"][4] > 0
     assert noise["difference"].shape == (8, 5, 8, 8)
     assert noise["difference"][:4].max() == 0 and noise["difference"][4].max() > 0
-    assert len(noise["layer_norm_cka_distance"]["values"]) == 8
+    assert len(noise["layer_norm_map_r2_distance"]["values"]) == 8
+    hidden = noise["hidden_state_cka_distance"]
+    assert hidden["layers"] == list(range(8)) and hidden["sketch_rows"] == 512
+    values = np.array(hidden["values"], dtype=float)  # (layers, steps)
+    assert values.shape == (8, 8)
+    # Identical hidden states before the injected step; the noise changes every layer's states from step 4.
+    assert np.abs(values[:, :4]).max() < 1e-6 and (values[:, 4:] > 1e-4).all()
+    assert np.abs(np.array(same["hidden_state_cka_distance"]["values"], dtype=float)).max() < 1e-6
+    (applied,) = run["noise4"].entry["perturbations"]
+    assert applied["step"] == 4 and applied["kind"] == "noise_at_step"
+    assert applied["solver_state"] == "model_input+corrected_sample"  # tiny runs UniPC
+    # δ = 2 × std(x) × ε, and the latent has mean ≈ 0: ‖δ‖ ≈ 2‖x‖.
+    assert applied["noise_l2"][0] == pytest.approx(2.0 * applied["latent_l2"][0], rel=0.05)
     assert run["ens"].x0.shape[1] == 3 and run["ens"].entry["returned_member"] == 0
     assert run["ens"].previews.shape[1] == 3
     assert run["nocfg"].entry["guidance"] == 1.0

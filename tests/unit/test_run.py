@@ -56,8 +56,8 @@ def write_run(path, fmt: str = rf.FORMAT) -> RunDir:
     return run
 
 
-@pytest.mark.parametrize("fmt", ["stepscope-run/1", rf.FORMAT])
-def test_both_readable_formats_load(tmp_path, fmt):
+@pytest.mark.parametrize("fmt", ["stepscope-run/1", "stepscope-run/2", rf.FORMAT])
+def test_every_readable_format_loads(tmp_path, fmt):
     run = write_run(tmp_path / "r", fmt)
     loaded = load_run(run.path)
     assert loaded.record.format_version == rf.READABLE_FORMATS[fmt]
@@ -92,3 +92,70 @@ def test_x0_lookup_and_decodes(tmp_path):
     run.write_json(rf.decode_record_path("baseline", 0), later)
     assert existing_decode(run, manifest, "baseline", 0) == later
     assert [(d["trajectory"], d["step"]) for d in list_decodes(run, manifest)] == [("baseline", 0), ("baseline", 1)]
+
+
+def _with_metrics(run: RunDir, name: str, metrics: dict) -> None:
+    manifest = run.manifest()
+    diff = run.write_array(rf.difference_path(name), np.zeros((2, 2, 4, 4), np.float16))
+    file = run.write_json(rf.metrics_path(name), {**metrics, "difference": diff})
+    manifest.setdefault("metrics", {})[name] = {
+        "file": file,
+        "difference": diff,
+        "max_cka_x0_distance": 0.5,
+        "final_relative_l2": 0.25,
+    }
+    run.write_manifest(manifest)
+
+
+def _metrics_json(**extra) -> dict:
+    return {
+        "variant": "v",
+        "baseline": "baseline",
+        "steps": [0, 1],
+        "cka_x0_distance": [0.0, 0.5],
+        "difference_shape": [2, 2, 4, 4],
+        "final_relative_l2": 0.25,
+        "commitment_step": {"baseline": None, "v": None},
+        **extra,
+    }
+
+
+def test_a_format_2_norm_map_metric_reads_under_its_new_name(tmp_path):
+    run = write_run(tmp_path / "r", "stepscope-run/2")
+    old = {"pass": "cond", "layers": [0, 1], "values": [[0.1, 0.2], [0.3, 0.4]]}
+    _with_metrics(run, "v", _metrics_json(layer_norm_cka_distance=old))
+    metrics = load_run(run.path).metrics("v")
+    assert metrics["layer_norm_map_r2_distance"] == old
+    assert "layer_norm_cka_distance" not in metrics
+    assert metrics["difference"].shape == (2, 2, 4, 4)
+
+
+def test_hidden_state_distances_and_sweeps_read_back(tmp_path):
+    run = write_run(tmp_path / "r")
+    hidden = {"pass": "cond", "layers": [0], "values": [[0.0, None]], "error_bound": [[0.0, None]], "sketch_rows": 512}
+    _with_metrics(run, "s.000", _metrics_json(variant="s.000", hidden_state_cka_distance=hidden))
+    manifest = run.manifest()
+    curve = {
+        "cka_x0_distance_final": [0.5],
+        "hidden_state_cka_distance_final": [[None]],
+        "hidden_state_layers": [0],
+        "final_relative_l2": [0.25],
+        "score": [None],
+    }
+    manifest["sweeps"] = {
+        "s": {
+            "intervention": {"kind": "noise_at_step", "steps": [0], "strength": 1.0},
+            "over": "steps",
+            "values": [1.0],
+            "members": ["s.000"],
+            "curve": curve,
+        }
+    }
+    run.write_manifest(manifest)
+    loaded = load_run(run.path)
+    assert loaded.metrics("s.000")["hidden_state_cka_distance"] == hidden
+    assert loaded.sweeps == ["s"]
+    sweep = loaded.sweep("s")
+    assert sweep["curve"] == curve and sweep["members"] == ["s.000"] and sweep["members_from"] == "scratch"
+    with pytest.raises(KeyError, match="no sweep 'x'"):
+        loaded.sweep("x")

@@ -89,7 +89,7 @@ def test_version_1_manifests_still_read():
     assert parsed.inputs["variants.0.interventions.0.source.image"] == "inputs/swap-source-0.png"
 
 
-@pytest.mark.parametrize("fmt", ["stepscope-run/3", None, "other/1"])
+@pytest.mark.parametrize("fmt", ["stepscope-run/4", None, "other/1"])
 def test_unknown_formats_are_refused_clearly(fmt):
     data = minimal_manifest().to_json()
     data["format"] = fmt
@@ -108,3 +108,49 @@ def test_unknown_keys_from_newer_writers_are_kept():
     data = minimal_manifest().to_json()
     data["janitor_note"] = "x"
     assert rf.parse_manifest(data).to_json()["janitor_note"] == "x"
+
+
+def test_perturbations_warnings_and_sweeps_are_typed_in_the_manifest(tmp_path):
+    run = RunDir.at(str(tmp_path / "r2"))
+    writer = rf.ManifestWriter(minimal_manifest(), run.write_manifest)
+    entry = rf.TrajectoryEntry(
+        kind="sweep_member",
+        status="running",
+        seeds=[0],
+        guidance=5.0,
+        guidance_2=None,
+        prompt="p",
+        sweep="s",
+        sweep_index=0,
+    )
+    writer.start_trajectory("s.000", entry)
+    applied = {
+        "step": 3,
+        "kind": "noise_at_step",
+        "frames": None,
+        "noise_l2": [1.5],
+        "latent_l2": [2.0],
+        "solver_state": "model_input+corrected_sample",
+    }
+    writer.set_perturbations("s.000", [applied])
+    writer.add_warnings(["w1"])
+    record = rf.SweepRecord(intervention={"kind": "noise_at_step"}, over="steps", values=[3.0], members=["s.000"])
+    writer.start_sweep("s", record)
+    curve = rf.SweepCurve(cka_x0_distance_final=[0.1], final_relative_l2=[0.2], score=[None])
+    writer.set_sweep_curve("s", curve)
+    data = run.manifest()
+    assert data["trajectories"]["s.000"]["perturbations"] == [applied]
+    assert data["warnings"] == ["w1"]
+    assert data["sweeps"]["s"]["curve"]["final_relative_l2"] == [0.2]
+    parsed = rf.parse_manifest(data)
+    assert parsed.trajectories["s.000"].perturbations[0].noise_l2 == [1.5]
+    assert parsed.sweeps["s"].curve.cka_x0_distance_final == [0.1]
+    bad = {**applied, "solver_state": "elsewhere"}
+    data["trajectories"]["s.000"]["perturbations"] = [bad]
+    with pytest.raises(rf.RunFormatError, match="solver_state"):
+        rf.parse_manifest(data)
+
+
+def test_sweep_member_and_cond_x0_paths():
+    assert rf.sweep_member_name("inject", 7) == "inject.007"
+    assert rf.x0_cond_path("inject.007", 3) == "trajectories/inject.007/x0_cond/step_003.npy"

@@ -39,6 +39,7 @@ from stepscope.probe.interventions import (
     SwapRecorder,
     SwapReplayer,
     default_ensemble_layers,
+    layer_swap_warnings,
 )
 from stepscope.probe.recorder import BackgroundQueue, Decoder, RunOutputs, TrajectoryRecorder
 from stepscope.probe.trajectory import Cancelled, TrajectoryInputs, captured_steps, run_trajectory
@@ -50,6 +51,7 @@ from stepscope.spec import (
     NoiseAtFrame,
     NoiseAtStep,
     SeedEnsemble,
+    Sweep,
     Variant,
     check_against_model,
 )
@@ -84,6 +86,7 @@ class TrajectoryPlan:
     meta: dict = field(default_factory=dict)  # TrajectoryEntry fields of variants and swap sources
     perturbations: LatentPerturbations | None = None
     rewrites: list[tuple[list[int], BlockRewrite]] = field(default_factory=list)
+    hidden_states: metrics.HiddenStateCKA | None = None  # compares this run's hidden states with the baseline's
 
 
 class Experiment:
@@ -124,9 +127,11 @@ class Experiment:
         lat = (spec.latent_frames, spec.height // info.vae_spatial, spec.width // info.vae_spatial)
         p_t, p_h, p_w = info.patch_size
         token_grid = (lat[0] // p_t, lat[1] // p_h, lat[2] // p_w)
-        # Progress counts the steps of every trajectory: baseline, variants and swap sources.
+        # Progress counts the steps of every trajectory: baseline, variants, sweep members and swap sources.
         swaps = sum(isinstance(iv, LayerSwap) for v in spec.variants for iv in v.interventions)
-        self.total_steps = spec.steps * (1 + len(spec.variants) + swaps)
+        swaps += sum(isinstance(s.intervention, LayerSwap) for s in spec.sweeps)
+        members = sum(len(s.values) for s in spec.sweeps)
+        self.total_steps = spec.steps * (1 + len(spec.variants) + members + swaps)
         self.steps_before = 0
 
         preview = linear_preview_for(model.pipe.vae, cache_dir or get_settings().cache_dir)
@@ -164,6 +169,19 @@ class Experiment:
             emit=self.emit,
         )
         self.baseline: TrajectoryRecorder | None = None
+        # The baseline's hidden-state sketches, for each variant's hidden-state CKA (none without layers).
+        self.sketcher = (
+            metrics.HiddenStateSketcher(steps=set(self.capture_at), passes=self.passes[0]) if self.layers else None
+        )
+        warnings = [
+            f"{v.name}: {w}"
+            for v in spec.variants
+            for iv in v.interventions
+            if isinstance(iv, LayerSwap)
+            for w in layer_swap_warnings(iv)
+        ]
+        if warnings:
+            self.manifest.add_warnings(warnings)
 
     def _progress(self) -> dict:
         return {"done": self.steps_before, "total": self.total_steps}
@@ -174,12 +192,15 @@ class Experiment:
         try:
             base = self._base_inputs()
             self.emit({"type": "experiment_started", "progress": self._progress(), "manifest": rf.MANIFEST})
-            self.baseline = self._trajectory(TrajectoryPlan(BASELINE, "baseline", base))
+            rewrites = [(self.layers, self.sketcher)] if self.sketcher is not None else []
+            self.baseline = self._trajectory(TrajectoryPlan(BASELINE, "baseline", base, rewrites=rewrites))
             for index, variant in enumerate(self.spec.variants):
                 with ExitStack() as banks:  # a layer swap's hidden states live until its variant ran
                     plan = self._variant_plan(index, variant, base, banks)
                     recorder = self._trajectory(plan)
-                self._compare(variant.name, recorder)
+                self._compare(variant.name, recorder, plan.hidden_states)
+            for index, sweep in enumerate(self.spec.sweeps):
+                self._sweep(index, sweep, base)
         except Cancelled as exc:
             self._finish("cancelled", str(exc), started)
             raise
@@ -215,31 +236,81 @@ class Experiment:
 
     def _variant_plan(self, vi: int, variant: Variant, base: TrajectoryInputs, banks: ExitStack) -> TrajectoryPlan:
         """Turn a variant's interventions into one trajectory plan (running any swap sources first)."""
+
+        def swap_bank(ii: int, iv: LayerSwap) -> HiddenStateBank:
+            bank = HiddenStateBank()
+            banks.callback(bank.close)
+            self._trajectory(self._swap_source_plan(f"variants.{vi}", variant.name, ii, iv, base, bank))
+            return bank
+
+        meta = {"variant": variant.name}
+        return self._plan(variant.name, "variant", list(variant.interventions), base, meta, swap_bank)
+
+    def _plan(self, name, kind, interventions, base, meta, swap_bank) -> TrajectoryPlan:
+        """One trajectory plan from interventions; `swap_bank(ii, swap)` gives run B's states for a layer swap."""
         inputs = base
         latent_items: list[NoiseAtStep | NoiseAtFrame] = []
         rewrites: list[tuple[list[int], BlockRewrite]] = []
-        for ii, iv in enumerate(variant.interventions):
+        for ii, iv in enumerate(interventions):
             if isinstance(iv, (NoiseAtStep, NoiseAtFrame)):
                 latent_items.append(iv)
             elif isinstance(iv, Guidance):
-                inputs = replace(inputs, guidance=iv.scale, guidance_2=iv.scale_2)
+                # Only `scale` given: the low-noise expert keeps the baseline's guidance_2.
+                scale_2 = iv.scale_2 if iv.scale_2 is not None else base.guidance_2
+                inputs = replace(inputs, guidance=iv.scale, guidance_2=scale_2)
             elif isinstance(iv, SeedEnsemble):
                 inputs = replace(inputs, seeds=list(iv.seeds))
                 layers = list(iv.layers) if iv.layers is not None else default_ensemble_layers(self.num_layers)
                 rewrites.append((layers, EnsembleAverager(iv, layers)))
             elif isinstance(iv, LayerSwap):
-                bank = HiddenStateBank()
-                banks.callback(bank.close)
-                self._trajectory(self._swap_source_plan(vi, variant.name, ii, iv, base, bank))
                 tokens_per_frame = self.out.token_grid[1] * self.out.token_grid[2]
-                rewrites.append((list(iv.layers), SwapReplayer(iv, bank, tokens_per_frame)))
-        meta = {"variant": variant.name, "interventions": [iv.model_dump(mode="json") for iv in variant.interventions]}
+                rewrites.append((list(iv.layers), SwapReplayer(iv, swap_bank(ii, iv), tokens_per_frame)))
+        hidden_states = None
+        if self.sketcher is not None:
+            hidden_states = metrics.HiddenStateCKA(self.sketcher)
+            rewrites.append((self.layers, hidden_states))  # last: it sees the rewritten outputs
+        meta = {**meta, "interventions": [iv.model_dump(mode="json") for iv in interventions]}
         if len(inputs.seeds) > 1:
             meta["returned_member"] = 0  # the seed ensemble returns its first seed; every member is stored
-        return TrajectoryPlan(variant.name, "variant", inputs, meta, LatentPerturbations(latent_items), rewrites)
+        plan = TrajectoryPlan(name, kind, inputs, meta, LatentPerturbations(latent_items), rewrites)
+        plan.hidden_states = hidden_states
+        return plan
+
+    def _sweep(self, si: int, sweep: Sweep, base: TrajectoryInputs) -> None:
+        """Run every member of a sweep (each from step 0), compare each with the baseline, store the curve."""
+        members = sweep.members()
+        names = [rf.sweep_member_name(sweep.name, i) for i in range(len(members))]
+        self.manifest.start_sweep(
+            sweep.name,
+            rf.SweepRecord(
+                intervention=sweep.intervention.model_dump(mode="json"),
+                over=sweep.over,
+                values=[float(v) for v in sweep.values],
+                members=names,
+            ),
+        )
+        with ExitStack() as banks:
+            shared: dict[str, HiddenStateBank] = {}
+
+            def swap_bank(ii: int, iv: LayerSwap) -> HiddenStateBank:
+                # Run B does not depend on the swept value: one source run records what every member needs.
+                if "bank" not in shared:
+                    union = _swap_union(sweep.intervention, members)
+                    shared["bank"] = bank = HiddenStateBank()
+                    banks.callback(bank.close)
+                    self._trajectory(self._swap_source_plan(f"sweeps.{si}", sweep.name, 0, union, base, bank))
+                return shared["bank"]
+
+            results = []
+            for index, (name, iv) in enumerate(zip(names, members, strict=True)):
+                meta = {"sweep": sweep.name, "sweep_index": index}
+                plan = self._plan(name, "sweep_member", [iv], base, meta, swap_bank)
+                recorder = self._trajectory(plan)
+                results.append(self._compare(name, recorder, plan.hidden_states))
+        self.manifest.set_sweep_curve(sweep.name, sweep_curve(results))
 
     def _swap_source_plan(
-        self, vi: int, variant: str, ii: int, swap: LayerSwap, base: TrajectoryInputs, bank: HiddenStateBank
+        self, prefix: str, variant: str, ii: int, swap: LayerSwap, base: TrajectoryInputs, bank: HiddenStateBank
     ) -> TrajectoryPlan:
         """Run B of a layer swap: the baseline's inputs with the source's fields, recording into `bank`."""
         src = swap.source
@@ -250,9 +321,7 @@ class Experiment:
             seeds=base.seeds if src.seed is None else [src.seed],
         )
         if src.image is not None:
-            inputs = replace(
-                inputs, image=self._input_image(f"variants.{vi}.interventions.{ii}.source.image", src.image)
-            )
+            inputs = replace(inputs, image=self._input_image(_source_image_field(prefix, ii), src.image))
         meta = {"variant": variant, "source_of": variant, "intervention": ii, "source": src.model_dump(mode="json")}
         name = rf.swap_source_name(variant, ii)
         return TrajectoryPlan(
@@ -296,7 +365,10 @@ class Experiment:
             rewrites=plan.rewrites,
             sink=recorder,
             should_stop=self.should_stop,
+            cond_x0=self.spec.probes.cond_x0,
         )
+        if plan.perturbations:
+            self.manifest.set_perturbations(plan.name, result.perturbations or [])
         summary = recorder.finish(result, time.perf_counter() - started, self.spec.probes.final_decode)
         self.steps_before += inputs.steps
         self.emit(
@@ -312,7 +384,9 @@ class Experiment:
         )
         return recorder
 
-    def _compare(self, variant: str, recorder: TrajectoryRecorder) -> None:
+    def _compare(
+        self, variant: str, recorder: TrajectoryRecorder, hidden_states: metrics.HiddenStateCKA | None
+    ) -> rf.MetricsFile:
         """The variant against the baseline at their common captured steps, stored and announced."""
         base = self.baseline
         steps = sorted(set(base.kept_x0) & set(recorder.kept_x0))
@@ -334,10 +408,19 @@ class Experiment:
         if self.layers and all(norm_pass in traj.kept_norms.get(s, {}) for traj in (base, recorder) for s in steps):
             b_norms = np.stack([base.kept_norms[s][norm_pass] for s in steps])
             v_norms = np.stack([recorder.kept_norms[s][norm_pass] for s in steps])
-            result.layer_norm_cka_distance = rf.LayerNormDistance(
+            result.layer_norm_map_r2_distance = rf.LayerNormDistance(
                 **{"pass": norm_pass},
                 layers=self.layers,
-                values=metrics.norm_cka_distance(b_norms, v_norms).tolist(),
+                values=metrics.norm_map_r2_distance(b_norms, v_norms).tolist(),
+            )
+        if hidden_states is not None and steps:
+            distance, bound = hidden_states.table(self.layers, steps, norm_pass)
+            result.hidden_state_cka_distance = rf.HiddenStateDistance(
+                **{"pass": norm_pass},
+                layers=self.layers,
+                values=_nan_to_none(distance),
+                error_bound=_nan_to_none(bound),
+                sketch_rows=self.sketcher.rows,
             )
         summary = rf.MetricSummary(
             file=self.run.write_json(
@@ -351,6 +434,7 @@ class Experiment:
         self.emit(
             {"type": "metric", "variant": variant, **summary.model_dump(mode="json"), "progress": self._progress()}
         )
+        return result
 
     def _finish(self, status: rf.Status, error: str | None, started: float, tb: str | None = None) -> None:
         try:
@@ -360,7 +444,41 @@ class Experiment:
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
             self.out.close()
+            if self.sketcher is not None:
+                self.sketcher.close()
         self.manifest.finish(status, error, time.perf_counter() - started, tb)
+
+
+def _source_image_field(prefix: str, ii: int) -> str:
+    """The spec field of a swap source's image: variants.<v>.interventions.<i>.source.image or sweeps.<s>...."""
+    if prefix.startswith("sweeps."):
+        return f"{prefix}.intervention.source.image"
+    return f"{prefix}.interventions.{ii}.source.image"
+
+
+def _swap_union(template: LayerSwap, members: list[LayerSwap]) -> LayerSwap:
+    """The layer swap whose source run records what every member of a sweep replays."""
+    layers = sorted({layer for m in members for layer in m.layers})
+    steps = None if any(m.steps is None for m in members) else sorted({s for m in members for s in m.steps})
+    return template.model_copy(update={"layers": layers, "steps": steps})
+
+
+def _nan_to_none(table: np.ndarray) -> list[list[float | None]]:
+    return [[None if np.isnan(v) else float(v) for v in row] for row in table]
+
+
+def sweep_curve(results: list[rf.MetricsFile]) -> rf.SweepCurve:
+    """The summary curve of a sweep: each member's final comparison with the baseline, in member order."""
+    hidden = [r.hidden_state_cka_distance for r in results]
+    return rf.SweepCurve(
+        cka_x0_distance_final=[r.cka_x0_distance[-1] if r.cka_x0_distance else None for r in results],
+        hidden_state_cka_distance_final=(
+            [[row[-1] for row in h.values] for h in hidden] if all(h is not None for h in hidden) else None
+        ),
+        hidden_state_layers=hidden[0].layers if hidden and hidden[0] is not None else None,
+        final_relative_l2=[r.final_relative_l2 for r in results],
+        score=[None] * len(results),
+    )
 
 
 def run_experiment(model: LoadedModel, spec: ExperimentSpec, run: RunDir, **kwargs) -> dict:

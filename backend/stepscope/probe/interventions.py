@@ -33,9 +33,13 @@ def _noise_like(latents: torch.Tensor, seed: int, step: int) -> torch.Tensor:
     return torch.randn(latents.shape, generator=gen, dtype=torch.float32).to(latents.device)
 
 
-def _scale(latents: torch.Tensor, strength: float, relative: bool) -> torch.Tensor:
-    """Noise scale per batch member: strength × std of that member's latent, or strength itself."""
-    if not relative:
+def _scale(latents: torch.Tensor, strength: float, units: str, sigma: float | None) -> torch.Tensor:
+    """Noise scale per batch member: strength × std of that member's latent, × σ_s, or strength itself."""
+    if units == "sigma":
+        if sigma is None:
+            raise ValueError("noise in units of sigma needs the step's σ")
+        return torch.full((latents.shape[0], 1, 1, 1, 1), strength * sigma, device=latents.device)
+    if units == "absolute":
         return torch.full((latents.shape[0], 1, 1, 1, 1), strength, device=latents.device)
     std = latents.float().flatten(1).std(dim=1)
     return (strength * std).view(-1, 1, 1, 1, 1)
@@ -105,19 +109,26 @@ class LatentPerturbations:
                 "sample; use UniPCMultistepScheduler or FlowMatchEulerDiscreteScheduler"
             )
 
-    def perturb(self, step: int, latents: torch.Tensor) -> torch.Tensor:
-        """The latent entering `step` with every perturbation of that step added (δ is remembered)."""
+    def perturb(self, step: int, latents: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+        """The latent entering `step` with every perturbation of that step added (δ is remembered).
+
+        `sigma` is σ_s of that step, needed by strengths in units of "sigma" (δ = strength·σ_s·ε).
+        """
         delta = None
         for item in self.items:
             if isinstance(item, NoiseAtStep) and step in item.steps:
                 frames = None
-                added = _scale(latents, item.strength, item.relative) * _noise_like(latents, item.seed, step)
+                scale = _scale(latents, item.strength, item.strength_units, sigma)
+                added = scale * _noise_like(latents, item.seed, step)
             elif isinstance(item, NoiseAtFrame) and (item.steps is None or step in item.steps):
-                frames = list(item.frames)
+                frames = item.latent_frame_list
+                if max(frames) >= latents.shape[2]:
+                    raise ValueError(f"latent frame {max(frames)} is beyond the latent's {latents.shape[2]} frames")
                 mask = torch.zeros(latents.shape[2], dtype=torch.bool, device=latents.device)
-                mask[item.frames] = True
+                mask[frames] = True
                 noise = _noise_like(latents, item.seed, step)
-                added = _scale(latents, item.strength, item.relative) * noise * mask.view(1, 1, -1, 1, 1)
+                scale = _scale(latents, item.strength, item.strength_units, sigma)
+                added = scale * noise * mask.view(1, 1, -1, 1, 1)
             else:
                 continue
             self.applied.append(
@@ -239,7 +250,7 @@ class SwapReplayer(SwapRecorder):
         source = self.bank.get((step, pass_name, layer), output.device)
         if source.shape != output.shape:
             raise ValueError(f"swap source state {tuple(source.shape)} does not match {tuple(output.shape)}")
-        tokens = token_slice_for_frames(self.swap.frames, self.tokens_per_frame, output.shape[1])
+        tokens = token_slice_for_frames(self.swap.latent_frame_list, self.tokens_per_frame, output.shape[1])
         if tokens is None:
             return source.to(output.dtype)
         replaced = output.clone()

@@ -198,6 +198,8 @@ class TrajectoryRecorder(StepSink):
 
     def on_step(self, capture: StepCapture) -> None:
         tensors = {"preview": self.out.preview.apply(capture.x0), "x0": capture.x0}
+        if capture.x0_cond is not None:
+            tensors["x0_cond"] = capture.x0_cond
         for pass_name, norms in capture.layer_norms.items():
             tensors[f"norms/{pass_name}"] = norms
         copy = HostCopy.start(tensors)
@@ -224,6 +226,8 @@ class TrajectoryRecorder(StepSink):
         self.kept_x0[step] = x0[0].astype(np.float32, copy=True)
         if self.out.store_x0:
             artifacts["x0"] = run.write_array(rf.x0_path(self.name, step), x0)
+        if "x0_cond" in arrays:  # asked for explicitly (probes.cond_x0), so stored even without x0_arrays
+            artifacts["x0_cond"] = run.write_array(rf.x0_cond_path(self.name, step), arrays["x0_cond"])
         norms_by_pass = {}
         for key, norms in arrays.items():
             if key.startswith("norms/"):

@@ -9,6 +9,7 @@ of the plain pipeline.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,13 @@ def initial_latents(model: LoadedModel, inputs: TrajectoryInputs) -> torch.Tenso
     return randn_tensor(shape, generator=generator, device=torch.device(_execution_device(model)), dtype=torch.float32)
 
 
+def step_sigmas(model: LoadedModel, steps: int) -> list[float]:
+    """σ of each step as the pipeline's scheduler will set it (a copy is set, the pipeline's is untouched)."""
+    scheduler = copy.deepcopy(model.pipe.scheduler)
+    scheduler.set_timesteps(steps, device="cpu")
+    return [float(s) for s in scheduler.sigmas[:steps]]
+
+
 def _execution_device(model: LoadedModel) -> str:
     return str(model.pipe._execution_device)
 
@@ -178,7 +186,7 @@ def run_trajectory(
             )
         latents = callback_kwargs["latents"]
         if perturbations and i + 1 < inputs.steps:
-            latents = perturbations.perturb(i + 1, latents)
+            latents = perturbations.perturb(i + 1, latents, sigmas[i + 1])
         if should_stop is not None and should_stop():
             raise Cancelled(f"cancelled after step {i}")
         tracker.next_step()
@@ -203,8 +211,9 @@ def run_trajectory(
         norms.active = 0 in capture_at
 
         latents = initial_latents(model, inputs)
+        sigmas = step_sigmas(model, inputs.steps) if perturbations else []
         if perturbations:
-            latents = perturbations.perturb(0, latents)
+            latents = perturbations.perturb(0, latents, sigmas[0])
         call_kwargs = dict(
             prompt=inputs.prompt,
             negative_prompt=inputs.negative_prompt or None,
