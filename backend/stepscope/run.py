@@ -132,6 +132,11 @@ class Trajectory:
     def x0(self) -> np.ndarray:
         return self._stack("x0")
 
+    @cached_property
+    def x0_cond(self) -> np.ndarray:
+        """x̂₀ of the conditional prediction alone per captured step (runs with probes.cond_x0)."""
+        return self._stack("x0_cond")
+
     def layer_norms(self, pass_name: str = "cond") -> np.ndarray:
         return self._stack(rf.layer_norms_key(pass_name))
 
