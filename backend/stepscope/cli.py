@@ -427,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="success rates on the reasoning tasks (docs/tasks.md)")
     add_bench_arguments(bench).set_defaults(func=cmd_bench)
+
+    from stepscope.train.cli import add_train_commands  # argparse only: no torch until it runs
+
+    train = sub.add_parser("train", help="train the mini-reasoner model, or evaluate a model on held-out tasks")
+    add_train_commands(train)
     return parser
 
 
