@@ -3,6 +3,7 @@
 
 import { getJSON, setTokenPrompt } from "./api.js";
 import { fill, h } from "./dom.js";
+import { jobHash, parseRoute } from "./position.js";
 import { Explorer } from "./views/explorer.js";
 import { JobsList } from "./views/jobs.js";
 import { SubmitView } from "./views/submit.js";
@@ -22,17 +23,11 @@ function arrayBudgetFromUrl() {
   return Number.isFinite(mb) && mb > 0 ? mb * 1024 * 1024 : undefined;
 }
 
-/** "#/jobs/<id>/<tab>" → {page: "job", id, tab}; "#/new" or nothing → {page: "new"}. */
-function parseRoute(hash) {
-  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
-  if (parts[0] === "jobs" && parts[1]) return { page: "job", id: parts[1], tab: parts[2] ?? "trajectory" };
-  return { page: "new" };
-}
-
 function route() {
   const where = parseRoute(location.hash);
   if (where.page === "job" && current instanceof Explorer && current.jobId === where.id) {
     if (current.tab !== where.tab) current.showTab(where.tab, false);
+    current.goTo(where.position); // a position typed or pasted into the URL
     return;
   }
   current?.dispose?.();
@@ -40,8 +35,10 @@ function route() {
   if (where.page === "job") {
     const explorer = new Explorer(where.id, {
       tab: where.tab,
+      position: where.position,
       arrayBudget: arrayBudgetFromUrl(),
-      onTabChange: (tab) => history.replaceState(null, "", `#/jobs/${where.id}/${tab}`),
+      // The URL holds run, tab and position, so the address bar can be shared (no history entry per step).
+      onLocation: (tab, position) => history.replaceState(null, "", `${location.search}${jobHash(where.id, tab, position)}`),
       onJobChange: () => jobsList.refresh(),
     });
     current = explorer;

@@ -25,6 +25,8 @@ export class Scrubber {
     this.frame = 0;
     this.playing = null; // null | "steps" | "frames"
     this.follow = true; // jump to each new step as it arrives
+    this.pendingStep = null; // a step asked for (a shared URL) that has no data yet
+    this.pendingFrame = null;
     this.listeners = new Set();
   }
 
@@ -41,6 +43,10 @@ export class Scrubber {
     if (totalSteps !== undefined) this.totalSteps = totalSteps;
     if (frames !== undefined) {
       this.frames = Math.max(1, frames);
+      if (this.pendingFrame !== null && this.pendingFrame < this.frames) {
+        this.frame = this.pendingFrame;
+        this.pendingFrame = null;
+      }
       this.frame = Math.min(this.frame, this.frames - 1);
     }
     this.emit("config");
@@ -59,8 +65,26 @@ export class Scrubber {
     if (!grew) return;
     this.available = [...merged].sort((a, b) => a - b);
     const newest = this.available[this.available.length - 1];
-    if (this.step === null || this.follow) this.step = newest;
+    if (this.pendingStep !== null && newest >= this.pendingStep) {
+      // Steps arrive in order: the asked-for step is here now, or was not captured (the nearest is).
+      this.step = this.available[nearestIndex(this.available, this.pendingStep)];
+      this.pendingStep = null;
+      this.follow = false;
+    } else if (this.step === null || this.follow) this.step = newest;
     this.emit("available");
+  }
+
+  /** Go to `step` and `frame` as soon as they exist (a shared URL's position); stops following. */
+  want({ step, frame } = {}) {
+    if (Number.isInteger(frame) && frame >= 0) {
+      if (frame < this.frames) this.setFrame(frame);
+      else this.pendingFrame = frame;
+    }
+    if (Number.isInteger(step) && step >= 0) {
+      this.follow = false;
+      if (this.newest !== null && this.newest >= step) this.setStep(step);
+      else this.pendingStep = step;
+    }
   }
 
   get newest() {

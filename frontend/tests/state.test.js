@@ -90,3 +90,29 @@ test("configure clamps the frame to the new frame count", () => {
   s.configure({ frames: 5 });
   assert.equal(s.frame, 4);
 });
+
+test("a wanted step and frame (a shared URL) are taken as soon as they exist", async () => {
+  const { Scrubber } = await import("../state.js");
+  const s = new Scrubber({ totalSteps: 20, frames: 1 });
+  s.want({ step: 5, frame: 3 });
+  assert.equal(s.frame, 0, "one frame known so far: frame 3 waits");
+  s.configure({ frames: 6 });
+  assert.equal(s.frame, 3);
+  s.addSteps([0, 1, 2]);
+  assert.equal(s.step, 2, "until step 5 arrives the newest is shown");
+  s.addSteps([3, 4, 5, 6]);
+  assert.equal(s.step, 5);
+  assert.equal(s.follow, false, "a shared position stays where it is as steps arrive");
+  s.addSteps([7]);
+  assert.equal(s.step, 5);
+  // A step that was not captured (every 2nd step): the nearest captured one.
+  const every2 = new Scrubber({ totalSteps: 20, frames: 1 });
+  every2.want({ step: 5 });
+  every2.addSteps([0, 2, 4, 6, 8]);
+  assert.equal(every2.step, 4);
+  // Steps already there: straight away.
+  const done = new Scrubber({ totalSteps: 4, frames: 2 });
+  done.addSteps([0, 1, 2, 3]);
+  done.want({ step: 1, frame: 1 });
+  assert.deepEqual([done.step, done.frame, done.follow], [1, 1, false]);
+});

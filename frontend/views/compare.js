@@ -1,5 +1,6 @@
-// Comparison view: the baseline and one variant side by side at the same step and frame, their
-// x̂₀ difference map, 1 − CKA over steps, convergence to the final x̂₀ and commitment steps.
+// Comparison view: two trajectories side by side at the same step and frame (the baseline and a
+// variant by default, any two on request), their x̂₀ difference map, 1 − CKA over steps (variant
+// against the baseline), convergence to the final x̂₀ and commitment steps.
 
 import { ApiError, artifactUrl, getJSON } from "../api.js";
 import { colourBar, lineChart, matrixChart } from "../charts.js";
@@ -8,15 +9,28 @@ import { fill, h } from "../dom.js";
 import { subarray } from "../npy.js";
 import { describeIntervention, interventionSteps } from "../specform.js";
 import { drawFrame, drawPlaceholder, integerScale, pixelCanvas } from "../preview.js";
+import { channelMeanAbsDiff } from "../xdiff.js";
 import { RunView } from "./runview.js";
 
 const FRAME_BOX = 250;
+
+/**
+ * The per-(layer, step) comparisons of a metrics file: hidden-state 1 − CKA (format 3) and
+ * 1 − r² of layer-norm maps (stored as `layer_norm_cka_distance` before format 3).
+ */
+export function layerMatrices(metrics) {
+  return {
+    hidden: metrics?.hidden_state_cka_distance ?? null,
+    norms: metrics?.layer_norm_map_r2_distance ?? metrics?.layer_norm_cka_distance ?? null,
+  };
+}
 const COLOURS = { baseline: "#5ec8ff", variant: "#ffb454", layers: "#c792ea" };
 
 export class CompareView extends RunView {
   constructor(explorer) {
     super(explorer);
-    this.variant = null;
+    this.variant = null; // the right-hand trajectory
+    this.left = "baseline";
     this.diffScale = "global";
     this.metricsData = new Map(); // variant → metrics/<variant>.json (or {error})
     this.diffCanvasTokens = document.createElement("canvas");
@@ -24,7 +38,8 @@ export class CompareView extends RunView {
   }
 
   build() {
-    this.variantSelect = h("select", { id: "variant-select", "aria-label": "variant", onchange: () => this.choose(this.variantSelect.value) });
+    this.variantSelect = h("select", { id: "variant-select", "aria-label": "right trajectory", onchange: () => this.choose({ right: this.variantSelect.value }) });
+    this.leftSelect = h("select", { id: "left-select", "aria-label": "left trajectory", onchange: () => this.choose({ left: this.leftSelect.value }) });
     this.ivSummary = h("span", { class: "muted", id: "intervention-summary" });
     this.diffScaleSelect = h("select", { id: "diff-scale", onchange: () => {
       this.diffScale = this.diffScaleSelect.value;
@@ -45,13 +60,19 @@ export class CompareView extends RunView {
     this.convergence.classList.add("chart");
     this.layerCka = h("canvas", { id: "layer-cka", class: "matrix short" });
     this.layerCkaBar = h("canvas", { id: "layer-cka-colourbar", class: "colourbar" });
+    this.layerCkaTitle = h("span", { id: "layer-matrix-title" });
+    this.layerMatrix = "hidden";
+    this.layerMatrixSelect = h("select", { id: "layer-matrix", "aria-label": "layer × step matrix", onchange: () => {
+      this.layerMatrix = this.layerMatrixSelect.value;
+      this.explorer.invalidate("view");
+    } }, h("option", { value: "hidden" }, "hidden states, 1 − CKA"), h("option", { value: "norms" }, "layer-norm maps, 1 − r²"));
     this.status = h("p", { class: "muted", id: "compare-status" });
     this.commitNote = h("span", { class: "muted", id: "commitment-note" });
     this.element = h(
       "div",
       { class: "view compare-view" },
       h("div", { class: "toolbar" },
-        h("label", {}, "Variant ", this.variantSelect), this.ivSummary,
+        h("label", {}, "Left ", this.leftSelect), h("label", {}, "Right ", this.variantSelect), this.ivSummary,
         h("label", { class: "push" }, "Difference scale ", this.diffScaleSelect)),
       this.status,
       h("div", { class: "compare-row" },
@@ -62,13 +83,27 @@ export class CompareView extends RunView {
         h("section", { class: "panel-box" }, h("h3", {}, "1 − CKA to the baseline, per step"), this.cka),
         h("section", { class: "panel-box" },
           h("h3", {}, "Convergence · ‖x̂₀ − x̂₀(final)‖ / ‖x̂₀(final)‖ per step ", this.commitNote), this.convergence)),
-      h("section", { class: "panel-box" }, h("h3", {}, "1 − CKA of layer-norm maps · layer × step"), this.layerCka, this.layerCkaBar),
+      h("section", { class: "panel-box" },
+        h("h3", { class: "with-tools" }, this.layerCkaTitle, h("label", { class: "tool" }, "Matrix ", this.layerMatrixSelect)),
+        this.layerCka, this.layerCkaBar),
     );
   }
 
-  choose(variant) {
-    this.variant = variant;
+  /** Compare `left` with `right` (trajectory names; either may be left out). */
+  choose({ left, right } = {}) {
+    if (left) this.left = left;
+    if (right) this.variant = right;
     this.explorer.invalidate("view");
+  }
+
+  /** The compared pair, for the URL (the default left, the baseline, left out). */
+  pair() {
+    return { left: this.left !== "baseline" ? this.left : null, right: this.variant };
+  }
+
+  /** Whether the pair is a variant against the baseline: the one the stored metrics describe. */
+  get againstBaseline() {
+    return this.left === "baseline" && this.run.variants().includes(this.variant);
   }
 
   /** metrics/<variant>.json: fetched once the variant's metric event has arrived. */
@@ -88,10 +123,12 @@ export class CompareView extends RunView {
 
   render(reasons) {
     const variants = this.run.variants();
-    const key = variants.join(",");
+    const names = this.run.viewable().map((t) => t.name);
+    const key = names.join(",");
     if (key !== this.variantsKey) {
       this.variantsKey = key;
-      fill(this.variantSelect, variants.map((v) => h("option", { value: v }, v)));
+      fill(this.variantSelect, names.map((v) => h("option", { value: v }, v)));
+      fill(this.leftSelect, names.map((v) => h("option", { value: v }, v)));
     }
     if (!variants.length) {
       this.status.textContent = this.run.ended || this.run.spec?.variants?.length === 0
@@ -99,16 +136,20 @@ export class CompareView extends RunView {
         : "Waiting for the first variant to start…";
       return;
     }
-    if (!variants.includes(this.variant)) this.variant = variants[0];
+    if (!names.includes(this.variant)) this.variant = variants[0];
+    if (!names.includes(this.left)) this.left = "baseline";
     this.variantSelect.value = this.variant;
+    this.leftSelect.value = this.left;
     const traj = this.run.trajectories.get(this.variant);
     const interventions = traj?.meta?.interventions
       ?? this.run.spec?.variants?.find((v) => v.name === this.variant)?.interventions ?? [];
     this.ivSummary.textContent = interventions.map(describeIntervention).join(" + ");
-    const metrics = this.metrics(this.variant);
-    this.status.textContent = metrics?.error
-      ? `metrics: ${metrics.error}`
-      : metrics ? "" : `${this.variant} is ${traj?.status ?? "queued"}: metrics appear when it finishes.`;
+    const metrics = this.againstBaseline ? this.metrics(this.variant) : null;
+    this.status.textContent = !this.againstBaseline
+      ? "1 − CKA is stored for each variant against the baseline (pick the baseline on the left to see it); the difference map is computed here from the two x̂₀ arrays."
+      : metrics?.error
+        ? `metrics: ${metrics.error}`
+        : metrics ? "" : `${this.variant} is ${traj?.status ?? "queued"}: metrics appear when it finishes.`;
     this.renderSides();
     this.renderDifference(metrics);
     const structural = !reasons.has("position") || reasons.size > 1;
@@ -136,7 +177,7 @@ export class CompareView extends RunView {
     const geo = this.frameGeometry();
     const step = this.scrubber.step;
     const frame = this.scrubber.frame;
-    for (const [name, canvas, caption] of [["baseline", this.baseCanvas, this.baseCaption], [this.variant, this.variantCanvas, this.variantCaption]]) {
+    for (const [name, canvas, caption] of [[this.left, this.baseCanvas, this.baseCaption], [this.variant, this.variantCanvas, this.variantCaption]]) {
       const { g } = pixelCanvas(canvas, geo.w, geo.h, FRAME_BOX);
       const record = step === null ? null : this.run.stepRecord(name, step);
       const bitmap = record ? this.explorer.cache.get(record.artifacts.preview) : null;
@@ -147,11 +188,15 @@ export class CompareView extends RunView {
         drawPlaceholder(g, 0, 0, geo.width, geo.height, record ? "loading…" : "not computed yet");
       }
       Object.assign(canvas.dataset, { trajectory: name, step: step ?? "", frame, src: bitmap ? record.artifacts.preview : "" });
-      caption.replaceChildren(h("b", { style: { color: name === "baseline" ? COLOURS.baseline : COLOURS.variant } }, name), ` · step ${step ?? "–"} · frame ${frame}`);
+      caption.replaceChildren(h("b", { style: { color: canvas === this.baseCanvas ? COLOURS.baseline : COLOURS.variant } }, name), ` · step ${step ?? "–"} · frame ${frame}`);
     }
   }
 
   renderDifference(metrics) {
+    if (!this.againstBaseline) {
+      this.renderPairDifference();
+      return;
+    }
     const geo = this.frameGeometry();
     const { g } = pixelCanvas(this.diffCanvas, geo.w, geo.h, FRAME_BOX);
     const path = this.run.metrics.get(this.variant)?.difference;
@@ -179,10 +224,35 @@ export class CompareView extends RunView {
     colourBar(this.diffBar, range, "viridis", "|Δx̂₀|");
   }
 
+  /** Difference of any two trajectories at this step and frame, from their x̂₀ arrays (member 0). */
+  renderPairDifference() {
+    const geo = this.frameGeometry();
+    const { g } = pixelCanvas(this.diffCanvas, geo.w, geo.h, FRAME_BOX);
+    const step = this.scrubber.step;
+    const paths = [this.left, this.variant].map((name) => (step === null ? null : this.run.stepRecord(name, step)?.artifacts?.x0 ?? null));
+    for (const path of paths) if (path) this.explorer.cache.want(path, "array", true);
+    const [a, b] = paths.map((path) => (path ? this.explorer.cache.get(path) : null));
+    let range = null;
+    if (a && b) {
+      const diff = channelMeanAbsDiff(a, b, 0, this.scrubber.frame);
+      range = { lo: 0, hi: Math.max(summary(diff.data).max, 1e-12) };
+      this.diffCanvasTokens.width = diff.w;
+      this.diffCanvasTokens.height = diff.h;
+      this.diffCanvasTokens.getContext("2d").putImageData(new ImageData(heatmapPixels(diff.data, range.lo, range.hi, "viridis"), diff.w, diff.h), 0, 0);
+      g.imageSmoothingEnabled = false;
+      g.drawImage(this.diffCanvasTokens, 0, 0, diff.w, diff.h, 0, 0, geo.width, geo.height);
+    } else {
+      drawPlaceholder(g, 0, 0, geo.width, geo.height, paths.every(Boolean) ? "loading…" : "no x̂₀ arrays at this step");
+    }
+    Object.assign(this.diffCanvas.dataset, { step: step ?? "", frame: this.scrubber.frame, src: a && b ? "x0" : "", hi: range?.hi ?? "" });
+    this.diffCaption.replaceChildren(h("b", {}, "difference"), ` · ${this.left} vs ${this.variant} · mean |Δx̂₀| over channels, this frame's range`);
+    colourBar(this.diffBar, range, "viridis", "|Δx̂₀|");
+  }
+
   renderCka(metrics, interventions) {
     const steps = metrics?.steps ?? [];
     const x0 = metrics?.cka_x0_distance ?? [];
-    const layerValues = metrics?.layer_norm_cka_distance?.values ?? [];
+    const layerValues = layerMatrices(metrics).norms?.values ?? [];
     const layerMean = steps.map((_, i) => layerValues.length ? layerValues.reduce((a, row) => a + row[i], 0) / layerValues.length : NaN);
     const all = [...x0, ...layerMean.filter(Number.isFinite)];
     const hi = Math.max(1e-3, ...all) * 1.1;
@@ -198,11 +268,11 @@ export class CompareView extends RunView {
       y: { domain: [0, hi], label: "1 − CKA" },
       series: [
         { name: "x̂₀", color: COLOURS.variant, points: steps.map((s, i) => ({ x: s, y: x0[i] })) },
-        ...(layerValues.length ? [{ name: "layer norms (mean over layers)", color: COLOURS.layers, dash: "4 2", points: steps.map((s, i) => ({ x: s, y: layerMean[i] })) }] : []),
+        ...(layerValues.length ? [{ name: "1 − r² of layer-norm maps (mean over layers)", color: COLOURS.layers, dash: "4 2", points: steps.map((s, i) => ({ x: s, y: layerMean[i] })) }] : []),
       ],
       vlines,
       cursor: this.scrubber.step,
-      empty: metrics ? null : "waiting for the comparison…",
+      empty: metrics ? null : this.againstBaseline ? "waiting for the comparison…" : "stored against the baseline only",
       onPick: (x) => this.scrubber.setStep(Math.round(x)),
     });
     this.cka.dataset.points = steps.length;
@@ -216,7 +286,7 @@ export class CompareView extends RunView {
     const frame = this.scrubber.frame;
     this.convFrame = frame;
     this.convergence.dataset.frame = frame;
-    for (const [name, colour] of [["baseline", COLOURS.baseline], [this.variant, COLOURS.variant]]) {
+    for (const [name, colour] of [[this.left, COLOURS.baseline], [this.variant, COLOURS.variant]]) {
       const traj = this.run.trajectories.get(name);
       if (!traj?.convergence) continue;
       this.explorer.cache.want(traj.convergence, "array", true);
@@ -237,7 +307,7 @@ export class CompareView extends RunView {
         series.push({ name: `${name} frame ${frame}`, color: colour, dash: "3 3", dots: false, legend: false, points: one });
       }
       if (traj.commitmentStep !== null && traj.commitmentStep !== undefined) {
-        vlines.push({ x: traj.commitmentStep, label: `${name} commits`, color: colour, dash: "6 3", row: name === "baseline" ? 0 : 1, cls: "commitment" });
+        vlines.push({ x: traj.commitmentStep, label: `${name} commits`, color: colour, dash: "6 3", row: name === this.left ? 0 : 1, cls: "commitment" });
       }
     }
     const commits = vlines.map((v) => v.label.replace(" commits", `: step ${v.x}`)).join(" · ");
@@ -257,20 +327,29 @@ export class CompareView extends RunView {
   }
 
   renderLayerCka(metrics) {
-    const entry = metrics?.layer_norm_cka_distance;
+    const matrices = layerMatrices(metrics);
+    const kind = matrices[this.layerMatrix] ? this.layerMatrix : matrices.hidden ? "hidden" : "norms";
+    const entry = matrices[kind];
     this.layerCka.parentElement.hidden = !entry;
     if (!entry) {
       this.layerCkaChart = null;
       return;
     }
+    this.layerMatrixSelect.value = kind;
+    this.layerMatrixSelect.parentElement.hidden = !(matrices.hidden && matrices.norms);
+    const label = kind === "hidden" ? "1 − CKA" : "1 − r²";
+    this.layerCkaTitle.textContent = kind === "hidden"
+      ? "1 − CKA of hidden states (tokens × channels) · layer × step"
+      : "1 − r² of layer-norm maps · layer × step (blind to direction)";
+    this.layerCka.dataset.matrix = kind;
     const steps = metrics.steps;
     let hi = 0;
-    for (const row of entry.values) for (const v of row) hi = Math.max(hi, v);
+    for (const row of entry.values) for (const v of row) if (Number.isFinite(v)) hi = Math.max(hi, v);
     const every = Math.max(1, Math.ceil(steps.length / 12));
     this.layerCkaChart = matrixChart(this.layerCka, {
       rows: entry.layers.length,
       cols: steps.length,
-      value: (r, c) => entry.values[r][c],
+      value: (r, c) => entry.values[r][c] ?? NaN, // null: not compared at that step
       range: { lo: 0, hi: Math.max(hi, 1e-6) },
       cmap: "inferno",
       xLabel: "denoising step",
@@ -279,7 +358,7 @@ export class CompareView extends RunView {
       rowLabel: (r) => String(entry.layers[r]),
       onPick: (r, c) => this.scrubber.setStep(steps[c]),
     });
-    colourBar(this.layerCkaBar, { lo: 0, hi: Math.max(hi, 1e-6) }, "inferno", "1 − CKA");
+    colourBar(this.layerCkaBar, { lo: 0, hi: Math.max(hi, 1e-6) }, "inferno", label);
     this.layerCkaBar.dataset.hi = Math.max(hi, 1e-6);
   }
 }

@@ -21,15 +21,16 @@ export const TABS = { trajectory: "Trajectory", layers: "Layers", compare: "Comp
 const REFRESH_MANIFEST_ON = new Set([EXPERIMENT_STARTED, TRAJECTORY_FINISHED, METRIC, ...TERMINAL]);
 
 export class Explorer {
-  constructor(jobId, { tab = "trajectory", onTabChange = () => {}, onJobChange = () => {}, arrayBudget } = {}) {
+  constructor(jobId, { tab = "trajectory", position = {}, onLocation = () => {}, onJobChange = () => {}, arrayBudget } = {}) {
     this.jobId = jobId;
     this.tab = TABS[tab] ? tab : "trajectory";
-    this.onTabChange = onTabChange;
+    this.onLocation = onLocation;
+    this.locationTimer = null;
     this.onJobChange = onJobChange;
     this.run = new RunData(jobId);
     this.scrubber = new Scrubber();
     this.cache = new AssetCache(jobId, { arrayBudget });
-    this.selection = { trajectory: "baseline", member: 0, pass: null }; // pass: null = the run's first
+    this.selection = { trajectory: position.trajectory ?? "baseline", member: position.member ?? 0, pass: null }; // pass: null = the run's first
     this.reasons = new Set();
     this.frameRequest = null;
     this.manifestTimer = null;
@@ -40,6 +41,7 @@ export class Explorer {
     // array itself (its byte budget), so the energy chart and colour scales stay complete.
     this.normStats = new Map(); // norms path → layerStats(array)
     this.build();
+    this.goTo(position);
     this.scrubber.subscribe((change) => this.invalidate(change === "step" || change === "frame" ? "position" : "data"));
     this.cache.subscribe((path, value, kind) => {
       if (kind === "array" && path.includes("/layer_norms/") && !this.normStats.has(path)) {
@@ -249,7 +251,7 @@ export class Explorer {
     for (const button of this.tabButtons) button.classList.toggle("active", button.dataset.tab === key);
     for (const [name, view] of Object.entries(this.views)) view.element.hidden = name !== key;
     this.selectors.hidden = key === "compare"; // the comparison picks its own variant
-    if (notify) this.onTabChange(key);
+    if (notify) this.scheduleLocation();
     this.invalidate("layout");
   }
 
@@ -282,6 +284,37 @@ export class Explorer {
     if (reasons.has("data")) this.renderSelectors();
     this.scrubberBar.render();
     this.views[this.tab].render(reasons);
+    this.scheduleLocation();
+  }
+
+  /** Go to a position (from the URL): step and frame once they exist, layer, trajectory, compared pair. */
+  goTo({ step, frame, layer, trajectory, member, left, right } = {}) {
+    this.scrubber.want({ step, frame });
+    if (layer !== undefined) this.views.layers.wantLayer(layer);
+    if (trajectory !== undefined || member !== undefined) this.select({ trajectory, member });
+    if (left !== undefined || right !== undefined) this.views.compare.choose({ left, right });
+  }
+
+  /** Where the explorer is, for the URL. */
+  position() {
+    const { trajectory, member } = this.selection;
+    return {
+      step: this.scrubber.step,
+      frame: this.scrubber.frame,
+      layer: this.views.layers.currentLayer(),
+      member: member || null,
+      trajectory: trajectory !== "baseline" ? trajectory : null,
+      ...(this.tab === "compare" ? this.views.compare.pair() : {}),
+    };
+  }
+
+  /** Write the position into the URL, at most a few times a second (browsers throttle history calls). */
+  scheduleLocation() {
+    if (this.locationTimer !== null || this.disposed) return;
+    this.locationTimer = setTimeout(() => {
+      this.locationTimer = null;
+      if (!this.disposed) this.onLocation(this.tab, this.position());
+    }, 200);
   }
 
   /** The trajectory (baseline, variants, swap sources) and ensemble member shown. */
@@ -330,6 +363,7 @@ export class Explorer {
     this.disposed = true;
     cancelAnimationFrame(this.frameRequest);
     clearTimeout(this.manifestTimer);
+    clearTimeout(this.locationTimer);
     this.stream?.close();
     this.scrubber.pause();
     this.scrubberBar.dispose();

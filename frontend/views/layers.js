@@ -95,6 +95,19 @@ export class LayerView extends RunView {
     return this.run.probedLayers;
   }
 
+  /** Show block `layer` (a probed layer's index, from the URL) once the run's layers are known. */
+  wantLayer(layer) {
+    this.wantedLayer = layer;
+    this.explorer.invalidate("view");
+  }
+
+  /** The block shown (its index in the model), or null before the run's layers are known. */
+  currentLayer() {
+    const layers = this.layers();
+    if (this.wantedLayer !== undefined && this.wantedLayer !== null) return this.wantedLayer; // not shown yet
+    return this.layerPos === null ? null : layers[this.layerPos] ?? null;
+  }
+
   layerBy(delta) {
     const count = this.layers().length;
     if (!count) return;
@@ -138,6 +151,11 @@ export class LayerView extends RunView {
     if (!layers.length) {
       fill(this.picker, h("p", { class: "muted" }, this.run.manifest ? "This run recorded no layer norms (probes.layers = none)." : "Waiting for the run to start…"));
       return;
+    }
+    if (this.wantedLayer !== undefined && this.wantedLayer !== null) {
+      const pos = layers.indexOf(this.wantedLayer);
+      if (pos >= 0) this.layerPos = pos;
+      this.wantedLayer = null;
     }
     if (this.layerPos === null || this.layerPos >= layers.length) this.layerPos = Math.floor(layers.length / 2);
     const structural = reasons.has("data") || reasons.has("asset") || reasons.has("layout") || reasons.has("view");

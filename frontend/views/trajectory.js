@@ -2,11 +2,13 @@
 // of one frame across steps, σ / t / expert on a timeline, and full-quality decodes on request.
 
 import { ApiError, artifactUrl, jobs } from "../api.js";
-import { lineChart } from "../charts.js";
+import { colourBar, lineChart } from "../charts.js";
+import { heatmapPixels, summary } from "../colour.js";
 import { fill, fitCanvas, h } from "../dom.js";
 import { decodedFramePath, videoFramesLabel, videoFramesOfLatent } from "../frames.js";
 import { JobStream } from "../jobstream.js";
 import { drawFrame, drawPlaceholder, gridCellSize, pixelCanvas } from "../preview.js";
+import { channelMeanAbsDiff } from "../xdiff.js";
 import { RunView } from "./runview.js";
 
 const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"];
@@ -28,6 +30,13 @@ export class TrajectoryView extends RunView {
   build() {
     this.frameCanvas = h("canvas", { id: "frame-canvas", class: "pixelated" });
     this.frameCaption = h("figcaption", { class: "caption" });
+    this.frameMode = "x0"; // or "change": what this step did, |x̂₀(step) − x̂₀(previous step)|
+    this.frameModeSelect = h("select", { id: "frame-mode", "aria-label": "what the main frame shows", onchange: () => {
+      this.frameMode = this.frameModeSelect.value;
+      this.explorer.invalidate("view");
+    } }, h("option", { value: "x0" }, "x̂₀ preview"), h("option", { value: "change" }, "change from the previous step"));
+    this.changeBar = h("canvas", { id: "change-colourbar", class: "colourbar", hidden: true });
+    this.changeTokens = document.createElement("canvas");
     this.decodeButton = h("button", { id: "decode-button", onclick: () => this.requestDecode() }, "Full-quality decode");
     this.decodeStatus = h("span", { id: "decode-status", class: "muted" });
     this.decodeFrames = h("div", { id: "decode-frames", class: "decode-frames" });
@@ -70,7 +79,8 @@ export class TrajectoryView extends RunView {
       { class: "view trajectory-view" },
       h("div", { class: "columns" },
         h("div", { class: "col-main" },
-          h("figure", { class: "frame-figure" }, this.frameCanvas, this.frameCaption),
+          h("label", { class: "tool" }, "Show ", this.frameModeSelect),
+          h("figure", { class: "frame-figure" }, this.frameCanvas, this.frameCaption, this.changeBar),
           this.inputFigure,
           this.finalFigure,
           h("section", { class: "decode-panel" },
@@ -134,6 +144,11 @@ export class TrajectoryView extends RunView {
   }
 
   renderFrame(ctx) {
+    this.changeBar.hidden = this.frameMode !== "change";
+    if (this.frameMode === "change") {
+      this.renderChange(ctx);
+      return;
+    }
     const step = this.scrubber.step;
     const frame = this.scrubber.frame;
     const size = this.frameSize(ctx);
@@ -157,6 +172,40 @@ export class TrajectoryView extends RunView {
       h("b", {}, "x̂₀ preview"),
       ` · ${ctx.name}${ctx.members > 1 ? ` member ${ctx.member}` : ""} · step ${step ?? "–"} · latent frame ${frame} (${frames})`,
     );
+  }
+
+  /** What this step did: mean over channels of |x̂₀(step) − x̂₀(previous captured step)|. */
+  renderChange(ctx) {
+    const step = this.scrubber.step;
+    const frame = this.scrubber.frame;
+    const steps = this.scrubber.available;
+    const previous = steps[steps.indexOf(step) - 1];
+    const size = this.frameSize(ctx);
+    const { g, scale, width, height } = pixelCanvas(this.frameCanvas, size.w, size.h, FRAME_BOX);
+    const paths = [step, previous].map((s) => (s === undefined || s === null ? null : this.run.stepRecord(ctx.name, s)?.artifacts?.x0 ?? null));
+    for (const path of paths) if (path) this.explorer.cache.want(path, "array", true);
+    const [now, before] = paths.map((path) => (path ? this.explorer.cache.get(path) : null));
+    let range = null;
+    if (now && before) {
+      const diff = channelMeanAbsDiff(now, before, ctx.member, frame);
+      range = { lo: 0, hi: Math.max(summary(diff.data).max, 1e-12) };
+      this.changeTokens.width = diff.w;
+      this.changeTokens.height = diff.h;
+      this.changeTokens.getContext("2d").putImageData(new ImageData(heatmapPixels(diff.data, range.lo, range.hi, "viridis"), diff.w, diff.h), 0, 0);
+      g.imageSmoothingEnabled = false;
+      g.drawImage(this.changeTokens, 0, 0, diff.w, diff.h, 0, 0, width, height);
+    } else {
+      const why = previous === undefined ? "the first step has no previous step" : paths.every(Boolean) ? "loading…" : "no x̂₀ arrays recorded";
+      drawPlaceholder(g, 0, 0, width, height, step === null ? "waiting for steps…" : why);
+    }
+    Object.assign(this.frameCanvas.dataset, {
+      trajectory: ctx.name, member: ctx.member, step: step ?? "", frame, src: range ? "change" : "", scale, previous: previous ?? "", hi: range?.hi ?? "",
+    });
+    this.frameCaption.replaceChildren(
+      h("b", {}, "change from the previous step"),
+      ` · |x̂₀(step ${step ?? "–"}) − x̂₀(step ${previous ?? "–"})|, mean over channels · ${ctx.name} · latent frame ${frame}`,
+    );
+    colourBar(this.changeBar, range, "viridis", "|Δx̂₀| this step");
   }
 
   renderInput() {

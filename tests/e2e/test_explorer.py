@@ -217,8 +217,11 @@ def test_switch_layer_and_colour_scale_changes_the_heatmap(page, service, finish
     run_dir = service.store / finished_run.id
     norm_paths = [s["artifacts"]["layer_norms.cond"] for s in manifest["trajectories"]["baseline"]["steps"]]
     norms = np.stack([np.load(run_dir / p) for p in norm_paths])  # (S, M, L, F', H', W')
-    open_job(page, service, finished_run.id, "layers")
+    # Opened from a shared URL: step, frame and layer as it says.
+    open_job(page, service, finished_run.id, f"layers?step=5&frame=1&layer={layers[2]}")
     page.wait_for_function(f"() => document.getElementById('norms-loaded')?.dataset.loaded === '{len(norm_paths)}'")
+    wait_for_data(page, "#heatmap-canvas", step="5", frame="1", layer=str(layers[2]))
+    assert page.locator("#step-input").input_value() == "5"
     bands = page.locator("#layer-picker .band")
     assert [bands.nth(i).get_attribute("data-band") for i in range(bands.count())] == ["early", "middle", "late"]
     page.click("label:has(input[value='alone'])")
@@ -360,9 +363,37 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
         assert max(rights) <= width + 0.5, f"{chart}: a label runs past the edge"
     assert "commit threshold" in page.locator("#convergence-chart g.legend").text_content()
     # The layer × step CKA matrix has a colour bar up to its largest value.
-    layer_cka = max(max(row) for row in data["layer_norm_cka_distance"]["values"])
+    hidden = data.get("hidden_state_cka_distance")
+    matrix = hidden or data["layer_norm_map_r2_distance"]
+    assert page.locator("#layer-cka").get_attribute("data-matrix") == ("hidden" if hidden else "norms")
+    layer_cka = max(v for row in matrix["values"] for v in row if v is not None)
     assert float(page.locator("#layer-cka-colourbar").get_attribute("data-hi")) == pytest.approx(layer_cka)
     screenshot(page, "compare_noise_variant")
+
+    # Any two trajectories side by side, from a URL; one scrubber moves both.
+    page.evaluate(f"location.hash = '#/jobs/{finished_run.id}/compare?step=4&frame=1&left=ens&right=noise3'")
+    wait_for_data(page, "#compare-baseline", trajectory="ens", step="4", frame="1")
+    wait_for_data(page, "#compare-variant", trajectory="noise3", step="4", frame="1")
+    run_dir = service.store / finished_run.id
+
+    def pair_difference_max(step: int, frame: int) -> float:
+        a, b = (np.load(run_dir / steps[n]["steps"][step]["artifacts"]["x0"]) for n in ("ens", "noise3"))
+        return float(np.abs(a[0, :, frame] - b[0, :, frame]).mean(axis=0).max())  # member 0, mean over channels
+
+    wait_for_data(page, "#compare-diff", src="x0", step="4")
+    hi = float(page.locator("#compare-diff").get_attribute("data-hi"))
+    assert hi == pytest.approx(pair_difference_max(4, 1), rel=1e-5)
+    page.keyboard.press("ArrowRight")
+    for canvas in ("#compare-baseline", "#compare-variant", "#compare-diff"):
+        wait_for_data(page, canvas, step="5", frame="1")
+    wait_for_data(page, "#compare-diff", src="x0", step="5")
+    assert float(page.locator("#compare-diff").get_attribute("data-hi")) == pytest.approx(
+        pair_difference_max(5, 1), rel=1e-5
+    )
+    # The URL follows, so the position can be shared.
+    page.wait_for_function("() => location.hash.includes('step=5') && location.hash.includes('left=ens')")
+    assert "frame=1" in page.evaluate("location.hash") and "right=noise3" in page.evaluate("location.hash")
+    screenshot(page, "compare_any_two_trajectories")
 
 
 def test_a_form_error_shows_the_api_message_next_to_the_field(page, service):
@@ -511,6 +542,23 @@ def test_timeline_shows_sigma_of_every_step_and_the_final_video(page, service, c
     assert min(sizes) >= 12, sizes
     page.locator(".grid-scroll").evaluate("el => { el.scrollTop = el.scrollHeight; }")
     screenshot(page, "trajectory_view")
+    # What the last step did: |x̂₀(last) − x̂₀(previous)|, mean over channels, on its own scale.
+    page.select_option("#frame-mode", "change")
+    last = steps[-1]["index"]
+    wait_for_data(page, "#frame-canvas", src="change", step=str(last), previous=str(last - 1))
+    run_dir = service.store / finished_run.id
+    now, before = (np.load(run_dir / steps[i]["artifacts"]["x0"]) for i in (last, last - 1))
+    change = np.abs(now[0, :, 0] - before[0, :, 0]).mean(axis=0)
+    assert float(page.locator("#frame-canvas").get_attribute("data-hi")) == pytest.approx(float(change.max()), rel=1e-5)
+    lut = np.array(page.evaluate(INFERNO_LUT.replace("inferno", "viridis"))).reshape(256, 3)
+    scale = int(page.locator("#frame-canvas").get_attribute("data-scale"))
+    index = np.clip(np.floor(change / change.max() * 255 + 0.5), 0, 255).astype(int)
+    h, w = change.shape
+    points = [(x * scale + scale // 2, y * scale + scale // 2) for y in range(h) for x in range(w)]
+    shown = np.array(page.evaluate(CANVAS_PIXELS, ["#frame-canvas", points])).reshape(h, w, 3)
+    # float32 sums in another order may move a value across a colour-map step: one step's worth.
+    np.testing.assert_allclose(shown, lut[index], atol=4)
+    screenshot(page, "trajectory_change_from_previous_step")
 
 
 def test_jobs_list_shows_queue_position_and_cancels(page, service, client):
