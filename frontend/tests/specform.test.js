@@ -27,8 +27,10 @@ test("the form's interventions are the spec's, with their fields in order", () =
     ["steps", "list", false],
     ["strength", "number", false],
     ["relative", "bool", true],
+    ["units", "choice", true],
     ["seed", "int", true],
   ]);
+  assert.deepEqual(FORMS.noise_at_step.fields[3].options, ["latent_std", "absolute", "sigma"]);
   const strength = FORMS.noise_at_step.fields[1];
   assert.equal(strength.initial, "0.5");
   assert.equal(FORMS.noise_at_step.fields[0].placeholder, "e.g. 5");
@@ -36,8 +38,8 @@ test("the form's interventions are the spec's, with their fields in order", () =
   assert.equal(FORMS.noise_at_step.fields[2].initial, true);
   // A layer swap's run B becomes dotted fields; its image is left to uploads.
   const swap = FORMS.layer_swap.fields.map((f) => f.key);
-  assert.deepEqual(swap, ["layers", "steps", "frames", "passes", "source.prompt", "source.negative_prompt", "source.seed"]);
-  const passes = FORMS.layer_swap.fields[3];
+  assert.deepEqual(swap, ["layers", "steps", "frames", "frame_units", "passes", "source.prompt", "source.negative_prompt", "source.seed"]);
+  const passes = FORMS.layer_swap.fields[4];
   assert.deepEqual([passes.type, passes.options, passes.initial], ["choice", ["cond", "uncond", "both"], "cond"]);
   assert.equal(FORMS.seed_ensemble.fields.find((f) => f.key === "steps").initial, "0");
   assert.equal(FORMS.guidance.fields.find((f) => f.key === "scale_2").label, "low-noise expert scale");

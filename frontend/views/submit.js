@@ -215,7 +215,10 @@ export class SubmitView {
         return h("div", { class: "field inline checkbox", dataset: { field: `${prefix}.${f.key}` } },
           el, h("label", { for: id }, f.label), h("span", { class: "field-error" }));
       } else if (f.type === "choice") {
+        // An optional choice with no default offers "default" (left out: the API decides), not its first option.
+        const unset = f.optional && (f.initial === null || f.initial === undefined);
         el = h("select", { id, onchange: (e) => { iv[f.key] = e.target.value; } },
+          unset ? h("option", { value: "", selected: !iv[f.key] }, "(default)") : null,
           f.options.map((p) => h("option", { value: p, selected: iv[f.key] === p }, p)));
       } else {
         const numeric = f.type === "number" || f.type === "int";
