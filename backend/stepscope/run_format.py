@@ -267,6 +267,9 @@ class TrajectoryEntry(_Record):
     # sweep members
     sweep: str | None = None
     sweep_index: int | None = None
+    resumed_from_step: int | None = Field(
+        None, description="continued from the baseline's state entering this step; earlier steps are the baseline's"
+    )
     # swap sources
     source_of: str | None = None
     intervention: int | None = None
@@ -353,8 +356,10 @@ class SweepRecord(_Record):
     over: str
     values: list[float]
     members: list[str] = Field(description="trajectory and metrics name of each member")
-    members_from: Literal["scratch"] = Field(
-        "scratch", description="how members ran: from step 0 (the shared prefix is re-run)"
+    start_steps: list[int] = Field(
+        default_factory=list,
+        description="step each member started at: 0 = run from scratch; k > 0 = continued from the baseline's "
+        "stored solver state entering step k (its steps before k are the baseline's and were not run again)",
     )
     curve: SweepCurve | None = None
 

@@ -156,6 +156,6 @@ def test_hidden_state_distances_and_sweeps_read_back(tmp_path):
     assert loaded.metrics("s.000")["hidden_state_cka_distance"] == hidden
     assert loaded.sweeps == ["s"]
     sweep = loaded.sweep("s")
-    assert sweep["curve"] == curve and sweep["members"] == ["s.000"] and sweep["members_from"] == "scratch"
+    assert sweep["curve"] == curve and sweep["members"] == ["s.000"] and sweep["start_steps"] == []
     with pytest.raises(KeyError, match="no sweep 'x'"):
         loaded.sweep("x")

@@ -42,7 +42,7 @@ from stepscope.probe.interventions import (
     layer_swap_warnings,
 )
 from stepscope.probe.recorder import BackgroundQueue, Decoder, RunOutputs, TrajectoryRecorder
-from stepscope.probe.trajectory import Cancelled, TrajectoryInputs, captured_steps, run_trajectory
+from stepscope.probe.trajectory import Cancelled, SolverState, TrajectoryInputs, captured_steps, run_trajectory
 from stepscope.run_format import BASELINE, RUN_PREFIX
 from stepscope.spec import (
     ExperimentSpec,
@@ -87,6 +87,8 @@ class TrajectoryPlan:
     perturbations: LatentPerturbations | None = None
     rewrites: list[tuple[list[int], BlockRewrite]] = field(default_factory=list)
     hidden_states: metrics.HiddenStateCKA | None = None  # compares this run's hidden states with the baseline's
+    keep_states: list[int] = field(default_factory=list)  # steps whose incoming solver state is kept (baseline)
+    resume: SolverState | None = None  # start from this stored state instead of step 0
 
 
 class Experiment:
@@ -169,6 +171,7 @@ class Experiment:
             emit=self.emit,
         )
         self.baseline: TrajectoryRecorder | None = None
+        self.baseline_states: dict[int, SolverState] = {}  # for sweep members that start after step 0
         # The baseline's hidden-state sketches, for each variant's hidden-state CKA (none without layers).
         self.sketcher = (
             metrics.HiddenStateSketcher(steps=set(self.capture_at), passes=self.passes[0]) if self.layers else None
@@ -193,7 +196,9 @@ class Experiment:
             base = self._base_inputs()
             self.emit({"type": "experiment_started", "progress": self._progress(), "manifest": rf.MANIFEST})
             rewrites = [(self.layers, self.sketcher)] if self.sketcher is not None else []
-            self.baseline = self._trajectory(TrajectoryPlan(BASELINE, "baseline", base, rewrites=rewrites))
+            keep = sorted({k for sweep in self.spec.sweeps for k in map(resume_step, sweep.members()) if k > 0})
+            plan = TrajectoryPlan(BASELINE, "baseline", base, rewrites=rewrites, keep_states=keep)
+            self.baseline = self._trajectory(plan)
             for index, variant in enumerate(self.spec.variants):
                 with ExitStack() as banks:  # a layer swap's hidden states live until its variant ran
                     plan = self._variant_plan(index, variant, base, banks)
@@ -277,7 +282,12 @@ class Experiment:
         return plan
 
     def _sweep(self, si: int, sweep: Sweep, base: TrajectoryInputs) -> None:
-        """Run every member of a sweep (each from step 0), compare each with the baseline, store the curve."""
+        """Run every member of a sweep, compare each with the baseline, store the curve.
+
+        A member whose intervention first acts at step k > 0 continues from the baseline's stored
+        state entering k (the steps before k would repeat the baseline's exactly); one that acts
+        from step 0, or changes the batch (a seed ensemble), runs from scratch.
+        """
         members = sweep.members()
         names = [rf.sweep_member_name(sweep.name, i) for i in range(len(members))]
         self.manifest.start_sweep(
@@ -287,6 +297,7 @@ class Experiment:
                 over=sweep.over,
                 values=[float(v) for v in sweep.values],
                 members=names,
+                start_steps=[resume_step(iv) if resume_step(iv) in self.baseline_states else 0 for iv in members],
             ),
         )
         with ExitStack() as banks:
@@ -305,6 +316,9 @@ class Experiment:
             for index, (name, iv) in enumerate(zip(names, members, strict=True)):
                 meta = {"sweep": sweep.name, "sweep_index": index}
                 plan = self._plan(name, "sweep_member", [iv], base, meta, swap_bank)
+                plan.resume = self.baseline_states.get(resume_step(iv))
+                if plan.resume is not None:
+                    plan.meta["resumed_from_step"] = plan.resume.step
                 recorder = self._trajectory(plan)
                 results.append(self._compare(name, recorder, plan.hidden_states))
         self.manifest.set_sweep_curve(sweep.name, sweep_curve(results))
@@ -354,6 +368,10 @@ class Experiment:
             keep_norms=plan.kind != "swap_source",
             progress=lambda index: {"done": before + index + 1, "total": self.total_steps},
         )
+        if plan.resume is not None:  # the steps before it are the baseline's: the comparison sees them too
+            prefix = range(plan.resume.step)
+            recorder.kept_x0.update({s: x for s, x in self.baseline.kept_x0.items() if s in prefix})
+            recorder.kept_norms.update({s: n for s, n in self.baseline.kept_norms.items() if s in prefix})
         started = time.perf_counter()
         result = run_trajectory(
             self.model,
@@ -366,7 +384,11 @@ class Experiment:
             sink=recorder,
             should_stop=self.should_stop,
             cond_x0=self.spec.probes.cond_x0,
+            keep_states=plan.keep_states,
+            resume=plan.resume,
         )
+        if plan.name == BASELINE:
+            self.baseline_states = result.states
         if plan.perturbations:
             self.manifest.set_perturbations(plan.name, result.perturbations or [])
         summary = recorder.finish(result, time.perf_counter() - started, self.spec.probes.final_decode)
@@ -447,6 +469,17 @@ class Experiment:
             if self.sketcher is not None:
                 self.sketcher.close()
         self.manifest.finish(status, error, time.perf_counter() - started, tb)
+
+
+def resume_step(iv) -> int:
+    """The first step an intervention can change, where a sweep member may start from the baseline's state.
+
+    0 (run from scratch) for a seed ensemble, whose batch differs from the baseline's, and for
+    interventions acting at every step.
+    """
+    if isinstance(iv, SeedEnsemble) or getattr(iv, "steps", None) is None:
+        return 0
+    return min(iv.steps)
 
 
 def _source_image_field(prefix: str, ii: int) -> str:

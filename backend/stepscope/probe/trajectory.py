@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -78,6 +79,41 @@ class TrajectoryResult:
     step_seconds: list[float]
     # Each latent perturbation as realised (AppliedPerturbation.to_json()): step, kind, frames, ‖δ‖, solver state.
     perturbations: list[dict] | None = None
+    states: dict[int, SolverState] = field(default_factory=dict)  # the states asked for with `keep_states`
+
+
+@dataclass
+class SolverState:
+    """Where a trajectory stands entering step `step`: its latent and its scheduler's own state, on the host.
+
+    `run_trajectory(resume=...)` continues from it exactly as the trajectory that stored it
+    would have (the same scheduler attributes: for UniPC its x̂₀ history `model_outputs`,
+    `timestep_list`, `last_sample`, `lower_order_nums`, `this_order`, `_step_index`, ...).
+    The per-step records of the steps before it come along, so a resumed result covers every step.
+    """
+
+    step: int
+    latents: torch.Tensor
+    scheduler: dict[str, Any]
+    timesteps: list[float]
+    sigmas: list[float]
+    experts: list[str]
+
+
+def _host_copy(value: Any, device: str | torch.device = "cpu") -> Any:
+    """A deep copy with every tensor (inside lists, tuples and dicts too) copied to `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device, copy=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_host_copy(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _host_copy(v, device) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
+def scheduler_state(scheduler) -> dict[str, Any]:
+    """The scheduler's own attributes (not its config, not methods patched onto it), copied to the host."""
+    return {k: _host_copy(v) for k, v in vars(scheduler).items() if k != "_internal_dict" and not callable(v)}
 
 
 def captured_steps(steps: int, every: int) -> list[int]:
@@ -139,10 +175,16 @@ def run_trajectory(
     sink: StepSink | None = None,
     should_stop: Callable[[], bool] | None = None,
     cond_x0: bool = False,
+    keep_states: Iterable[int] = (),
+    resume: SolverState | None = None,
 ) -> TrajectoryResult:
     """Run the pipeline once, handing the steps in `capture` (default: all) to `sink`.
 
     With `cond_x0`, each capture also carries x̂₀ of the conditional prediction alone.
+    `keep_states`: steps k ≥ 1 whose incoming state (before any perturbation of k) is kept in
+    `result.states[k]`. `resume`: start at `resume.step` from that state instead of step 0; the
+    steps before it are not run (nothing is captured for them) and `inputs` must be the ones
+    the state came from (the same seeds, steps, prompts and guidance).
     """
     check_probe_visibility(model)
     pipe = model.pipe
@@ -150,6 +192,8 @@ def run_trajectory(
     sink = sink or StepSink()
     perturbations = perturbations or LatentPerturbations([])
     capture_at = set(range(inputs.steps) if capture is None else capture)
+    start = resume.step if resume is not None else 0
+    keep_states = {k for k in keep_states if start < k < inputs.steps}
 
     hooks = HookSet()
     tracker = PassTracker(experts)
@@ -161,8 +205,23 @@ def run_trajectory(
     def mark_step_start(module, args):
         if tracker._forwards_this_step == 1:  # the pass tracker's pre-hook ran first
             clock["step_started"] = time.perf_counter()
+            if "timesteps" in resumed:  # the pipeline has read its (shortened) loop; the solver needs them all
+                pipe.scheduler.timesteps = resumed.pop("timesteps")
+
+    resumed: dict[str, Any] = {}
+
+    def set_timesteps_and_resume(*args, **kwargs):
+        # The pipeline sets the schedule, then loops over `scheduler.timesteps`: the solver gets the
+        # stored state and the loop only the steps from `resume.step` on.
+        original_set_timesteps(*args, **kwargs)
+        device = pipe.scheduler.timesteps.device
+        for key, value in resume.scheduler.items():
+            setattr(pipe.scheduler, key, _host_copy(value, device))
+        resumed["timesteps"] = pipe.scheduler.timesteps
+        pipe.scheduler.timesteps = pipe.scheduler.timesteps[start:]
 
     def on_step_end(pipeline, i: int, t, callback_kwargs: dict) -> dict:
+        i += start  # the pipeline counts from the first step it ran
         ended = time.perf_counter()
         estimate = x0_reader.pop()
         expert = tracker.experts_this_step[-1] if tracker.experts_this_step else "transformer"
@@ -185,6 +244,15 @@ def run_trajectory(
                 )
             )
         latents = callback_kwargs["latents"]
+        if i + 1 in keep_states:
+            result.states[i + 1] = SolverState(
+                step=i + 1,
+                latents=_host_copy(latents),
+                scheduler=scheduler_state(pipeline.scheduler),
+                timesteps=list(result.timesteps),
+                sigmas=list(result.sigmas),
+                experts=list(result.experts),
+            )
         if perturbations and i + 1 < inputs.steps:
             latents = perturbations.perturb(i + 1, latents, sigmas[i + 1])
         if should_stop is not None and should_stop():
@@ -208,12 +276,20 @@ def run_trajectory(
             x0_reader.install_conditional(hooks, tracker)
         if perturbations:
             perturbations.install(hooks, pipe.scheduler)
-        norms.active = 0 in capture_at
+        if resume is not None:
+            original_set_timesteps = pipe.scheduler.set_timesteps
+            hooks.patch(pipe.scheduler, "set_timesteps", set_timesteps_and_resume)
+            tracker.step = start
+            result.timesteps, result.sigmas = list(resume.timesteps), list(resume.sigmas)
+            result.experts, result.step_seconds = list(resume.experts), [0.0] * start  # steps not run here
+            latents = _host_copy(resume.latents, _execution_device(model))
+        else:
+            latents = initial_latents(model, inputs)
+        norms.active = start in capture_at
 
-        latents = initial_latents(model, inputs)
         sigmas = step_sigmas(model, inputs.steps) if perturbations else []
         if perturbations:
-            latents = perturbations.perturb(0, latents, sigmas[0])
+            latents = perturbations.perturb(start, latents, sigmas[start])
         call_kwargs = dict(
             prompt=inputs.prompt,
             negative_prompt=inputs.negative_prompt or None,
