@@ -349,6 +349,8 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     # A dropdown used from the keyboard also gives the keys back once its value is set.
     page.focus("#diff-scale")
     assert "focused dropdown" in page.locator("#keys-hint").inner_text()
+    outline = page.evaluate("() => getComputedStyle(document.getElementById('diff-scale')).outlineStyle")
+    assert outline == "solid", "the focused control is marked"
     page.keyboard.press("ArrowDown")
     page.wait_for_function(
         "() => document.getElementById('diff-scale').value === 'step' && document.activeElement === document.body"
