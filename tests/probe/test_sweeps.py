@@ -110,3 +110,36 @@ def test_a_sweep_over_steps_stores_members_and_their_curve(tiny, run_dir):
     assert curve["hidden_state_layers"] == list(range(8))
     assert curve["score"] == [None] * STEPS
     assert min(curve["final_relative_l2"]) > 0.01
+
+
+def test_ensemble_sweeps_run_from_scratch_and_a_swap_sweep_runs_b_once(tiny, run_dir):
+    swap = {"kind": "layer_swap", "layers": [0], "steps": [1], "source": {"seed": 5}}
+    spec = parse_spec(
+        {
+            "steps": 3,
+            "probes": {"final_decode": False},
+            "sweeps": [
+                {
+                    "name": "ens",
+                    "over": "layers",
+                    "values": [2, 6],
+                    "intervention": {"kind": "seed_ensemble", "seeds": [0, 1]},
+                },
+                {"name": "swap", "over": "layers", "values": [1, 6], "intervention": swap},
+            ],
+        }
+    )
+    manifest = run_experiment(tiny, spec, run_dir)
+    assert manifest["status"] == "finished"
+    trajectories = manifest["trajectories"]
+    assert manifest["sweeps"]["ens"]["start_steps"] == [0, 0]  # another batch: nothing to resume from
+    assert trajectories["ens.001"]["seeds"] == [0, 1] and "resumed_from_step" not in trajectories["ens.001"]
+    assert manifest["sweeps"]["swap"]["start_steps"] == [1, 1]
+    assert [n for n in trajectories if n.startswith("swap.source")] == ["swap.source0"]
+    assert trajectories["swap.source0"]["seeds"] == [5]
+    curve = manifest["sweeps"]["swap"]["curve"]
+    assert all(v > 0 for v in curve["final_relative_l2"])
+    # A block's output depends only on its input states (and the shared conditioning), so swapping all
+    # tokens of any one layer makes that step's cond forward B's own: layers 1 and 6 give one result.
+    assert curve["final_relative_l2"][0] == pytest.approx(curve["final_relative_l2"][1], abs=1e-6)
+    assert curve["cka_x0_distance_final"][0] == pytest.approx(curve["cka_x0_distance_final"][1], abs=1e-6)
