@@ -265,7 +265,7 @@ export class CompareView extends RunView {
     });
     this.ckaChart = lineChart(this.cka, {
       x: { domain: [-0.5, total - 0.5], label: "denoising step" },
-      y: { domain: [0, hi], label: "1 − CKA" },
+      y: { domain: [0, hi], label: layerValues.length ? "1 − CKA · 1 − r²" : "1 − CKA" },
       series: [
         { name: "x̂₀", color: COLOURS.variant, points: steps.map((s, i) => ({ x: s, y: x0[i] })) },
         ...(layerValues.length ? [{ name: "1 − r² of layer-norm maps (mean over layers)", color: COLOURS.layers, dash: "4 2", points: steps.map((s, i) => ({ x: s, y: layerMean[i] })) }] : []),

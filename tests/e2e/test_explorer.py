@@ -371,6 +371,8 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     layer_cka = max(v for row in matrix["values"] for v in row if v is not None)
     assert float(page.locator("#layer-cka-colourbar").get_attribute("data-hi")) == pytest.approx(layer_cka)
     screenshot(page, "compare_noise_variant")
+    page.locator("#layer-cka-colourbar").scroll_into_view_if_needed()
+    screenshot(page, "compare_layer_matrix")
 
     # Any two trajectories side by side, from a URL; one scrubber moves both.
     page.evaluate(f"location.hash = '#/jobs/{finished_run.id}/compare?step=4&frame=1&left=ens&right=noise3'")
