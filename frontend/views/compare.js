@@ -103,7 +103,8 @@ export class CompareView extends RunView {
 
   /** Whether the pair is a variant against the baseline: the one the stored metrics describe. */
   get againstBaseline() {
-    return this.left === "baseline" && this.run.variants().includes(this.variant);
+    // Sweep members have metrics files too, once they finish.
+    return this.left === "baseline" && (this.run.variants().includes(this.variant) || this.run.metrics.has(this.variant));
   }
 
   /** metrics/<variant>.json: fetched once the variant's metric event has arrived. */
