@@ -93,21 +93,40 @@ class SolverState:
     """
 
     step: int
-    latents: torch.Tensor
+    latents: HostTensor
     scheduler: dict[str, Any]
     timesteps: list[float]
     sigmas: list[float]
     experts: list[str]
 
 
-def _host_copy(value: Any, device: str | torch.device = "cpu") -> Any:
-    """A deep copy with every tensor (inside lists, tuples and dicts too) copied to `device`."""
+@dataclass
+class HostTensor:
+    """A tensor copied to the host, with the device it came from (UniPC keeps its σ table on the CPU)."""
+
+    tensor: torch.Tensor
+    device: torch.device
+
+
+def _host_copy(value: Any) -> Any:
+    """A deep copy with every tensor (inside lists, tuples and dicts too) copied to the host as a HostTensor."""
     if isinstance(value, torch.Tensor):
-        return value.detach().to(device, copy=True)
+        return HostTensor(value.detach().to("cpu", copy=True), value.device)
     if isinstance(value, (list, tuple)):
-        return type(value)(_host_copy(v, device) for v in value)
+        return type(value)(_host_copy(v) for v in value)
     if isinstance(value, dict):
-        return {k: _host_copy(v, device) for k, v in value.items()}
+        return {k: _host_copy(v) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
+def _device_copy(value: Any) -> Any:
+    """The inverse of `_host_copy`: each HostTensor back on its own device, as a new tensor."""
+    if isinstance(value, HostTensor):
+        return value.tensor.to(value.device, copy=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_device_copy(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _device_copy(v) for k, v in value.items()}
     return copy.deepcopy(value)
 
 
@@ -214,9 +233,8 @@ def run_trajectory(
         # The pipeline sets the schedule, then loops over `scheduler.timesteps`: the solver gets the
         # stored state and the loop only the steps from `resume.step` on.
         original_set_timesteps(*args, **kwargs)
-        device = pipe.scheduler.timesteps.device
         for key, value in resume.scheduler.items():
-            setattr(pipe.scheduler, key, _host_copy(value, device))
+            setattr(pipe.scheduler, key, _device_copy(value))
         resumed["timesteps"] = pipe.scheduler.timesteps
         pipe.scheduler.timesteps = pipe.scheduler.timesteps[start:]
 
@@ -282,7 +300,7 @@ def run_trajectory(
             tracker.step = start
             result.timesteps, result.sigmas = list(resume.timesteps), list(resume.sigmas)
             result.experts, result.step_seconds = list(resume.experts), [0.0] * start  # steps not run here
-            latents = _host_copy(resume.latents, _execution_device(model))
+            latents = _device_copy(resume.latents)
         else:
             latents = initial_latents(model, inputs)
         norms.active = start in capture_at
