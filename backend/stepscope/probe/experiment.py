@@ -172,9 +172,12 @@ class Experiment:
         )
         self.baseline: TrajectoryRecorder | None = None
         self.baseline_states: dict[int, SolverState] = {}  # for sweep members that start after step 0
-        # The baseline's hidden-state sketches, for each variant's hidden-state CKA (none without layers).
+        # The baseline's hidden-state sketches, for each variant's hidden-state CKA (none without layers or variants).
+        compared = bool(spec.variants or spec.sweeps)
         self.sketcher = (
-            metrics.HiddenStateSketcher(steps=set(self.capture_at), passes=self.passes[0]) if self.layers else None
+            metrics.HiddenStateSketcher(steps=set(self.capture_at), passes=self.passes[0])
+            if self.layers and compared
+            else None
         )
         warnings = [
             f"{v.name}: {w}"
