@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 import stepscope
 from stepscope.api import errors
 from stepscope.api.deps import Services, require_token
-from stepscope.api.routes import artifacts, events, exports, health, jobs, models, schema
+from stepscope.api.routes import artifacts, events, exports, health, jobs, models, schema, tasks
 from stepscope.api.routes.events import EventHub
 from stepscope.config import Settings, get_settings
 from stepscope.spec import ExperimentSpec
@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     auth = [Depends(require_token)]
-    for module in (jobs, events, artifacts, exports, models, health, schema):
+    for module in (jobs, events, artifacts, exports, models, health, schema, tasks):
         app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
 
     app.mount("/static-docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
