@@ -122,3 +122,24 @@ export const models = () => getJSON("/api/models");
 
 /** The ExperimentSpec's JSON Schema: the submit form builds its intervention choices from it. */
 export const specSchema = () => getJSON("/api/schema/spec");
+
+/** The reasoning-task families and one instance of a family (its prompt, canvas and first frame as a data URL). */
+export const tasks = {
+  list: () => getJSON("/api/tasks"),
+  instance: (family, difficulty = 1, seed = 0) =>
+    getJSON(`/api/tasks/${encodeURIComponent(family)}?${new URLSearchParams({ difficulty, seed })}`),
+};
+
+/**
+ * A File holding the bytes of a base64 data URL ("data:image/png;base64,…"), e.g. to put into an
+ * <input type=file> through DataTransfer. Throws TypeError for anything else.
+ * @param {string} dataUrl
+ * @param {string} name the file name
+ * @returns {File}
+ */
+export function dataUrlToFile(dataUrl, name) {
+  const match = /^data:([\w.+-]+\/[\w.+-]+);base64,([A-Za-z0-9+/]*={0,2})$/.exec(dataUrl);
+  if (!match) throw new TypeError("not a base64 data URL");
+  const bytes = Uint8Array.from(atob(match[2]), (c) => c.charCodeAt(0));
+  return new File([bytes], name, { type: match[1] });
+}

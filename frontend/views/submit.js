@@ -2,7 +2,7 @@
 // experiment variants. Errors from the API ({detail, field}) appear next to the input the
 // dotted field path names; the spec that is sent can be inspected before submitting.
 
-import { ApiError, models as fetchModels, request, specSchema } from "../api.js";
+import { ApiError, dataUrlToFile, models as fetchModels, request, specSchema, tasks } from "../api.js";
 import { fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
 import { buildSpec, explainFieldError, FieldError, fieldForError, interventionForms } from "../specform.js";
@@ -39,6 +39,13 @@ export class SubmitView {
     this.negative = h("textarea", { id: "negative-prompt", rows: 1, placeholder: "optional" });
     this.image = input("image", { type: "file", accept: "image/png,image/jpeg,image/webp,image/bmp,image/gif", onchange: () => this.showImage() });
     this.imageThumb = h("img", { class: "thumb", alt: "", hidden: true });
+    // A reasoning-task instance (stepscope.tasks) fills the prompt, canvas and first frame.
+    this.taskFamily = h("select", { id: "task-family", "aria-label": "task family" });
+    this.taskDifficulty = h("select", { id: "task-difficulty", "aria-label": "task difficulty" },
+      [1, 2, 3].map((d) => h("option", { value: d }, `difficulty ${d}`)));
+    this.taskSeed = input("task-seed", { type: "number", min: 0, step: 1, value: 0, "aria-label": "task seed" });
+    this.taskButton = h("button", { type: "button", id: "use-task", onclick: () => this.useTask() }, "Use this task");
+    this.taskError = h("span", { class: "field-error", role: "alert" });
     this.seed = input("seed", { type: "number", min: 0, step: 1, value: 0 });
     this.steps = input("steps", { type: "number", min: 1, step: 1, value: 20 });
     this.guidance = input("guidance", { type: "number", min: 0, step: 0.5, value: 5 });
@@ -74,6 +81,11 @@ export class SubmitView {
       this.formError,
       h("fieldset", {}, h("legend", {}, "Model and prompt"),
         h("div", { class: "grid-2" }, field("model", "Model", this.model), this.modelInfo),
+        h("div", { class: "field", id: "task-row", dataset: { field: "task" } },
+          h("label", { for: "task-family" }, "Task instance"),
+          h("div", { class: "task-pick" }, this.taskFamily, this.taskDifficulty, this.taskSeed, this.taskButton),
+          h("span", { class: "hint" }, "a maze, trajectory or pattern task: its prompt, size and first frame"),
+          this.taskError),
         field("prompt", "Prompt", this.prompt),
         field("negative_prompt", "Negative prompt", this.negative),
         this.imageField),
@@ -123,6 +135,50 @@ export class SubmitView {
     const served = this.models.find((m) => m.workers > 0) ?? this.models[0];
     if (served) this.model.value = served.name;
     this.modelChanged(true);
+    await this.startTasks();
+  }
+
+  /** Offer the task families; with an image-to-video model, start from a real task (maze, seed 0). */
+  async startTasks() {
+    try {
+      const { families } = await tasks.list();
+      fill(this.taskFamily, families.map((f) => h("option", { value: f.name, title: f.description }, f.name)));
+    } catch (error) {
+      this.taskError.textContent = error.detail ?? String(error);
+      return;
+    }
+    if (this.selectedModel()?.task === "i2v") await this.useTask("maze", 1, 0);
+  }
+
+  /**
+   * Fill the prompt, height/width/frames and the first-frame upload from a task instance (by default
+   * the one the task row names). The image goes into the file input, so it is submitted as any upload.
+   * @param {string} family
+   * @param {number|string} difficulty
+   * @param {number|string} seed
+   */
+  async useTask(family = this.taskFamily.value, difficulty = this.taskDifficulty.value, seed = this.taskSeed.value) {
+    this.taskError.textContent = "";
+    this.taskButton.disabled = true;
+    try {
+      const task = await tasks.instance(family, difficulty, seed);
+      this.taskFamily.value = task.family;
+      this.taskDifficulty.value = String(task.difficulty);
+      this.taskSeed.value = String(task.seed);
+      this.prompt.value = task.prompt;
+      this.height.value = task.height;
+      this.width.value = task.width;
+      this.frames.value = task.frames;
+      const files = new DataTransfer();
+      files.items.add(dataUrlToFile(task.image, `${task.family}-${task.difficulty}-${task.seed}.png`));
+      this.image.files = files.files;
+      this.showImage();
+      this.showLatentFrames();
+    } catch (error) {
+      this.taskError.textContent = error.detail ?? String(error);
+    } finally {
+      this.taskButton.disabled = false;
+    }
   }
 
   selectedModel() {

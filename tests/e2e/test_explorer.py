@@ -11,10 +11,12 @@ import io
 import json
 import math
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from stepscope.tasks import generate
 from tests.e2e.helpers import LONG_SPEC, NOISE_STEP, open_job, screenshot
 from tests.servers import start_api
 
@@ -400,7 +402,7 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     screenshot(page, "compare_any_two_trajectories")
 
 
-def test_a_form_error_shows_the_api_message_next_to_the_field(page, service):
+def test_a_form_error_shows_the_api_message_next_to_the_field(page, service, client):
     page.goto(f"{service.url}/#/new")
     page.wait_for_selector("#model option[value='tiny']", state="attached")
 
@@ -441,6 +443,32 @@ def test_a_form_error_shows_the_api_message_next_to_the_field(page, service):
     kinds = page.eval_on_selector_all(".variant-card .intervention", "els => els.map(e => e.dataset.kind)")
     assert kinds == ["noise_at_step", "guidance"]
     screenshot(page, "form_one_kind_picker")
+
+    # A task instance fills the prompt, canvas and first frame; submitted, its stored image is the task's first frame.
+    page.click(".variant-card button[title='remove variant']")
+    page.select_option("#model", "tiny-i2v")  # no worker serves it here: the job waits in the queue
+    page.select_option("#task-family", "trajectory")
+    page.select_option("#task-difficulty", "2")
+    page.fill("#task-seed", "5")
+    task = generate("trajectory", difficulty=2, seed=5)
+    with page.expect_response(lambda r: "/api/tasks/trajectory?" in r.url) as served:
+        page.click("#use-task")
+    assert served.value.status == 200
+    page.wait_for_function("p => document.getElementById('prompt').value === p", arg=task.prompt)
+    assert [page.input_value(f"#{f}") for f in ("height", "width", "frames")] == ["64", "64", "17"]
+    assert page.eval_on_selector("#image", "el => el.files[0].name") == "trajectory-2-5.png"
+    page.locator("#image ~ img.thumb").wait_for(state="visible")
+    screenshot(page, "form_task_instance")
+    with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as answer:
+        page.click("#submit")
+    assert answer.value.status == 201, answer.value.text()
+    job = answer.value.json()
+    assert job["spec"]["prompt"] == task.prompt
+    stored = httpx.get(f"{service.url}/api/jobs/{job['id']}/artifacts/inputs/first_frame.png", timeout=30)
+    assert stored.status_code == 200
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(stored.content)).convert("RGB")), task.first_frame)
+    client.cancel(job["id"])
+    client.delete(job["id"])
 
 
 def test_full_quality_decode_of_a_step_on_request(page, service, finished_run):
