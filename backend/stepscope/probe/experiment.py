@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from stepscope.images import decode_data_url, decode_image, encode_png, is_data_
 from stepscope.models.loading import LoadedModel
 from stepscope.preview import linear_preview_for
 from stepscope.probe import metrics
-from stepscope.probe.hooks import BlockRewrite
+from stepscope.probe.hooks import BlockRewrite, HookSet
 from stepscope.probe.interventions import (
     EnsembleAverager,
     HiddenStateBank,
@@ -376,20 +376,21 @@ class Experiment:
             recorder.kept_x0.update({s: x for s, x in self.baseline.kept_x0.items() if s in prefix})
             recorder.kept_norms.update({s: n for s, n in self.baseline.kept_norms.items() if s in prefix})
         started = time.perf_counter()
-        result = run_trajectory(
-            self.model,
-            inputs,
-            capture=self.capture_at,
-            layers=self.layers,
-            passes=self.spec.probes.passes,
-            perturbations=plan.perturbations,
-            rewrites=plan.rewrites,
-            sink=recorder,
-            should_stop=self.should_stop,
-            cond_x0=self.spec.probes.cond_x0,
-            keep_states=plan.keep_states,
-            resume=plan.resume,
-        )
+        with self._encodes_wait_for_decodes():
+            result = run_trajectory(
+                self.model,
+                inputs,
+                capture=self.capture_at,
+                layers=self.layers,
+                passes=self.spec.probes.passes,
+                perturbations=plan.perturbations,
+                rewrites=plan.rewrites,
+                sink=recorder,
+                should_stop=self.should_stop,
+                cond_x0=self.spec.probes.cond_x0,
+                keep_states=plan.keep_states,
+                resume=plan.resume,
+            )
         if plan.name == BASELINE:
             self.baseline_states = result.states
         if plan.perturbations:
@@ -408,6 +409,24 @@ class Experiment:
             }
         )
         return recorder
+
+    @contextmanager
+    def _encodes_wait_for_decodes(self):
+        """Let the pipeline's VAE encode (an image-to-video model's first frame) wait for a background decode of an
+        earlier trajectory: both use one AutoencoderKLWan, whose causal frame cache lives on the module."""
+        hooks = HookSet()
+        vae, lock = self.model.pipe.vae, self.out.decoder.lock
+        original = vae.encode
+
+        def encode(*args, **kwargs):
+            with lock:
+                return original(*args, **kwargs)
+
+        hooks.patch(vae, "encode", encode)
+        try:
+            yield
+        finally:
+            hooks.remove()
 
     def _compare(
         self, variant: str, recorder: TrajectoryRecorder, hidden_states: metrics.HiddenStateCKA | None

@@ -111,6 +111,9 @@ class Decoder:
     step_vae: Any = None
     queue: BackgroundQueue = field(default_factory=lambda: BackgroundQueue("stepscope-decode"))
     stream: Any = None
+    # Held for each decode: an image-to-video pipeline's `vae.encode` takes it too (Experiment), since
+    # AutoencoderKLWan keeps its causal frame cache on the module and two calls at once corrupt both.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         device = next(self.vae.parameters()).device
@@ -129,12 +132,13 @@ class Decoder:
         def job() -> None:
             started = time.perf_counter()
             if self.stream is not None:
-                with torch.cuda.stream(self.stream):
+                with torch.cuda.stream(self.stream), self.lock:
                     self.stream.wait_event(ready)
                     latents.record_stream(self.stream)
                     frames, dtype = decode_step_latents(step_vae, self.vae, latents[:1])
             else:
-                frames, dtype = decode_step_latents(step_vae, self.vae, latents[:1])
+                with self.lock:
+                    frames, dtype = decode_step_latents(step_vae, self.vae, latents[:1])
             fields = {**event_fields, **store_decoded(self.run, rel_dir, frames[0]), "dtype": dtype}
             fields["seconds"] = round(time.perf_counter() - started, 4)
             if on_stored is not None:

@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import functools
 import json
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -161,36 +158,6 @@ def load_variants(path: str | None) -> list:
     return data
 
 
-@contextmanager
-def serialized_vae(model):
-    """Let one VAE call run at a time while the bench runs.
-
-    Why: the engine decodes a finished trajectory's final latents on a background thread while the
-    next trajectory starts, and an image-to-video pipeline starts by encoding its first frame with
-    the same VAE; AutoencoderKLWan keeps its causal frame cache on the module, so the two calls
-    corrupt each other (a 14-frame decode, or a shape error in prepare_latents). A lock around
-    `encode` and `decode` of the loaded VAEs (instance attributes, removed afterwards) prevents it.
-    """
-    lock = threading.RLock()
-    vaes = {id(v): v for v in (model.pipe.vae, getattr(model, "step_vae", None)) if v is not None}
-
-    def locked(method):
-        @functools.wraps(method)
-        def call(*args, **kwargs):
-            with lock:
-                return method(*args, **kwargs)
-
-        return call
-
-    for vae in vaes.values():
-        vae.encode, vae.decode = locked(vae.encode), locked(vae.decode)
-    try:
-        yield
-    finally:
-        for vae in vaes.values():
-            del vae.encode, vae.decode
-
-
 def run_bench(
     model,
     families: list[str],
@@ -227,8 +194,7 @@ def run_bench(
             spec = parse_spec(instance_spec(instance, model.name, model.info.task, steps, variants, curves))
             check_against_model(spec, model.info)
             run_path = str(Path(out) / family / f"seed{instance.seed:06d}")
-            with serialized_vae(model):
-                run_experiment(model, spec, RunDir.at(run_path))
+            run_experiment(model, spec, RunDir.at(run_path))
             scored = score_run(instance, run_path, curves)
             instances.append(
                 {
