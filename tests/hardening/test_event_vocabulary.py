@@ -12,8 +12,6 @@ from stepscope import client, events, jobs
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "frontend" / "contract" / "events.js"
-# Modules of the probe engine whose event literals the coordinator replaces by events.*_event calls.
-NOT_YET_CONVERTED = {"probe/recorder.py", "probe/experiment.py"}
 
 
 def test_the_frontend_contract_is_generated_from_events_py():
@@ -52,7 +50,7 @@ def test_no_backend_module_writes_an_event_dict_by_hand():
     offenders = []
     for path in (REPO / "backend" / "stepscope").rglob("*.py"):
         rel = path.relative_to(REPO / "backend" / "stepscope").as_posix()
-        if rel == "events.py" or rel in NOT_YET_CONVERTED:
+        if rel == "events.py":
             continue
         if literal.search(path.read_text()):
             offenders.append(rel)

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 import stepscope
+from stepscope import events
 from stepscope import run_format as rf
 from stepscope.config import get_settings
 from stepscope.images import decode_data_url, decode_image, encode_png, is_data_url
@@ -197,7 +198,7 @@ class Experiment:
         started = time.perf_counter()
         try:
             base = self._base_inputs()
-            self.emit({"type": "experiment_started", "progress": self._progress(), "manifest": rf.MANIFEST})
+            self.emit(events.experiment_started_event(self._progress(), rf.MANIFEST))
             rewrites = [(self.layers, self.sketcher)] if self.sketcher is not None else []
             keep = sorted({k for sweep in self.spec.sweeps for k in map(resume_step, sweep.members()) if k > 0})
             plan = TrajectoryPlan(BASELINE, "baseline", base, rewrites=rewrites, keep_states=keep)
@@ -360,9 +361,7 @@ class Experiment:
             **plan.meta,
         )
         self.manifest.start_trajectory(plan.name, entry)
-        self.emit(
-            {"type": "trajectory_started", "trajectory": plan.name, "kind": plan.kind, "progress": self._progress()}
-        )
+        self.emit(events.trajectory_started_event(plan.name, plan.kind, self._progress()))
         before = self.steps_before
         recorder = TrajectoryRecorder(
             self.out,
@@ -398,15 +397,14 @@ class Experiment:
         summary = recorder.finish(result, time.perf_counter() - started, self.spec.probes.final_decode)
         self.steps_before += inputs.steps
         self.emit(
-            {
-                "type": "trajectory_finished",
-                "trajectory": plan.name,
-                "kind": plan.kind,
-                "final": summary.final.model_dump(mode="json", exclude_unset=True),
-                "commitment_step": summary.convergence.commitment_step,
-                "convergence": summary.convergence.file,
-                "progress": self._progress(),
-            }
+            events.trajectory_finished_event(
+                plan.name,
+                plan.kind,
+                summary.final.model_dump(mode="json", exclude_unset=True),
+                summary.convergence.commitment_step,
+                summary.convergence.file,
+                self._progress(),
+            )
         )
         return recorder
 
@@ -475,9 +473,7 @@ class Experiment:
             final_relative_l2=result.final_relative_l2,
         )
         self.manifest.add_metric(variant, summary)
-        self.emit(
-            {"type": "metric", "variant": variant, **summary.model_dump(mode="json"), "progress": self._progress()}
-        )
+        self.emit(events.metric_event(variant, summary.model_dump(mode="json"), self._progress()))
         return result
 
     def _finish(self, status: rf.Status, error: str | None, started: float, tb: str | None = None) -> None:

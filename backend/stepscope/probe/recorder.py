@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stepscope import events
 from stepscope import run_format as rf
 from stepscope.preview import LinearPreview, frame_strip
 from stepscope.probe import metrics
@@ -143,7 +144,7 @@ class Decoder:
             fields["seconds"] = round(time.perf_counter() - started, 4)
             if on_stored is not None:
                 on_stored(fields)
-            self.emit({"type": "decode", **fields})
+            self.emit(events.decode_event(**fields))
 
         self.queue.submit(job)
 
@@ -260,9 +261,7 @@ class TrajectoryRecorder(StepSink):
             ),
         )
         self.out.manifest.add_step(self.name, record)
-        self.out.emit(
-            {"type": "step", "trajectory": self.name, **record.model_dump(mode="json"), "progress": self.progress(step)}
-        )
+        self.out.emit(events.step_event(self.name, record.model_dump(mode="json"), self.progress(step)))
         self.latencies.append(time.perf_counter() - forward_done)
 
     def finish(self, result: TrajectoryResult, loop_seconds: float, decode_final: bool) -> rf.TrajectoryResult:
@@ -308,7 +307,7 @@ class TrajectoryRecorder(StepSink):
             self.record_decode(fields)
             if shared:
                 self.record_decode({**fields, "step": last})
-                self.out.emit({"type": "decode", **fields, "step": last})
+                self.out.emit(events.decode_event(**{**fields, "step": last}))
 
         if decode_final:
             self.out.decoder.submit(
