@@ -99,7 +99,8 @@ export function lineChart(svg, opts) {
     el("line", { x1: plot.right, x2: plot.right, y1: plot.top, y2: plot.bottom, class: "axis" }, axes);
     const cy = (plot.top + plot.bottom) / 2;
     el("text", {
-      x: width - 6, y: cy, class: "label", "text-anchor": "middle", transform: `rotate(90 ${width - 6} ${cy})`,
+      // 12 px from the edge: the rotated text's glyphs extend ~8 px to the right of its baseline.
+      x: width - 12, y: cy, class: "label", "text-anchor": "middle", transform: `rotate(90 ${width - 12} ${cy})`,
     }, axes).textContent = opts.y2.label;
   }
 

@@ -3,7 +3,7 @@
 
 const INTEGER_KEYS = ["step", "frame", "layer", "member"];
 const NAME_KEYS = ["trajectory", "left", "right"];
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$/; // sweep members are "<sweep>.NNN"
 
 /** "step=7&frame=2&trajectory=noise3" → {step: 7, frame: 2, trajectory: "noise3"}; bad values are left out. */
 export function parsePosition(query) {

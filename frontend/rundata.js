@@ -162,10 +162,34 @@ export class RunData {
     return [...steps].sort((a, b) => a - b);
   }
 
-  /** Trajectories worth viewing (swap sources are inputs of a variant, listed last). */
+  /** Trajectories worth viewing: baseline, variants, swap sources, then sweep members (by sweep, in order). */
   viewable() {
-    const order = { baseline: 0, variant: 1, swap_source: 2 };
-    return [...this.trajectories.values()].sort((a, b) => (order[a.kind] ?? 3) - (order[b.kind] ?? 3));
+    const order = { baseline: 0, variant: 1, swap_source: 2, sweep_member: 3 };
+    const rank = (t) => order[t.kind] ?? 4;
+    return [...this.trajectories.values()].sort((a, b) => rank(a) - rank(b) || (rank(a) === 3 ? a.name.localeCompare(b.name) : 0));
+  }
+
+  /** Sweep members, grouped: [{sweep, members: [name, …]}] in the manifest's order (members in order of values). */
+  sweepGroups() {
+    const groups = new Map();
+    for (const [name, sweep] of Object.entries(this.manifest?.sweeps ?? {})) groups.set(name, [...(sweep.members ?? [])]);
+    for (const t of this.trajectories.values()) {
+      if (t.kind !== "sweep_member") continue;
+      const sweep = t.meta?.sweep ?? t.name.slice(0, t.name.lastIndexOf("."));
+      if (!groups.has(sweep)) groups.set(sweep, []);
+      if (!groups.get(sweep).includes(t.name)) groups.get(sweep).push(t.name);
+    }
+    return [...groups].map(([sweep, members]) => ({ sweep, members }));
+  }
+
+  /** The manifest's sweeps: name → {intervention, over, values, members, start_steps, curve}. */
+  get sweeps() {
+    return this.manifest?.sweeps ?? {};
+  }
+
+  /** The manifest's warnings (e.g. a layer swap that equals a smaller one). */
+  get warnings() {
+    return this.manifest?.warnings ?? [];
   }
 
   variants() {
@@ -209,6 +233,45 @@ export class RunData {
   get experts() {
     return this.manifest?.model?.experts ?? [];
   }
+}
+
+/** What the x axis of a sweep's curve is, in words ("injection step", "noise strength", …). */
+export function sweepAxisLabel(sweep) {
+  const kind = sweep?.intervention?.kind;
+  if (sweep?.over === "steps") {
+    return { noise_at_step: "injection step", noise_at_frame: "injection step", layer_swap: "swap step" }[kind] ?? "step";
+  }
+  if (sweep?.over === "frames") return kind === "layer_swap" ? "swapped latent frame" : "noised latent frame";
+  if (sweep?.over === "layers") return kind === "layer_swap" ? "swapped layer" : "layer";
+  if (sweep?.over === "strength") return "noise strength";
+  return sweep?.over ?? "value";
+}
+
+/**
+ * A sweep's summary curve as chart series over its swept values: final 1 − CKA of x̂₀, of the
+ * hidden states (mean over the recorded layers; null where a member has none), final relative
+ * L2, and the task score when any member has one. Points keep the member's index and name.
+ */
+export function sweepCurves(sweep) {
+  const values = sweep?.values ?? [];
+  const curve = sweep?.curve ?? {};
+  const members = sweep?.members ?? [];
+  const mean = (row) => {
+    const finite = (row ?? []).filter((v) => Number.isFinite(v));
+    return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : null;
+  };
+  const series = (key, name, pick = (v) => v) => ({
+    key,
+    name,
+    points: values.map((x, i) => ({ x, y: pick(curve[key]?.[i]) ?? null, index: i, member: members[i] ?? null })),
+  });
+  const out = [
+    series("cka_x0_distance_final", "1 − CKA of x̂₀ (final)"),
+    series("hidden_state_cka_distance_final", "1 − CKA of hidden states (final, mean over layers)", mean),
+    series("final_relative_l2", "relative L2 (final)"),
+  ];
+  if ((curve.score ?? []).some((v) => v !== null && v !== undefined)) out.push(series("score", "task score"));
+  return out;
 }
 
 /** Compare two Redis stream ids ("ms-seq"): negative, zero or positive. */

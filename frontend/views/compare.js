@@ -3,7 +3,7 @@
 // against the baseline), convergence to the final x̂₀ and commitment steps.
 
 import { ApiError, artifactUrl, getJSON } from "../api.js";
-import { colourBar, lineChart, matrixChart } from "../charts.js";
+import { colourBar, formatNumber, lineChart, matrixChart } from "../charts.js";
 import { heatmapPixels, summary } from "../colour.js";
 import { fill, h } from "../dom.js";
 import { subarray } from "../npy.js";
@@ -61,6 +61,8 @@ export class CompareView extends RunView {
     this.layerCka = h("canvas", { id: "layer-cka", class: "matrix short" });
     this.layerCkaBar = h("canvas", { id: "layer-cka-colourbar", class: "colourbar" });
     this.layerCkaTitle = h("span", { id: "layer-matrix-title" });
+    this.layerRow = null; // the matrix row (layer) whose value at the current step is read out; null: the last
+    this.layerReadout = h("p", { class: "muted", id: "layer-matrix-readout" });
     this.layerMatrix = "hidden";
     this.layerMatrixSelect = h("select", { id: "layer-matrix", "aria-label": "layer × step matrix", onchange: () => {
       this.layerMatrix = this.layerMatrixSelect.value;
@@ -85,7 +87,7 @@ export class CompareView extends RunView {
           h("h3", {}, "Convergence · ‖x̂₀ − x̂₀(final)‖ / ‖x̂₀(final)‖ per step ", this.commitNote), this.convergence)),
       h("section", { class: "panel-box" },
         h("h3", { class: "with-tools" }, this.layerCkaTitle, h("label", { class: "tool" }, "Matrix ", this.layerMatrixSelect)),
-        this.layerCka, this.layerCkaBar),
+        this.layerCka, this.layerCkaBar, this.layerReadout),
     );
   }
 
@@ -122,17 +124,29 @@ export class CompareView extends RunView {
     return data.loading ? null : data;
   }
 
+  /** Options for a trajectory picker: baseline, variants, swap sources, then one group per sweep. */
+  trajectoryOptions() {
+    const option = (name) => h("option", { value: name }, name);
+    const plain = this.run.viewable().filter((t) => t.kind !== "sweep_member").map((t) => option(t.name));
+    const groups = this.run.sweepGroups().map(({ sweep, members }) =>
+      h("optgroup", { label: `sweep ${sweep}` }, members.filter((m) => this.run.trajectories.has(m)).map(option)));
+    return [plain, groups];
+  }
+
   render(reasons) {
-    const variants = this.run.variants();
+    // Variants and sweep members: what the stored metrics compare with the baseline.
+    const sweepMembers = this.run.sweepGroups().flatMap((g) => g.members).filter((m) => this.run.trajectories.has(m));
+    const variants = [...this.run.variants(), ...sweepMembers];
     const names = this.run.viewable().map((t) => t.name);
     const key = names.join(",");
     if (key !== this.variantsKey) {
       this.variantsKey = key;
-      fill(this.variantSelect, names.map((v) => h("option", { value: v }, v)));
-      fill(this.leftSelect, names.map((v) => h("option", { value: v }, v)));
+      fill(this.variantSelect, this.trajectoryOptions());
+      fill(this.leftSelect, this.trajectoryOptions());
     }
     if (!variants.length) {
-      this.status.textContent = this.run.ended || this.run.spec?.variants?.length === 0
+      const spec = this.run.spec ?? {};
+      this.status.textContent = this.run.ended || (spec.variants?.length === 0 && !spec.sweeps?.length)
         ? "This run has no variants: add one (noise at step, layer swap, …) when submitting to compare it with the baseline."
         : "Waiting for the first variant to start…";
       return;
@@ -164,6 +178,29 @@ export class CompareView extends RunView {
     this.convChart?.setCursor(this.scrubber.step);
     const col = metrics?.steps?.indexOf(this.scrubber.step) ?? -1;
     this.layerCkaChart?.setCursor(col);
+    this.renderLayerReadout(metrics, col);
+  }
+
+  /** The matrix value of the picked layer at the current step, with the hidden-state CKA's error bound. */
+  renderLayerReadout(metrics, col) {
+    const matrices = layerMatrices(metrics);
+    const kind = this.layerCka.dataset.matrix;
+    const entry = matrices[kind];
+    if (!entry || col < 0) {
+      this.layerReadout.textContent = "";
+      return;
+    }
+    const row = this.layerRow !== null && this.layerRow < entry.layers.length ? this.layerRow : entry.layers.length - 1;
+    const value = entry.values[row]?.[col];
+    const bound = kind === "hidden" ? entry.error_bound?.[row]?.[col] : null;
+    const name = kind === "hidden" ? "1 − CKA" : "1 − r²";
+    const shown = Number.isFinite(value) ? formatNumber(value) : "not compared at this step";
+    const boundText = !Number.isFinite(bound) ? ""
+      : bound === 0 ? " ± 0 (exact: every token kept, no sketch)"
+        : ` ± ${formatNumber(bound)} (error bound of the ${entry.sketch_rows}-row token sketch)`;
+    this.layerReadout.replaceChildren(`layer ${entry.layers[row]} · step ${this.scrubber.step}: ${name} = `,
+      h("b", { id: "layer-matrix-value" }, shown), boundText, " · click a cell to pick the layer");
+    Object.assign(this.layerReadout.dataset, { layer: entry.layers[row], step: this.scrubber.step, value: value ?? "", bound: bound ?? "" });
   }
 
   frameGeometry() {
@@ -357,7 +394,11 @@ export class CompareView extends RunView {
       yLabel: "layer",
       xTicks: steps.map((s, i) => ({ index: i, label: String(s) })).filter((_, i) => i % every === 0),
       rowLabel: (r) => String(entry.layers[r]),
-      onPick: (r, c) => this.scrubber.setStep(steps[c]),
+      onPick: (r, c) => {
+        this.layerRow = r;
+        this.scrubber.setStep(steps[c]);
+        this.explorer.invalidate("view");
+      },
     });
     colourBar(this.layerCkaBar, { lo: 0, hi: Math.max(hi, 1e-6) }, "inferno", label);
     this.layerCkaBar.dataset.hi = Math.max(hi, 1e-6);

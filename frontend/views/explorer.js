@@ -15,9 +15,10 @@ import { CompareView } from "./compare.js";
 import { ExportMenu } from "./export.js";
 import { LayerView } from "./layers.js";
 import { ScrubberBar } from "./scrubber.js";
+import { SweepsView } from "./sweeps.js";
 import { TrajectoryView } from "./trajectory.js";
 
-export const TABS = { trajectory: "Trajectory", layers: "Layers", compare: "Compare" };
+export const TABS = { trajectory: "Trajectory", layers: "Layers", compare: "Compare", sweeps: "Sweeps" };
 const REFRESH_MANIFEST_ON = new Set([EXPERIMENT_STARTED, TRAJECTORY_FINISHED, METRIC, ...TERMINAL]);
 
 export class Explorer {
@@ -63,6 +64,13 @@ export class Explorer {
       { id: "reconnect", class: "small", title: "drop the event stream and resume after the last event", onclick: () => this.stream?.reconnect() },
       "reconnect",
     );
+    // style.css belongs to the page shell; the notice's few rules stay here.
+    this.warnings = h("ul", {
+      id: "run-warnings",
+      class: "run-warnings",
+      hidden: true,
+      style: { color: "#e3b341", fontSize: "12px", margin: "6px 0 0", paddingLeft: "0", listStyle: "none" },
+    });
     this.cancelButton = h("button", { id: "cancel-job", class: "small danger", onclick: () => this.cancel() }, "cancel");
     this.exportMenu = new ExportMenu(this);
     this.tabButtons = Object.entries(TABS).map(([key, label]) =>
@@ -86,6 +94,7 @@ export class Explorer {
       trajectory: new TrajectoryView(this),
       layers: new LayerView(this),
       compare: new CompareView(this),
+      sweeps: new SweepsView(this),
     };
     this.panels = h("div", { class: "panels" }, Object.entries(this.views).map(([key, view]) => {
       view.element.dataset.panel = key;
@@ -103,6 +112,7 @@ export class Explorer {
           this.streamState,
           this.reconnectButton),
         h("div", { class: "job-actions" }, this.exportMenu.element, this.cancelButton)),
+      this.warnings,
       this.scrubberBar.element,
       h("nav", { class: "tabs", role: "tablist" }, this.tabButtons, this.selectors),
       this.panels,
@@ -146,6 +156,7 @@ export class Explorer {
       `seed ${spec.seed}`,
       `guidance ${spec.guidance}`,
       variants.length ? `variants: ${variants.join(", ")}` : "no variants",
+      ...(spec.sweeps?.length ? [`sweeps: ${spec.sweeps.map((s) => s.name).join(", ")}`] : []),
       ago(job.created),
     ].join(" · ");
     this.job = job;
@@ -250,7 +261,7 @@ export class Explorer {
     this.tab = key;
     for (const button of this.tabButtons) button.classList.toggle("active", button.dataset.tab === key);
     for (const [name, view] of Object.entries(this.views)) view.element.hidden = name !== key;
-    this.selectors.hidden = key === "compare"; // the comparison picks its own variant
+    this.selectors.hidden = key === "compare" || key === "sweeps"; // these pick their own trajectories
     if (notify) this.scheduleLocation();
     this.invalidate("layout");
   }
@@ -324,8 +335,11 @@ export class Explorer {
     const options = viewable.map((t) => `${t.name}|${t.kind}`).join(",");
     if (options !== this.selectOptions) {
       this.selectOptions = options;
-      fill(this.trajectorySelect, viewable.map((t) =>
-        h("option", { value: t.name }, t.kind === "baseline" || !t.kind ? t.name : `${t.name} (${t.kind.replace("_", " ")})`)));
+      const option = (t) => h("option", { value: t.name }, t.kind === "baseline" || !t.kind ? t.name : `${t.name} (${t.kind.replace("_", " ")})`);
+      // Sweep members (possibly hundreds) go under one group per sweep, after the variants.
+      fill(this.trajectorySelect, viewable.filter((t) => t.kind !== "sweep_member").map(option),
+        this.run.sweepGroups().map(({ sweep, members }) => h("optgroup", { label: `sweep ${sweep}` },
+          members.filter((m) => this.run.trajectories.has(m)).map((m) => h("option", { value: m }, m)))));
     }
     this.trajectorySelect.value = trajectory;
     const members = this.run.members(trajectory);
@@ -357,6 +371,15 @@ export class Explorer {
     this.reconnectButton.hidden = state === "ended";
     this.cancelButton.hidden = run.ended || !this.job;
     this.element.dataset.status = status;
+    // The Sweeps tab exists only for runs with sweeps (in the manifest, or in the spec before it).
+    const hasSweeps = Object.keys(run.sweeps).length > 0 || (run.spec?.sweeps?.length ?? 0) > 0;
+    this.tabButtons.find((b) => b.dataset.tab === "sweeps").hidden = !hasSweeps;
+    const warnings = run.warnings;
+    if (this.warnings.dataset.key !== warnings.join("\n")) {
+      this.warnings.dataset.key = warnings.join("\n");
+      fill(this.warnings, warnings.map((w) => h("li", {}, `⚠ ${w}`)));
+      this.warnings.hidden = !warnings.length;
+    }
   }
 
   dispose() {

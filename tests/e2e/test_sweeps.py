@@ -1,0 +1,109 @@
+"""The Sweeps tab against a real sweep job: the plotted curve is the manifest's, a point opens
+that member in Compare against the baseline, and the run's warnings and the hidden-state CKA's
+error bound are shown."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.e2e.helpers import open_job, screenshot
+
+pytestmark = pytest.mark.browser
+
+# noise_at_step (strength 1) swept over the injection step of a 4-step run: small enough for seconds on a CPU.
+SWEEP_SPEC = {
+    "model": "tiny",
+    "prompt": "a ball rolls through a maze",
+    "steps": 4,
+    "height": 32,
+    "width": 32,
+    "frames": 5,
+    "sweeps": [
+        {
+            "name": "inject",
+            "intervention": {"kind": "noise_at_step", "steps": [1], "strength": 1.0},
+            "over": "steps",
+            "values": [1, 2, 3],
+        }
+    ],
+}
+SERIES = {
+    "cka_x0_distance_final": "1 − CKA of x̂₀ (final)",
+    "final_relative_l2": "relative L2 (final)",
+    "hidden_state_cka_distance_final": "1 − CKA of hidden states (final, mean over layers)",
+}
+
+
+@pytest.fixture(scope="module")
+def sweep_run(client):
+    job = client.submit(SWEEP_SPEC)
+    record = client.wait(job["id"], timeout=120)
+    assert record["status"] == "finished", record
+    return job["id"], client.manifest(job["id"])
+
+
+def plotted(page, series: str) -> list[tuple[float, float]]:
+    dots = f'svg.sweep-chart[data-sweep="inject"] g.points[data-series="{series}"] circle'
+    page.wait_for_function(f"() => document.querySelectorAll({dots!r}).length > 0")
+    return page.eval_on_selector_all(dots, "els => els.map(e => [Number(e.dataset.step), Number(e.dataset.value)])")
+
+
+def test_sweep_curve_is_the_manifests_and_a_point_opens_the_member(page, service, client, sweep_run):
+    job_id, manifest = sweep_run
+    sweep = manifest["sweeps"]["inject"]
+    curve = sweep["curve"]
+    assert sweep["values"] == [1, 2, 3] and sweep["members"] == ["inject.000", "inject.001", "inject.002"]
+    open_job(page, service, job_id, "sweeps")
+    assert page.locator("#tab-sweeps").is_visible()
+    chart = page.locator('svg.sweep-chart[data-sweep="inject"]')
+    assert "injection step" in chart.locator("g.axes text.label").all_text_contents()
+    x0 = plotted(page, SERIES["cka_x0_distance_final"])
+    assert [x for x, _ in x0] == [1, 2, 3]
+    assert [y for _, y in x0] == pytest.approx(curve["cka_x0_distance_final"], rel=1e-9)
+    l2 = plotted(page, SERIES["final_relative_l2"])
+    assert [y for _, y in l2] == pytest.approx(curve["final_relative_l2"], rel=1e-9)
+    assert all(v > 0 for v in curve["final_relative_l2"]), "noise at any step changes the final latent"
+    hidden = plotted(page, SERIES["hidden_state_cka_distance_final"])
+    expected = [
+        sum(v for v in row if v is not None) / len([v for v in row if v is not None])
+        for row in curve["hidden_state_cka_distance_final"]
+    ]
+    assert [y for _, y in hidden] == pytest.approx(expected, rel=1e-9)
+    # The table's rows name the members with where each started.
+    rows = page.locator(".sweep-table tbody tr")
+    assert rows.count() == 3
+    assert [r.get_attribute("data-member") for r in rows.all()] == sweep["members"]
+    screenshot(page, "sweep_view")
+
+    # Clicking the point at step 2 opens inject.001 against the baseline in Compare.
+    dot = chart.locator(f'g.points[data-series="{SERIES["cka_x0_distance_final"]}"] circle[data-step="2"]')
+    dot.click(force=True)  # the other curves' dots at step 2 sit on top: the chart picks by x
+    page.wait_for_selector("#tab-compare.active")
+    assert page.locator("#variant-select").input_value() == "inject.001"
+    assert page.locator("#left-select").input_value() == "baseline"
+    metrics = json.loads(client.artifact(job_id, manifest["metrics"]["inject.001"]["file"]))
+    dots = '#cka-chart g.points[data-series="x̂₀"] circle'
+    page.wait_for_function(f"() => document.querySelectorAll({dots!r}).length === {len(metrics['steps'])}")
+    values = page.eval_on_selector_all(dots, "els => els.map(e => Number(e.dataset.value))")
+    assert values == pytest.approx(metrics["cka_x0_distance"])
+    assert values[-1] == pytest.approx(curve["cka_x0_distance_final"][1]), "the curve's point is the member's last step"
+    # The hidden-state CKA at the current step with its error bound (tiny keeps every token: exact, bound 0).
+    hidden_metric = metrics["hidden_state_cka_distance"]
+    readout = page.locator("#layer-matrix-readout")
+    page.wait_for_function("() => document.querySelector('#layer-matrix-readout').dataset.step !== undefined")
+    step = int(readout.get_attribute("data-step"))
+    col = metrics["steps"].index(step)
+    row = len(hidden_metric["layers"]) - 1
+    assert int(readout.get_attribute("data-layer")) == hidden_metric["layers"][row]
+    bound = hidden_metric["error_bound"][row][col]
+    if bound is not None:
+        assert float(readout.get_attribute("data-bound")) == pytest.approx(bound)
+        assert "±" in readout.inner_text()
+    value = hidden_metric["values"][row][col]
+    if value is not None and math.isfinite(value):
+        assert float(readout.get_attribute("data-value")) == pytest.approx(value)
+    assert "inject.001" in page.url, "the compared member is in the URL"
+    assert page.locator("#run-warnings").is_hidden() == (not manifest.get("warnings"))
