@@ -21,6 +21,13 @@ SWEEP_SPEC = {
     "height": 32,
     "width": 32,
     "frames": 5,
+    # A swap of all tokens at two layers: the run records a warning that it equals swapping the last alone.
+    "variants": [
+        {
+            "name": "swap",
+            "interventions": [{"kind": "layer_swap", "layers": [2, 3], "steps": [2], "source": {"seed": 1}}],
+        }
+    ],
     "sweeps": [
         {
             "name": "inject",
@@ -106,4 +113,12 @@ def test_sweep_curve_is_the_manifests_and_a_point_opens_the_member(page, service
     if value is not None and math.isfinite(value):
         assert float(readout.get_attribute("data-value")) == pytest.approx(value)
     assert "inject.001" in page.url, "the compared member is in the URL"
-    assert page.locator("#run-warnings").is_hidden() == (not manifest.get("warnings"))
+    # The run's warning is in the header; the pickers hold the variant alone and the members under their sweep.
+    assert len(manifest["warnings"]) == 1 and manifest["warnings"][0].startswith("swap: layer_swap of all tokens")
+    assert page.locator("#run-warnings li").all_inner_texts() == [f"⚠ {w}" for w in manifest["warnings"]]
+    plain = page.eval_on_selector_all("#variant-select > option", "els => els.map(e => e.value)")
+    assert plain == ["baseline", "swap", "swap.source0"]
+    grouped = page.eval_on_selector_all(
+        '#variant-select > optgroup[label="sweep inject"] > option', "els => els.map(e => e.value)"
+    )
+    assert grouped == sweep["members"]
