@@ -122,3 +122,5 @@ def test_sweep_curve_is_the_manifests_and_a_point_opens_the_member(page, service
         '#variant-select > optgroup[label="sweep inject"] > option', "els => els.map(e => e.value)"
     )
     assert grouped == sweep["members"]
+    readout.scroll_into_view_if_needed()
+    screenshot(page, "sweep_member_compare")
