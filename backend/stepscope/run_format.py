@@ -248,6 +248,25 @@ class AppliedPerturbation(_Record):
     )
 
 
+class TaskScore(_Record):
+    """The task scorer's verdict on a trajectory's final video (runs whose spec names a `task`)."""
+
+    score: float = Field(ge=0.0, le=1.0, description="the family's score in [0, 1]")
+    passed: bool
+    reason: str = Field(description="what decided the verdict, in words")
+
+
+class TaskCandidates(_Record):
+    """Per captured step, the mass of every candidate answer in member 0's x̂₀ preview (`tasks.candidate_curves`)."""
+
+    steps: list[int]
+    labels: list[str] = Field(description="one label per candidate answer")
+    answer: int = Field(description="index into labels of the right answer")
+    masses: list[list[float]] = Field(description="masses[i][j]: candidate j's mass at steps[i]")
+    live: list[int] = Field(description="live candidates at each step")
+    winner: list[int | None] = Field(description="the strongest live candidate at each step, or null")
+
+
 class TrajectoryEntry(_Record):
     """One trajectory: the baseline, a variant or a swap source (run B of a layer swap)."""
 
@@ -283,6 +302,9 @@ class TrajectoryEntry(_Record):
     final: FinalOutput | None = None
     convergence: Convergence | None = None
     forward_to_event_seconds: Percentiles | None = None
+    # runs with a task, once the run's decodes are stored (swap sources are not scored)
+    task_score: TaskScore | None = Field(None, description="the task scorer's verdict on the final video")
+    candidates: TaskCandidates | None = Field(None, description="candidate masses per captured step's preview")
 
 
 class MetricSummary(_Record):
@@ -346,7 +368,9 @@ class SweepCurve(_Record):
     )
     hidden_state_layers: list[int] | None = None
     final_relative_l2: list[float] = Field(description="‖x̂₀ − x̂₀_base‖/‖x̂₀_base‖ at the last captured step")
-    score: list[float | None] = Field(description="task score per member; null until a task scorer is given")
+    score: list[float | None] = Field(
+        description="task score per member (runs whose spec names a task); null otherwise"
+    )
 
 
 class SweepRecord(_Record):
@@ -509,6 +533,16 @@ class ManifestWriter:
 
     def set_sweep_curve(self, name: str, curve: SweepCurve) -> None:
         self._change(lambda m: setattr(m.sweeps[name], "curve", curve))
+
+    def set_task_score(self, trajectory: str, score: TaskScore, candidates: TaskCandidates) -> None:
+        def change(m: Manifest) -> None:
+            m.trajectories[trajectory].task_score = score
+            m.trajectories[trajectory].candidates = candidates
+
+        self._change(change)
+
+    def set_sweep_scores(self, name: str, scores: list[float | None]) -> None:
+        self._change(lambda m: setattr(m.sweeps[name].curve, "score", scores))
 
     def finish(self, status: Status, error: str | None, total_seconds: float, traceback: str | None = None) -> None:
         """The run's end: its status, and that of every trajectory still running."""

@@ -338,6 +338,32 @@ class Sweep(_Strict):
         return out
 
 
+MAX_TASK_SEED = 2**31 - 1
+
+
+class TaskRef(_Strict):
+    """A task instance (`stepscope.tasks.generate(family, difficulty, seed)`) whose scorer grades every trajectory.
+
+    The instance is generated at the run's canvas (square `height` = `width`, `frames`), as the bench does.
+    """
+
+    model_config = ConfigDict(title="Task")
+
+    family: str = Field(title="task family", examples=["maze"])
+    difficulty: int = Field(1, ge=1, le=3, title="difficulty")
+    seed: int = Field(0, ge=0, le=MAX_TASK_SEED, title="instance seed")
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        from stepscope.tasks import family_names
+
+        known = family_names()
+        if v not in known:
+            raise ValueError(f"unknown task family {v!r}; known: {', '.join(known)}")
+        return v
+
+
 class ExperimentSpec(_Strict):
     """One experiment: a baseline trajectory and its variants."""
 
@@ -364,6 +390,11 @@ class ExperimentSpec(_Strict):
         max_length=MAX_SWEEPS,
         description=f"each sweep runs up to {MAX_SWEEP_MEMBERS} members; they do not count against the "
         f"{MAX_VARIANTS} variants",
+    )
+    task: TaskRef | None = Field(
+        None,
+        description="score every trajectory's final video (and each captured step's preview) with this task "
+        "instance's rule-based scorer; needs probes.final_decode and a square task canvas",
     )
 
     @field_validator("height", "width")
@@ -406,6 +437,22 @@ class ExperimentSpec(_Strict):
                     f"latent frame {frame} is out of range: {self.frames} frames give "
                     f"{self.latent_frames} latent frames (0..{self.latent_frames - 1})",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _task_canvas(self):
+        if self.task is None:
+            return self
+        if not self.probes.final_decode:
+            raise SpecError("probes.final_decode", "a task is scored on the final video: keep final_decode on")
+        from stepscope.tasks import Canvas, TaskError
+
+        if self.height != self.width:
+            raise SpecError("task", f"tasks use square frames: height {self.height} ≠ width {self.width}")
+        try:
+            Canvas(size=self.width, frames=self.frames)
+        except TaskError as exc:
+            raise SpecError("task", f"the run's canvas cannot hold a task: {exc}") from None
         return self
 
     def _interventions(self):

@@ -479,14 +479,44 @@ class Experiment:
     def _finish(self, status: rf.Status, error: str | None, started: float, tb: str | None = None) -> None:
         try:
             self.out.drain()
+            # Scored once every decode is stored: the scorer reads the final videos, off the denoising loop.
+            if status == "finished" and self.spec.task is not None:
+                self._score_task()
         except BaseException as exc:  # keep the first error; the artifacts stored so far stay
             if error is None:
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
+                tb = traceback.format_exc()
         finally:
             self.out.close()
             if self.sketcher is not None:
                 self.sketcher.close()
         self.manifest.finish(status, error, time.perf_counter() - started, tb)
+
+    def _score_task(self) -> None:
+        """Score every trajectory but swap sources with the spec's task: the final video's verdict, the candidate
+        curve of member 0's preview at each captured step, and each sweep member's score on its sweep's curve."""
+        from stepscope.run import Trajectory
+        from stepscope.tasks import Canvas, candidate_curves, generate
+
+        task, spec = self.spec.task, self.spec
+        instance = generate(task.family, task.difficulty, task.seed, canvas=Canvas(size=spec.width, frames=spec.frames))
+        manifest = self.manifest.manifest
+        scores: dict[str, float] = {}
+        for name, entry in list(manifest.trajectories.items()):
+            if entry.kind == "swap_source" or entry.status != "finished":
+                continue
+            stored = Trajectory(self.run, name, entry, entry.model_dump(mode="json"), manifest.shapes)
+            verdict = instance.score(stored.video)
+            curves = candidate_curves(instance, [member[0] for member in stored.previews], stored.steps)
+            self.manifest.set_task_score(
+                name,
+                rf.TaskScore(score=verdict.score, passed=verdict.passed, reason=verdict.reason),
+                rf.TaskCandidates(**curves.to_json()),
+            )
+            scores[name] = verdict.score
+        for sweep_name, sweep in manifest.sweeps.items():
+            if sweep.curve is not None:
+                self.manifest.set_sweep_scores(sweep_name, [scores.get(m) for m in sweep.members])
 
 
 def resume_step(iv) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -48,7 +49,8 @@ def image_data_url(instance: TaskInstance) -> str:
 
 def instance_spec(instance: TaskInstance, model_name: str, model_task: str, steps: int, variants: list, curves: str):
     """The experiment spec (JSON) that runs one instance: its prompt, its first frame (image-to-video models), its
-    canvas size and frame count; no layer norms (the bench needs only previews and the final video)."""
+    canvas size and frame count, and the instance as the spec's `task` (the run scores itself); no layer norms (the
+    bench needs only previews and the final video)."""
     spec = {
         "model": model_name,
         "prompt": instance.prompt,
@@ -59,6 +61,7 @@ def instance_spec(instance: TaskInstance, model_name: str, model_task: str, step
         "frames": instance.canvas.frames,
         "probes": {"layers": "none", "x0_arrays": False, "decode_every": 1 if curves == "decode" else None},
         "variants": variants,
+        "task": {"family": instance.family, "difficulty": instance.difficulty, "seed": instance.seed},
     }
     if model_task == "i2v":
         spec["image"] = image_data_url(instance)
@@ -74,8 +77,12 @@ def step_videos(trajectory, curves: str) -> tuple[list[int], list[np.ndarray]]:
     return list(trajectory.steps), [member[0] for member in trajectory.previews]
 
 
-def score_run(instance: TaskInstance, run_path: str, curves: str = "preview") -> dict:
-    """Score every trajectory of a stored run of `instance` (swap sources left out): verdict and candidate curves."""
+def score_run(instance: TaskInstance, run_path: str, curves: str = "preview", *, stored: bool = False) -> dict:
+    """Every trajectory's verdict and candidate curves in a stored run of `instance` (swap sources left out).
+
+    By default the stored videos are scored now. With `stored`, what a run whose spec named the task kept
+    (`task_score`, and `candidates` from previews) is read back instead; trajectories without them (older
+    runs), and `curves="decode"` curves, are measured here."""
     from stepscope.run import load_run
 
     run = load_run(run_path)
@@ -83,9 +90,15 @@ def score_run(instance: TaskInstance, run_path: str, curves: str = "preview") ->
     for name, trajectory in run.trajectories.items():
         if trajectory.kind == "swap_source":
             continue
-        result = instance.score(trajectory.video)
-        steps, videos = step_videos(trajectory, curves)
-        curve: CandidateCurves = candidate_curves(instance, videos, steps)
+        kept_score = trajectory.record.task_score if stored else None
+        result = kept_score if kept_score is not None else instance.score(trajectory.video)
+        curve: CandidateCurves
+        if stored and curves == "preview" and trajectory.record.candidates is not None:
+            kept = trajectory.record.candidates
+            curve = CandidateCurves(**{f.name: getattr(kept, f.name) for f in dataclasses.fields(CandidateCurves)})
+        else:
+            steps, videos = step_videos(trajectory, curves)
+            curve = candidate_curves(instance, videos, steps)
         out[name] = {
             "score": result.score,
             "passed": result.passed,
@@ -195,7 +208,7 @@ def run_bench(
             check_against_model(spec, model.info)
             run_path = str(Path(out) / family / f"seed{instance.seed:06d}")
             run_experiment(model, spec, RunDir.at(run_path))
-            scored = score_run(instance, run_path, curves)
+            scored = score_run(instance, run_path, curves, stored=True)  # the run scored itself
             instances.append(
                 {
                     "family": family,
