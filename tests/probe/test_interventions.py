@@ -53,6 +53,7 @@ def test_noise_at_step_leaves_earlier_steps_bitwise_and_changes_step_k(tiny):
     noise = LatentPerturbations([NoiseAtStep(steps=[5], strength=0.5)])
     varied, _ = _x0s(tiny, inputs=inputs(), perturbations=noise)
     for s in range(5):
+        # Same process, weights, shapes and kernels: CPU kernels repeat bitwise, so any change is the noise.
         assert torch.equal(base[s], varied[s]), f"step {s} before the noise changed"
     assert not torch.allclose(base[5], varied[5])
 
@@ -99,7 +100,7 @@ def test_noise_has_its_own_seed(tiny):
     c, _ = _x0s(
         tiny, inputs=inputs(steps=3), perturbations=LatentPerturbations([NoiseAtStep(steps=[1], strength=1, seed=2)])
     )
-    assert torch.equal(a[2], b[2]) and not torch.equal(a[2], c[2])
+    assert torch.equal(a[2], b[2]) and not torch.equal(a[2], c[2])  # same process and kernels: a repeat is bitwise
 
 
 class RecordLayers:
@@ -132,13 +133,14 @@ def _swap_runs(model, swap: LayerSwap, source_inputs, steps=6):
 def test_layer_swap_with_an_identical_source_is_a_no_op(tiny):
     swap = LayerSwap(layers=[4], steps=None, passes="both", source=SourceRun())
     a, _, swapped, *_ = _swap_runs(tiny, swap, inputs(steps=6))
-    for x, y in zip(a, swapped, strict=True):
+    for x, y in zip(a, swapped, strict=True):  # the swap copies A's own states back: a bitwise no-op
         assert torch.equal(x, y)
 
 
 def test_layer_swap_puts_b_states_at_layer_l_and_leaves_earlier_layers(tiny):
     swap = LayerSwap(layers=[4], steps=[2], passes="cond", source=SourceRun(prompt="a cat on a sofa", seed=9))
     a, b, swapped, a_rec, b_rec, s_rec = _swap_runs(tiny, swap, inputs(steps=6, prompt="a cat on a sofa", seeds=[9]))
+    # Bitwise: one process and one set of kernels, and the swapped states are exact copies of B's.
     for step in range(2):  # before the swap step nothing changed
         assert torch.equal(a[step], swapped[step])
     assert torch.equal(s_rec.outputs[(2, "cond", 4)], b_rec.outputs[(2, "cond", 4)])
@@ -156,7 +158,7 @@ def test_layer_swap_of_chosen_frames_touches_only_their_tokens(tiny):
     got = s_rec.outputs[(1, "cond", 3)][0].reshape(5, 16, -1)
     from_a = a_rec.outputs[(1, "cond", 3)][0].reshape(5, 16, -1)
     from_b = b_rec.outputs[(1, "cond", 3)][0].reshape(5, 16, -1)
-    for frame in range(5):
+    for frame in range(5):  # exact copies of A's or B's tokens, computed by the same kernels
         expected = from_b if frame in (1, 3) else from_a
         assert torch.equal(got[frame], expected[frame])
 
@@ -168,7 +170,7 @@ def test_hidden_state_bank_spills_to_disk_and_cleans_up():
     bank.put((0, "cond", 2), big)
     assert bank.bytes_in_memory == 400 and len(bank) == 2
     scratch = bank._scratch.name
-    assert torch.equal(bank.get((0, "cond", 2), torch.device("cpu")), big)
+    assert torch.equal(bank.get((0, "cond", 2), torch.device("cpu")), big)  # a file round trip of float32 is exact
     bank.close()
     import os
 
@@ -231,11 +233,12 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
     assert manifest["status"] == "finished"
     run = stepscope.load_run(run_dir.path)
     assert set(run.trajectories) == {"baseline", "same.source0", "same", "noise4", "ens", "nocfg"}
-    same = run.metrics("same")
+    same = run.metrics("same")  # swapping in an identical run's states is a bitwise no-op (see above)
     assert max(same["cka_x0_distance"]) == 0.0
     assert same["final_relative_l2"] == 0.0
     np.testing.assert_array_equal(run["same"].final_latents, run.baseline.final_latents)
     noise = run.metrics("noise4")
+    # Steps before the noise repeat bitwise in one process, so their distance is exactly 0.
     assert all(d == 0.0 for d in noise["cka_x0_distance"][:4]) and noise["cka_x0_distance"][4] > 0
     assert noise["difference"].shape == (8, 5, 8, 8)
     assert noise["difference"][:4].max() == 0 and noise["difference"][4].max() > 0
