@@ -148,3 +148,11 @@ class Client:
 
     def files(self, job_id: str) -> list[str]:
         return self._check(self.http.get(f"/api/jobs/{job_id}/files")).json()["files"]
+
+    def sweep(self, job_id: str, name: str) -> dict:
+        """A sweep of a job: swept parameter, values, member trajectories and the summary `curve` against the values
+        (final 1 − CKA of x̂₀ and of hidden states, final relative L2, task score), as `load_run(...).sweep(name)`."""
+        sweeps = self.manifest(job_id).get("sweeps") or {}
+        if name not in sweeps:
+            raise KeyError(f"job {job_id} has no sweep {name!r}; sweeps: {sorted(sweeps)}")
+        return sweeps[name]
