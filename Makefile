@@ -20,6 +20,11 @@ $(VENV)/.ready: pyproject.toml
 
 setup: $(VENV)/.ready
 
+# The explorer's JavaScript linter (ESLint, versions locked in package-lock.json) from the npm registry.
+node_modules/.ready: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: setup
 	$(VENV)/bin/stepscope up --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
@@ -29,14 +34,16 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-lint: setup
+lint: setup node_modules/.ready
 	$(VENV)/bin/ruff check backend tests benchmarks
 	$(VENV)/bin/ruff format --check backend tests benchmarks
+	npx --no-install eslint frontend
 
-test: setup browser-deps
+test: setup browser-deps node_modules/.ready
 	$(VENV)/bin/ruff check backend tests benchmarks
+	npx --no-install eslint frontend
 	node --test frontend/tests/
 	$(PY) -m pytest -q --durations=15
 
 clean:
-	rm -rf $(VENV) runs var test-output
+	rm -rf $(VENV) node_modules runs var test-output

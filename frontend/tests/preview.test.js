@@ -35,8 +35,8 @@ test("pixelCanvas leaves a canvas of the right size alone (no clearing reallocat
   pixelCanvas(canvas, 13, 8, 250);
   let writes = 0;
   const sized = { ...canvas, style: {} };
-  Object.defineProperty(sized, "width", { get: () => 247, set: () => writes++ });
-  Object.defineProperty(sized, "height", { get: () => 152, set: () => writes++ });
+  Object.defineProperty(sized, "width", { get: () => 247, set: () => { writes++; } });
+  Object.defineProperty(sized, "height", { get: () => 152, set: () => { writes++; } });
   pixelCanvas(sized, 13, 8, 250);
   assert.equal(writes, 0);
 });
