@@ -14,8 +14,19 @@ export const FAILED = "failed";
 export const CANCELLED = "cancelled";
 export const STREAM_CLOSING = "stream_closing";
 
+/** @typedef {"queued"|"started"|"experiment_started"|"trajectory_started"|"step"|"decode"|"trajectory_finished"|"metric"|"finished"|"failed"|"cancelled"|"stream_closing"} EventType */
+/** @typedef {{done: number, total: number}} Progress */
+/**
+ * One event of a job's stream (the SSE `data`): `type` names it; which other fields it has depends on
+ * the type (see the constructors in events.py).
+ * @typedef {{type: EventType, progress?: Progress, trajectory?: string, kind?: string,
+ *   step?: number|string, variant?: string, job?: string, error?: string|null,
+ *   reason?: string}} JobEvent
+ */
+
 /** Every event type a job's stream carries, in the order a job emits them. */
 export const EVENT_TYPES = Object.freeze(["queued", "started", "experiment_started", "trajectory_started", "step", "decode", "trajectory_finished", "metric", "finished", "failed", "cancelled"]);
 /** The final statuses of a job: its stream ends after one of these. */
 export const FINAL_STATUSES = Object.freeze(["finished", "failed", "cancelled"]);
+/** @type {Set<string>} */
 export const TERMINAL = new Set(FINAL_STATUSES);
