@@ -210,6 +210,8 @@ export function buildSpec(raw, forms) {
   if (every !== undefined) spec.probes.every = every;
   const decodeSteps = parseIndexList(probes.decode_steps, "probes.decode_steps");
   if (decodeSteps) spec.probes.decode_steps = decodeSteps;
+  // A task instance chosen in the form: the run scores each trajectory against it.
+  if (raw.task) spec.task = { family: raw.task.family, difficulty: Number(raw.task.difficulty), seed: Number(raw.task.seed) };
   spec.variants = (raw.variants ?? []).map((variant, vi) => ({
     name: String(variant.name ?? "").trim(),
     interventions: variant.interventions.map((iv, ii) =>

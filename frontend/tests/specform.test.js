@@ -189,3 +189,9 @@ test("refusals read as what the field wants, with the run's valid range for inde
   assert.equal(explainFieldError(`variants.0.interventions.0.steps: ${empty}`, "variants.0.interventions.0.steps", {}),
     "give at least one value");
 });
+
+test("a task chosen in the form goes into the spec as {family, difficulty, seed}", () => {
+  const spec = buildSpec({ model: "tiny", prompt: "p", variants: [], task: { family: "maze", difficulty: "2", seed: "7", height: 64, width: 64, frames: 9 } });
+  assert.deepEqual(spec.task, { family: "maze", difficulty: 2, seed: 7 });
+  assert.equal("task" in buildSpec({ model: "tiny", prompt: "p", variants: [], task: null }), false);
+});

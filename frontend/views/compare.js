@@ -8,6 +8,7 @@ import { heatmapPixels, summary } from "../colour.js";
 import { fill, h } from "../dom.js";
 import { subarray } from "../npy.js";
 import { describeIntervention, interventionSteps } from "../specform.js";
+import { taskScoreBadge } from "../taskscore.js";
 import { drawFrame, drawPlaceholder, integerScale, pixelCanvas } from "../preview.js";
 import { channelMeanAbsDiff } from "../xdiff.js";
 import { RunView } from "./runview.js";
@@ -69,6 +70,7 @@ export class CompareView extends RunView {
       this.explorer.invalidate("view");
     } }, h("option", { value: "hidden" }, "hidden states, 1 − CKA"), h("option", { value: "norms" }, "layer-norm maps, 1 − r²"));
     this.status = h("p", { class: "muted", id: "compare-status" });
+    this.scores = h("div", { class: "compare-scores", id: "compare-scores", hidden: true });
     this.commitNote = h("span", { class: "muted", id: "commitment-note" });
     this.element = h(
       "div",
@@ -77,6 +79,7 @@ export class CompareView extends RunView {
         h("label", {}, "Left ", this.leftSelect), h("label", {}, "Right ", this.variantSelect), this.ivSummary,
         h("label", { class: "push" }, "Difference scale ", this.diffScaleSelect)),
       this.status,
+      this.scores,
       h("div", { class: "compare-row" },
         h("figure", { class: "frame-figure" }, this.baseCanvas, this.baseCaption),
         h("figure", { class: "frame-figure" }, this.variantCanvas, this.variantCaption),
@@ -89,6 +92,17 @@ export class CompareView extends RunView {
         h("h3", { class: "with-tools" }, this.layerCkaTitle, h("label", { class: "tool" }, "Matrix ", this.layerMatrixSelect)),
         this.layerCka, this.layerCkaBar, this.layerReadout),
     );
+  }
+
+  /** Both sides' task scores, in task-scored runs (the manifest's task_score of each trajectory). */
+  renderScores() {
+    const sides = [this.left, this.variant].filter(Boolean);
+    const scores = sides.map((name) => [name, this.run.trajectories.get(name)?.meta?.task_score]);
+    const key = JSON.stringify(scores);
+    if (key === this.scores.dataset.key) return;
+    this.scores.dataset.key = key;
+    this.scores.hidden = !scores.some(([, score]) => score);
+    fill(this.scores, scores.map(([name, score]) => taskScoreBadge(score, name)));
   }
 
   /** Compare `left` with `right` (trajectory names; either may be left out). */
@@ -134,6 +148,7 @@ export class CompareView extends RunView {
   }
 
   render(reasons) {
+    this.renderScores();
     // Variants and sweep members: what the stored metrics compare with the baseline.
     const sweepMembers = this.run.sweepGroups().flatMap((g) => g.members).filter((m) => this.run.trajectories.has(m));
     const variants = [...this.run.variants(), ...sweepMembers];

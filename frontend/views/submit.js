@@ -46,6 +46,9 @@ export class SubmitView {
     this.taskSeed = input("task-seed", { type: "number", min: 0, step: 1, value: 0, "aria-label": "task seed" });
     this.taskButton = h("button", { type: "button", id: "use-task", onclick: () => this.useTask() }, "Use this task");
     this.taskError = h("span", { class: "field-error", role: "alert" });
+    this.task = null; // the task instance the run is scored against: {family, difficulty, seed, height, width, frames}
+    this.taskNote = h("span", { id: "task-note", class: "muted" });
+    this.taskClear = h("button", { type: "button", id: "clear-task", class: "small", hidden: true, onclick: () => this.setTask(null) }, "clear");
     this.seed = input("seed", { type: "number", min: 0, step: 1, value: 0 });
     this.steps = input("steps", { type: "number", min: 1, step: 1, value: 20 });
     this.guidance = input("guidance", { type: "number", min: 0, step: 0.5, value: 5 });
@@ -54,6 +57,8 @@ export class SubmitView {
     this.width = input("width", { type: "number", min: 16, step: 16, value: 64 });
     this.frames = input("frames", { type: "number", min: 1, step: 4, value: 17, oninput: () => this.showLatentFrames() });
     this.framesHint = h("span", { class: "hint" });
+    // A task is scored on its own square canvas and frame count: moving away from it drops the task.
+    for (const el of [this.height, this.width, this.frames]) el.addEventListener("input", () => this.checkTaskCanvas());
     this.layers = input("probe-layers", { type: "text", value: "all", placeholder: "all, none or 0-9, 20" });
     this.every = input("probe-every", { type: "number", min: 1, step: 1, value: 1 });
     this.passes = h("select", { id: "probe-passes" }, ["cond", "uncond", "both"].map((p) => h("option", { value: p }, p)));
@@ -85,6 +90,7 @@ export class SubmitView {
           h("label", { for: "task-family" }, "Task instance"),
           h("div", { class: "task-pick" }, this.taskFamily, this.taskDifficulty, this.taskSeed, this.taskButton),
           h("span", { class: "hint" }, "a maze, trajectory or pattern task: its prompt, size and first frame"),
+          h("div", { class: "task-state" }, this.taskNote, this.taskClear),
           this.taskError),
         field("prompt", "Prompt", this.prompt),
         field("negative_prompt", "Negative prompt", this.negative),
@@ -174,6 +180,7 @@ export class SubmitView {
       this.image.files = files.files;
       this.showImage();
       this.showLatentFrames();
+      this.setTask(task);
     } catch (error) {
       this.taskError.textContent = error.detail ?? String(error);
     } finally {
@@ -181,7 +188,27 @@ export class SubmitView {
     }
   }
 
-  selectedModel() {
+  /** Score the run against `task` (an instance from GET /api/tasks/{family}), or not (null). */
+  setTask(task, note = "") {
+    this.task = task
+      ? { family: task.family, difficulty: Number(task.difficulty), seed: Number(task.seed), height: Number(task.height), width: Number(task.width), frames: Number(task.frames) }
+      : null;
+    this.taskClear.hidden = !this.task;
+    this.taskNote.dataset.scored = String(Boolean(this.task));
+    this.taskNote.textContent = this.task
+      ? `the run will be scored on ${this.task.family}, difficulty ${this.task.difficulty}, seed ${this.task.seed}`
+      : note;
+  }
+
+  /** Drop the task if the canvas no longer is the task's (a task is scored only on its own canvas). */
+  checkTaskCanvas() {
+    const task = this.task;
+    if (!task) return;
+    if (Number(this.height.value) === task.height && Number(this.width.value) === task.width && Number(this.frames.value) === task.frames) return;
+    this.setTask(null, `not scored: the canvas is no longer the task's ${task.width}×${task.height}×${task.frames} (use the task again to score it)`);
+  }
+
+    selectedModel() {
     return this.models.find((m) => m.name === this.model.value) ?? null;
   }
 
@@ -322,6 +349,7 @@ export class SubmitView {
         final_decode: this.finalDecode.checked,
       },
       variants: this.variants,
+      task: this.task,
     };
   }
 

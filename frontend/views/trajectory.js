@@ -9,6 +9,7 @@ import { decodedFramePath, videoFramesLabel, videoFramesOfLatent } from "../fram
 import { JobStream } from "../jobstream.js";
 import { drawFrame, drawPlaceholder, gridCellSize, pixelCanvas } from "../preview.js";
 import { channelMeanAbsDiff } from "../xdiff.js";
+import { candidateChart, taskScoreBadge } from "../taskscore.js";
 import { RunView } from "./runview.js";
 
 const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"];
@@ -71,6 +72,14 @@ export class TrajectoryView extends RunView {
     this.timeline.id = "timeline";
     this.timeline.classList.add("chart");
     this.expertNote = h("span", { class: "muted", id: "expert-note" });
+    // Task-scored runs only: the scorer's verdict and the candidate curve of the shown trajectory.
+    this.taskScore = h("div", { id: "task-score" });
+    this.candidateSvg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    this.candidateSvg.id = "candidate-chart";
+    this.candidateSvg.classList.add("chart");
+    this.taskPanel = h("section", { class: "panel-box", id: "task-panel", hidden: true },
+      h("h3", {}, "Task · the scorer's verdict on the final video, and the candidate answers' mass per step (member 0's preview)"),
+      this.taskScore, this.candidateSvg);
     this.gridOverlay.addEventListener("click", (e) => this.pickGrid(e));
     this.stripOverlay.addEventListener("click", (e) => this.pickStrip(e));
 
@@ -89,6 +98,7 @@ export class TrajectoryView extends RunView {
             h("div", { class: "decode-row" }, this.decodeButton, this.decodeStatus),
             this.decodeFrames)),
         h("div", { class: "col-side" },
+          this.taskPanel,
           h("section", { class: "panel-box" },
             h("h3", { class: "with-tools" }, this.gridTitle, h("label", { class: "tool" }, "zoom ", this.zoomSelect)),
             this.gridScroll),
@@ -141,6 +151,20 @@ export class TrajectoryView extends RunView {
     }
     if (data || !this.timelineChart) this.renderTimeline(ctx);
     this.timelineChart?.setCursor(this.scrubber.step);
+    if (data || this.taskPanel.dataset.trajectory !== ctx.name) this.renderTask(ctx);
+    this.candidateChart?.setCursor(this.scrubber.step);
+  }
+
+  /** The shown trajectory's task score and candidate curve, where the manifest has them. */
+  renderTask(ctx) {
+    const meta = this.run.trajectories.get(ctx.name)?.meta ?? {};
+    this.taskPanel.dataset.trajectory = ctx.name;
+    this.taskPanel.hidden = !meta.task_score && !meta.candidates;
+    fill(this.taskScore, taskScoreBadge(meta.task_score));
+    this.candidateSvg.style.display = meta.candidates ? "" : "none";
+    this.candidateChart = meta.candidates && !this.taskPanel.hidden
+      ? candidateChart(this.candidateSvg, meta.candidates, this.run.totalSteps, this.scrubber.step)
+      : null;
   }
 
   renderFrame(ctx) {

@@ -458,12 +458,22 @@ def test_a_form_error_shows_the_api_message_next_to_the_field(page, service, cli
     assert [page.input_value(f"#{f}") for f in ("height", "width", "frames")] == ["64", "64", "17"]
     assert page.eval_on_selector("#image", "el => el.files[0].name") == "trajectory-2-5.png"
     page.locator("#image ~ img.thumb").wait_for(state="visible")
+    assert page.inner_text("#task-note") == "the run will be scored on trajectory, difficulty 2, seed 5"
     screenshot(page, "form_task_instance")
+    # Off the task's canvas the run cannot be scored: the form drops the task and says why.
+    page.fill("#width", "48")
+    assert page.inner_text("#task-note").startswith("not scored: the canvas is no longer the task's 64×64×17")
+    assert page.locator("#clear-task").is_hidden()
+    with page.expect_response(lambda r: "/api/tasks/trajectory?" in r.url):
+        page.click("#use-task")
+    page.wait_for_function("() => document.getElementById('task-note').dataset.scored === 'true'")
+    assert page.input_value("#width") == "64"
     with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as answer:
         page.click("#submit")
     assert answer.value.status == 201, answer.value.text()
     job = answer.value.json()
     assert job["spec"]["prompt"] == task.prompt
+    assert job["spec"]["task"] == {"family": "trajectory", "difficulty": 2, "seed": 5}
     stored = httpx.get(f"{service.url}/api/jobs/{job['id']}/artifacts/inputs/first_frame.png", timeout=30)
     assert stored.status_code == 200
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(stored.content)).convert("RGB")), task.first_frame)
