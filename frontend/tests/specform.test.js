@@ -195,3 +195,9 @@ test("a task chosen in the form goes into the spec as {family, difficulty, seed}
   assert.deepEqual(spec.task, { family: "maze", difficulty: 2, seed: 7 });
   assert.equal("task" in buildSpec({ model: "tiny", prompt: "p", variants: [], task: null }), false);
 });
+
+test("an API error at the task (or one of its fields) lands on the task row", () => {
+  const known = new Set(["prompt", "height", "task"]);
+  assert.equal(fieldForError("task", known), "task");
+  assert.equal(fieldForError("task.difficulty", known), "task");
+});
