@@ -13,6 +13,41 @@ import {
   TRAJECTORY_STARTED,
 } from "./contract/events.js";
 
+// The shared models, as the explorer reads them. The manifest's full types live in
+// backend/stepscope/run_format.py (JSON Schema: GET /api/schema/manifest, docs/schema/manifest.schema.json);
+// these typedefs name the parts read here.
+
+/** @typedef {import("./contract/events.js").JobEvent} JobEvent */
+/** @typedef {import("./contract/events.js").Progress} Progress */
+
+/**
+ * One captured step of a trajectory, as `step` events and the manifest name it.
+ * @typedef {{index: number, t: number, sigma: number, expert: string, artifacts: Object<string, string>}} StepRecord
+ */
+
+/**
+ * A full decode of a step (or of the final latents): run-relative directory, frame count, video file, VAE dtype.
+ * @typedef {{dir: string, frames: number, video?: string, dtype?: string}} DecodeRecord
+ */
+
+/**
+ * A trajectory as the explorer holds it (baseline, variant, sweep member or swap source).
+ * @typedef {{name: string, kind: string|null, status: string, seeds: number[]|null,
+ *   steps: Map<number, StepRecord>, commitmentStep: number|null, convergence: string|null,
+ *   final: Object|null, decodes: Map<number|string, DecodeRecord>, meta: Object}} TrajectoryView
+ */
+
+/**
+ * The run manifest (format 3; older formats are read by the API and load_run): the fields the explorer uses.
+ * @typedef {{format_version: number, status: string, spec: Object, model: Object, shapes: Object,
+ *   trajectories: Object<string, Object>, sweeps?: Object<string, Object>, warnings?: string[]}} Manifest
+ */
+
+/**
+ * @param {string} name
+ * @param {string|null} [kind]
+ * @returns {TrajectoryView}
+ */
 function newTrajectory(name, kind = null) {
   return {
     name,
@@ -28,7 +63,9 @@ function newTrajectory(name, kind = null) {
   };
 }
 
+/** What the explorer knows about one run, merged from its events and its manifest. */
 export class RunData {
+  /** @param {string} jobId */
   constructor(jobId) {
     this.jobId = jobId;
     this.manifest = null;
@@ -41,6 +78,12 @@ export class RunData {
     this.worker = null;
   }
 
+  /**
+   * The named trajectory, created on first mention.
+   * @param {string} name
+   * @param {string|null} [kind]
+   * @returns {TrajectoryView}
+   */
   trajectory(name, kind = null) {
     let traj = this.trajectories.get(name);
     if (!traj) {
@@ -52,7 +95,11 @@ export class RunData {
     return traj;
   }
 
-  /** Apply one event; returns its type (what changed) for the views. */
+  /**
+   * Apply one event; returns its type (what changed) for the views.
+   * @param {JobEvent} event
+   * @returns {string}
+   */
   apply(event) {
     if (event.progress) this.progress = event.progress;
     switch (event.type) {
@@ -118,7 +165,10 @@ export class RunData {
     for (const d of list ?? []) this.trajectory(d.trajectory).decodes.set(d.step, d);
   }
 
-  /** Merge a (possibly partial) manifest: shapes, probes, and whatever steps it already lists. */
+  /**
+   * Merge a (possibly partial) manifest: shapes, probes, and whatever steps it already lists.
+   * @param {Manifest} manifest
+   */
   mergeManifest(manifest) {
     this.manifest = manifest;
     for (const [name, entry] of Object.entries(manifest.trajectories ?? {})) {
