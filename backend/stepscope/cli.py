@@ -182,11 +182,16 @@ def cmd_api(args) -> int:
     return 0
 
 
-def stop_processes(procs: list, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM every process, then wait for each; one still running after `timeout` is killed."""
+def stop_processes(procs: list, timeout: float = STOP_TIMEOUT, signalled: set[int] | None = None) -> None:
+    """SIGTERM every process, then wait for each; one still running after `timeout` is killed.
+
+    A pid in `signalled` got its SIGTERM already and is only waited for: a second SIGTERM would turn an
+    RQ worker's warm shutdown (finish the step, record the job's end) into a cold one."""
     for proc in procs:
-        if proc.poll() is None:
+        if proc.poll() is None and (signalled is None or proc.pid not in signalled):
             proc.terminate()
+            if signalled is not None:
+                signalled.add(proc.pid)
     deadline = time.monotonic() + timeout
     for proc in procs:
         try:
@@ -239,6 +244,7 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._signalled: set[int] = set()  # pids already sent SIGTERM by stop()
         self._thread = threading.Thread(target=self._watch, name="stepscope-supervisor", daemon=True)
 
     def add(self, name: str, start: Callable[[], subprocess.Popen]) -> Child:
@@ -287,11 +293,13 @@ class Supervisor:
         return {name: child.status() for name, child in self.children.items()}
 
     def stop(self, names: list[str]) -> None:
-        """Stop restarting anything, then stop `names` in order (SIGTERM, kill after STOP_TIMEOUT)."""
+        """Stop restarting anything, then stop `names` together (SIGTERM once, kill after STOP_TIMEOUT);
+        returns when they are gone. Safe to call again for the same names: it then only waits."""
         self.stopping.set()
         with self._lock:  # no restart is half done
             procs = [self.children[n].process for n in names if self.children[n].process is not None]
-        stop_processes(procs)
+            signalled = self._signalled
+        stop_processes(procs, signalled=signalled)
 
 
 def cmd_up(args) -> int:
@@ -331,7 +339,10 @@ def cmd_up(args) -> int:
         model = name.split(":", 1)[1]
         supervisor.add(
             name,
-            lambda m=model: subprocess.Popen([sys.executable, "-m", "stepscope.cli", "worker", "--model", m], env=env),
+            # A session of its own: Ctrl-C's SIGINT reaches only `up`, which then sends the one SIGTERM.
+            lambda m=model: subprocess.Popen(
+                [sys.executable, "-m", "stepscope.cli", "worker", "--model", m], env=env, start_new_session=True
+            ),
         )
     supervisor.run()
 
@@ -351,7 +362,9 @@ def cmd_up(args) -> int:
     try:
         serve(app, host, port, on_exit=on_exit)
     finally:
-        supervisor.stop([*workers, *(["redis"] if "redis" in supervisor.children else [])])
+        # Workers first (they record their jobs' ends in Redis), then Redis.
+        supervisor.stop(workers)
+        supervisor.stop(["redis"] if "redis" in supervisor.children else [])
         print("stopped", flush=True)
     return 0
 

@@ -279,6 +279,8 @@ def run_trajectory(
         norms.active = (i + 1) in capture_at
         return {"latents": latents}
 
+    # σ of every step, from a copy of the scheduler taken before any patch below (resume patches set_timesteps).
+    sigmas = step_sigmas(model, inputs.steps) if perturbations else []
     try:
         # Interventions first: forward hooks run in registration order, so the norm probe
         # records what the block hands to the next block, rewrites included.
@@ -305,7 +307,6 @@ def run_trajectory(
             latents = initial_latents(model, inputs)
         norms.active = start in capture_at
 
-        sigmas = step_sigmas(model, inputs.steps) if perturbations else []
         if perturbations:
             latents = perturbations.perturb(start, latents, sigmas[start])
         call_kwargs = dict(

@@ -78,7 +78,7 @@ class JobFeed:
 
     async def wait(self, timeout: float) -> None:
         """Return on news or after `timeout` seconds, whichever comes first."""
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # not the builtin TimeoutError before Python 3.11
             await asyncio.wait_for(self._changed.wait(), timeout)
 
 
