@@ -35,6 +35,7 @@ STEP = "step"  # one captured step is stored (x̂₀ preview, arrays, layer norm
 DECODE = "decode"  # a full-quality decode of a step (or of the final latents) is stored
 TRAJECTORY_FINISHED = "trajectory_finished"  # a trajectory's final outputs are stored
 METRIC = "metric"  # a variant's comparison with the baseline is stored
+BENCH_INSTANCE = "bench_instance"  # a bench job's task instance ran (baseline and variants) and is scored
 FINISHED = "finished"
 FAILED = "failed"
 CANCELLED = "cancelled"
@@ -53,6 +54,7 @@ EVENT_TYPES = (
     DECODE,
     TRAJECTORY_FINISHED,
     METRIC,
+    BENCH_INSTANCE,
     *FINAL_STATUSES,
 )
 STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
@@ -108,6 +110,20 @@ def trajectory_finished_event(
 def metric_event(variant: str, summary: dict, progress: dict) -> dict:
     """A variant's comparison with the baseline is stored; `summary` is its manifest entry."""
     return {"type": METRIC, "variant": variant, **summary, "progress": progress}
+
+
+def bench_instance_event(family: str, seed: int, difficulty: int, run: str, results: dict, progress: dict) -> dict:
+    """A bench instance's run is stored in `run` (relative to the bench directory) and scored; `results` maps each
+    trajectory to its `score` and `passed`; `progress` counts trajectory runs (instances × (baseline + variants))."""
+    return {
+        "type": BENCH_INSTANCE,
+        "family": family,
+        "seed": seed,
+        "difficulty": difficulty,
+        "run": run,
+        "results": results,
+        "progress": progress,
+    }
 
 
 def final_event(status: str, job: str, error: str | None = None, **fields: Any) -> dict:

@@ -137,6 +137,17 @@ def difference_path(variant: str) -> str:
     return f"metrics/{variant}/difference.npy"
 
 
+# -- benchmarks (`stepscope bench` and bench jobs) --------------------------------------------
+# A bench directory holds one run directory per task instance, plus the summary and its table.
+BENCH_RESULT = "bench.json"
+BENCH_TABLE = "bench.md"
+
+
+def bench_instance_dir(family: str, seed: int) -> str:
+    """The run directory of one task instance inside a bench directory: `maze/seed000007`."""
+    return f"{family}/seed{seed:06d}"
+
+
 # -- the manifest ---------------------------------------------------------------------------
 class _Record(BaseModel):
     # Keys written by a newer stepscope are kept, not refused: readers only need what they know.

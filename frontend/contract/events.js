@@ -9,12 +9,13 @@ export const STEP = "step";
 export const DECODE = "decode";
 export const TRAJECTORY_FINISHED = "trajectory_finished";
 export const METRIC = "metric";
+export const BENCH_INSTANCE = "bench_instance";
 export const FINISHED = "finished";
 export const FAILED = "failed";
 export const CANCELLED = "cancelled";
 export const STREAM_CLOSING = "stream_closing";
 
-/** @typedef {"queued"|"started"|"experiment_started"|"trajectory_started"|"step"|"decode"|"trajectory_finished"|"metric"|"finished"|"failed"|"cancelled"|"stream_closing"} EventType */
+/** @typedef {"queued"|"started"|"experiment_started"|"trajectory_started"|"step"|"decode"|"trajectory_finished"|"metric"|"bench_instance"|"finished"|"failed"|"cancelled"|"stream_closing"} EventType */
 /** @typedef {{done: number, total: number}} Progress */
 /**
  * One event of a job's stream (the SSE `data`): `type` names it; which other fields it has depends on
@@ -25,7 +26,7 @@ export const STREAM_CLOSING = "stream_closing";
  */
 
 /** Every event type a job's stream carries, in the order a job emits them. */
-export const EVENT_TYPES = Object.freeze(["queued", "started", "experiment_started", "trajectory_started", "step", "decode", "trajectory_finished", "metric", "finished", "failed", "cancelled"]);
+export const EVENT_TYPES = Object.freeze(["queued", "started", "experiment_started", "trajectory_started", "step", "decode", "trajectory_finished", "metric", "bench_instance", "finished", "failed", "cancelled"]);
 /** The final statuses of a job: its stream ends after one of these. */
 export const FINAL_STATUSES = Object.freeze(["finished", "failed", "cancelled"]);
 /** @type {Set<string>} */

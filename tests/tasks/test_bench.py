@@ -103,15 +103,24 @@ def test_bench_at_the_default_steps_and_frames(tmp_path, capsys):
 
 def test_bad_arguments_name_the_field(tmp_path, capsys):
     assert main(["--tasks", "maze,sudoku", "--out", str(tmp_path)]) == 2
-    assert "tasks: unknown task family 'sudoku'" in capsys.readouterr().err
+    assert "tasks.1: unknown task family 'sudoku'" in capsys.readouterr().err
     assert main(["--n", "0", "--out", str(tmp_path)]) == 2
-    assert "n: must be at least 1" in capsys.readouterr().err
+    assert "n: must be 1 to 500 instances per family, got 0" in capsys.readouterr().err
     assert main(["--frames", "18", "--out", str(tmp_path)]) == 2
-    assert "canvas.frames" in capsys.readouterr().err
+    assert "frames: must be 4k+1" in capsys.readouterr().err
     bad = tmp_path / "v.json"
     bad.write_text('{"variants": 3}')
     assert main(["--variants", str(bad), "--out", str(tmp_path)]) == 2
     assert "variants:" in capsys.readouterr().err
+    bad.write_text(json.dumps([{**NOISE, "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": -1}]}]))
+    assert main(["--variants", str(bad), "--out", str(tmp_path)]) == 2
+    assert "variants.0.interventions.0.strength:" in capsys.readouterr().err
+    bad.write_text(json.dumps([NOISE]))  # 400 instances × 3 families × (baseline + 1 variant) = 2,400 runs
+    assert main(["--n", "400", "--variants", str(bad), "--out", str(tmp_path)]) == 2
+    assert (
+        "n: 400 instances × 3 families × 2 trajectories (baseline and variants) = 2400 runs" in capsys.readouterr().err
+    )
+    assert not list(tmp_path.glob("*/seed*"))  # refused before anything ran
 
 
 def test_bootstrap_interval_brackets_the_rate():

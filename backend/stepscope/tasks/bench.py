@@ -6,6 +6,10 @@ given) each run as one experiment through the probe engine — the baseline and 
 conditioning image and its prompt. The final video of every trajectory is scored; each step's
 x̂₀ preview (or full decode, `--curves decode`) gives the per-step candidate curves. Written to
 OUT/bench.json (everything) and OUT/bench.md (the table); `--json` prints one summary line.
+
+The same run as an API job (`POST /api/bench`): a `BenchRequest` is validated by the API
+(`parse_bench_request`, `check_request`) and run by the model's resident worker through `run_request`,
+the function the command line calls too.
 """
 
 from __future__ import annotations
@@ -15,17 +19,31 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import logging
+import posixpath
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stepscope.tasks.core import Canvas, TaskError, TaskInstance, family_names, generate
+from stepscope import events
+from stepscope.run_format import BENCH_RESULT, BENCH_TABLE, bench_instance_dir
+from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, parse_spec, spec_error_from
+from stepscope.store import RunDir
+from stepscope.tasks.core import DIFFICULTIES, Canvas, TaskError, TaskInstance, family_names, generate
 from stepscope.tasks.curves import CandidateCurves, candidate_curves
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 CURVE_SOURCES = ("preview", "decode")
+MAX_N = 500  # instances per family in one bench
+MAX_RUNS = 2000  # trajectory runs in one bench: instances × (baseline + variants)
+DEFAULT_STEPS = 20  # for models without a preset's default
+
+_logger = logging.getLogger("stepscope.bench")
 
 
 def bootstrap_interval(
@@ -77,15 +95,16 @@ def step_videos(trajectory, curves: str) -> tuple[list[int], list[np.ndarray]]:
     return list(trajectory.steps), [member[0] for member in trajectory.previews]
 
 
-def score_run(instance: TaskInstance, run_path: str, curves: str = "preview", *, stored: bool = False) -> dict:
-    """Every trajectory's verdict and candidate curves in a stored run of `instance` (swap sources left out).
+def score_run(instance: TaskInstance, run_path: str | RunDir, curves: str = "preview", *, stored: bool = False) -> dict:
+    """Every trajectory's verdict and candidate curves in a stored run of `instance` (swap sources left out);
+    `run_path` is a path or URL, or an open RunDir.
 
     By default the stored videos are scored now. With `stored`, what a run whose spec named the task kept
     (`task_score`, and `candidates` from previews) is read back instead; trajectories without them (older
     runs), and `curves="decode"` curves, are measured here."""
-    from stepscope.run import load_run
+    from stepscope.run import Run, load_run
 
-    run = load_run(run_path)
+    run = Run(run_path) if isinstance(run_path, RunDir) else load_run(run_path)
     out = {}
     for name, trajectory in run.trajectories.items():
         if trajectory.kind == "swap_source":
@@ -171,11 +190,145 @@ def load_variants(path: str | None) -> list:
     return data
 
 
+class BenchRequest(BaseModel):
+    """What one bench runs: the body of `POST /api/bench`, the options of `stepscope bench` (less --out and
+    the device), and the spec of a bench job's record. Validate with `parse_bench_request`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, title="BenchRequest")
+
+    model: str = Field("tiny-i2v", min_length=1, max_length=300, description="the model (preset or served name)")
+    tasks: list[str] = Field(
+        default_factory=family_names, min_length=1, max_length=16, description="task families, each once"
+    )
+    n: int = Field(10, description=f"instances per family, 1 to {MAX_N}")
+    variants: list[Variant] = Field(
+        default_factory=list,
+        max_length=MAX_VARIANTS,
+        description="spec variants run beside the baseline on every instance (ExperimentSpec.variants)",
+    )
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="denoising steps (default: the preset's, else 20)")
+    size: int = Field(Canvas.size, description="canvas side in pixels: a multiple of 16 from 64 to 256")
+    frames: int = Field(Canvas.frames, description="video frames: 4k+1 from 9 to 81")
+    difficulty: int | None = Field(
+        None, ge=min(DIFFICULTIES), le=max(DIFFICULTIES), description="one difficulty (default: 1, 2, 3 in turn)"
+    )
+    first_seed: int = Field(0, ge=0, le=MAX_TASK_SEED, description="instance i uses seed first_seed + i")
+    curves: Literal["preview", "decode"] = Field("preview", description="per-step video estimates to measure")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_families(cls, v: list[str]) -> list[str]:
+        known = family_names()
+        for i, family in enumerate(v):
+            if family not in known:
+                raise SpecError(str(i), f"unknown task family {family!r}; known: {', '.join(known)}")
+            if family in v[:i]:
+                raise SpecError(str(i), f"{family!r} is listed twice")
+        return v
+
+    @field_validator("n")
+    @classmethod
+    def _instances(cls, v: int) -> int:
+        if not 1 <= v <= MAX_N:
+            raise ValueError(f"must be 1 to {MAX_N} instances per family, got {v}")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: int) -> int:
+        try:
+            Canvas(size=v)
+        except TaskError as exc:
+            raise ValueError(str(exc).removeprefix(f"{exc.field}: ")) from None
+        return v
+
+    @field_validator("frames")
+    @classmethod
+    def _frames(cls, v: int) -> int:
+        try:
+            Canvas(frames=v)
+        except TaskError as exc:
+            raise ValueError(str(exc).removeprefix(f"{exc.field}: ")) from None
+        return v
+
+    @model_validator(mode="after")
+    def _within_limits(self):
+        names = [v.name for v in self.variants]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise SpecError(f"variants.{i}.name", f"duplicate variant name {name!r}")
+        if self.run_count > MAX_RUNS:
+            raise SpecError(
+                "n",
+                f"{self.n} instances × {len(self.tasks)} families × {1 + len(self.variants)} trajectories "
+                f"(baseline and variants) = {self.run_count} runs, over the limit of {MAX_RUNS}",
+            )
+        if self.first_seed + self.n - 1 > MAX_TASK_SEED:
+            raise SpecError("first_seed", f"first_seed + n − 1 must stay ≤ {MAX_TASK_SEED} (instance seeds)")
+        return self
+
+    @property
+    def instance_count(self) -> int:
+        return self.n * len(self.tasks)
+
+    @property
+    def run_count(self) -> int:
+        """Trajectory runs: every instance's baseline and variants."""
+        return self.instance_count * (1 + len(self.variants))
+
+    @property
+    def canvas(self) -> Canvas:
+        return Canvas(size=self.size, frames=self.frames)
+
+    def resolved_steps(self) -> int:
+        """`steps`, else the model preset's default, else 20."""
+        from stepscope.models.presets import PRESETS
+
+        preset = PRESETS.get(self.model)
+        return self.steps or (preset.defaults.get("steps") if preset else None) or DEFAULT_STEPS
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def parse_bench_request(data: Any) -> BenchRequest:
+    """Validate a JSON object into a BenchRequest; raise SpecError naming the first bad field
+    (`n`, `tasks.1`, `variants.0.interventions.0.strength`, ...)."""
+    if not isinstance(data, dict):
+        raise SpecError("body", "expected a JSON object")
+    try:
+        return BenchRequest.model_validate(data)
+    except ValidationError as exc:
+        raise spec_error_from(exc) from None
+
+
+def check_request(request: BenchRequest, info) -> None:
+    """Checks that need the model (a `models.ModelInfo`): the spec of the first instance — the variants, steps and
+    canvas every instance shares — must be valid and fit the model; raise SpecError naming the request's field."""
+    from stepscope.spec import check_against_model
+
+    instance = generate(request.tasks[0], request.difficulty or 1, request.first_seed, canvas=request.canvas)
+    variants = [v.model_dump(mode="json") for v in request.variants]
+    data = instance_spec(instance, request.model, info.task, request.resolved_steps(), variants, request.curves)
+    try:
+        check_against_model(parse_spec(data), info)
+    except SpecError as exc:
+        field = "size" if exc.field in ("height", "width") else exc.field  # the spec's names for the canvas
+        raise SpecError(field, exc.message) from None
+
+
+def location_of(root: RunDir) -> str:
+    """A RunDir's path as `RunDir.at` takes it: the local path, or a URL for other filesystems."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    return root.path if isinstance(root.fs, LocalFileSystem) else root.fs.unstrip_protocol(root.path)
+
+
 def run_bench(
     model,
     families: list[str],
     n: int,
-    out: str,
+    out: str | RunDir,
     *,
     variants: list | None = None,
     steps: int | None = None,
@@ -184,11 +337,19 @@ def run_bench(
     first_seed: int = 0,
     curves: str = "preview",
     log=None,
+    emit: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cache_dir: str | None = None,
 ) -> dict:
-    """Run the benchmark on a loaded model (`stepscope.models.load_model`); returns what bench.json holds."""
-    from stepscope.probe import run_experiment
-    from stepscope.spec import check_against_model, parse_spec
-    from stepscope.store import RunDir
+    """Run the benchmark on a loaded model (`stepscope.models.load_model`) into `out` (a path, URL or RunDir);
+    returns what bench.json holds.
+
+    `emit` gets a `bench_instance` event after each instance is stored and scored; `should_stop` is asked before
+    each instance and at every step (true: stop with `Cancelled`; it may raise to stop otherwise). When the bench
+    stops early, for whatever reason, bench.json and bench.md still hold the instances finished so far
+    (`complete: false`) before the error goes on."""
+    from stepscope.probe import Cancelled, run_experiment
+    from stepscope.spec import check_against_model
 
     if curves not in CURVE_SOURCES:
         raise TaskError("curves", f"must be one of {CURVE_SOURCES}, got {curves!r}")
@@ -196,50 +357,108 @@ def run_bench(
         raise TaskError("n", f"must be at least 1, got {n}")
     variants = variants or []
     canvas = canvas or Canvas()
-    steps = steps or 20
+    steps = steps or DEFAULT_STEPS
     names = ["baseline", *[v.get("name") for v in variants if isinstance(v, dict)]]
     conditioned = model.info.task == "i2v"
-    instances = []
-    for family in families:
-        for i in range(n):
-            level = difficulty or 1 + i % 3
-            instance = generate(family, level, first_seed + i, canvas=canvas)
-            spec = parse_spec(instance_spec(instance, model.name, model.info.task, steps, variants, curves))
-            check_against_model(spec, model.info)
-            run_path = str(Path(out) / family / f"seed{instance.seed:06d}")
-            run_experiment(model, spec, RunDir.at(run_path))
-            scored = score_run(instance, run_path, curves, stored=True)  # the run scored itself
-            instances.append(
-                {
-                    "family": family,
-                    "seed": instance.seed,
-                    "difficulty": level,
-                    "run": run_path,
-                    "instance": instance.to_json(),
-                    "trajectories": scored,
-                }
-            )
-            if log:
-                verdicts = ", ".join(f"{k}={'pass' if v['passed'] else 'fail'}" for k, v in scored.items())
-                log(f"{family} seed {instance.seed}: {verdicts}")
-    report = {
-        "model": model.name,
-        "tasks": families,
-        "n": n,
-        "steps": steps,
-        "canvas": {"size": canvas.size, "frames": canvas.frames},
-        "conditioned_on_first_frame": conditioned,
-        "curves_from": curves,
-        "variants": variants,
-        "trajectories": names,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **summarize(instances, families, names),
-        "instances": instances,
-    }
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "bench.json").write_text(json.dumps(report, indent=1))
-    (Path(out) / "bench.md").write_text(table(report, n) + "\n")
-    return report
+    root = out if isinstance(out, RunDir) else RunDir.at(out)
+    base = out if isinstance(out, str) else location_of(root)
+    total = len(families) * n
+    instances: list[dict] = []
+
+    def report(complete: bool) -> dict:
+        return {
+            "model": model.name,
+            "tasks": families,
+            "n": n,
+            "steps": steps,
+            "canvas": {"size": canvas.size, "frames": canvas.frames},
+            "conditioned_on_first_frame": conditioned,
+            "curves_from": curves,
+            "variants": variants,
+            "trajectories": names,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "complete": complete,
+            "instances_done": len(instances),
+            "instances_total": total,
+            **summarize(instances, families, names),
+            "instances": instances,
+        }
+
+    def store(result: dict) -> None:
+        root.write_json(BENCH_RESULT, result)
+        partial = "" if result["complete"] else f"\n\nPartial: {len(instances)} of {total} instances ran.\n"
+        root.write_bytes(BENCH_TABLE, (table(result, n) + "\n" + partial).encode())
+
+    try:
+        for family in families:
+            for i in range(n):
+                if should_stop is not None and should_stop():
+                    raise Cancelled(f"cancelled after {len(instances)} of {total} bench instances")
+                level = difficulty or 1 + i % 3
+                instance = generate(family, level, first_seed + i, canvas=canvas)
+                spec = parse_spec(instance_spec(instance, model.name, model.info.task, steps, variants, curves))
+                check_against_model(spec, model.info)
+                rel = bench_instance_dir(family, instance.seed)
+                run = RunDir(root.fs, posixpath.join(root.path, rel), posixpath.basename(rel))
+                run_experiment(model, spec, run, should_stop=should_stop, cache_dir=cache_dir)
+                scored = score_run(instance, run, curves, stored=True)  # the run scored itself
+                instances.append(
+                    {
+                        "family": family,
+                        "seed": instance.seed,
+                        "difficulty": level,
+                        "run": posixpath.join(base, rel),
+                        "dir": rel,
+                        "instance": instance.to_json(),
+                        "trajectories": scored,
+                    }
+                )
+                if emit is not None:
+                    results = {k: {"score": v["score"], "passed": v["passed"]} for k, v in scored.items()}
+                    progress = {"done": len(instances) * len(names), "total": total * len(names)}
+                    emit(events.bench_instance_event(family, instance.seed, level, rel, results, progress))
+                if log:
+                    verdicts = ", ".join(f"{k}={'pass' if v['passed'] else 'fail'}" for k, v in scored.items())
+                    log(f"{family} seed {instance.seed}: {verdicts}")
+    except BaseException:
+        if instances:  # keep what finished; never let this hide the error that stopped the bench
+            try:
+                store(report(complete=False))
+            except Exception:
+                _logger.exception("could not store the partial bench result")
+        raise
+    result = report(complete=True)
+    store(result)
+    return result
+
+
+def run_request(
+    model,
+    request: BenchRequest,
+    out: str | RunDir,
+    *,
+    log=None,
+    emit: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cache_dir: str | None = None,
+) -> dict:
+    """Run a validated BenchRequest on a loaded model into `out`: what `stepscope bench` and a bench job both do."""
+    return run_bench(
+        model,
+        list(request.tasks),
+        request.n,
+        out,
+        variants=[v.model_dump(mode="json") for v in request.variants],
+        steps=request.resolved_steps(),
+        canvas=request.canvas,
+        difficulty=request.difficulty,
+        first_seed=request.first_seed,
+        curves=request.curves,
+        log=log,
+        emit=emit,
+        should_stop=should_stop,
+        cache_dir=cache_dir,
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -267,46 +486,39 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(add_arguments(parser).parse_args(argv))
 
 
+def request_from_args(args: argparse.Namespace) -> BenchRequest:
+    """The BenchRequest of parsed options (see add_arguments); SpecError or TaskError names the bad one."""
+    data = {
+        "model": args.model,
+        "tasks": [f.strip() for f in args.tasks.split(",") if f.strip()],
+        "n": args.n,
+        "variants": load_variants(args.variants),
+        "size": args.size,
+        "frames": args.frames,
+        "first_seed": args.first_seed,
+        "curves": args.curves,
+    }
+    data.update({k: getattr(args, k) for k in ("steps", "difficulty") if getattr(args, k) is not None})
+    return parse_bench_request(data)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the bench from parsed options (see add_arguments); returns the exit status."""
     try:
-        families = [f.strip() for f in args.tasks.split(",") if f.strip()]
-        known = family_names()
-        for family in families:
-            if family not in known:
-                raise TaskError("tasks", f"unknown task family {family!r}; known: {', '.join(known)}")
-        if args.n < 1:
-            raise TaskError("n", f"must be at least 1, got {args.n}")
-        canvas = Canvas(size=args.size, frames=args.frames)
-        variants = load_variants(args.variants)
-    except TaskError as exc:
+        request = request_from_args(args)
+    except (SpecError, TaskError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     from stepscope.config import get_settings
     from stepscope.models import ModelError, load_model
-    from stepscope.models.presets import PRESETS
-    from stepscope.spec import SpecError
 
-    preset = PRESETS.get(args.model)
-    steps = args.steps or (preset.defaults.get("steps") if preset else None) or 20
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = args.out or f"runs/bench-{args.model.replace('/', '_')}-{stamp}"
     try:
         model = load_model(args.model, device=args.device or get_settings().device, dtype=args.dtype)
-        report = run_bench(
-            model,
-            families,
-            args.n,
-            out,
-            variants=variants,
-            steps=steps,
-            canvas=canvas,
-            difficulty=args.difficulty,
-            first_seed=args.first_seed,
-            curves=args.curves,
-            log=None if args.json else lambda line: print(line, file=sys.stderr),
-        )
+        check_request(request, model.info)
+        report = run_request(model, request, out, log=None if args.json else lambda line: print(line, file=sys.stderr))
     except (ModelError, SpecError, TaskError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -315,7 +527,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(json.dumps({**{k: report[k] for k in keys}, "out": out}))
     else:
         print(table(report, args.n))
-        print(f"\nwritten to {out}/bench.json and {out}/bench.md")
+        print(f"\nwritten to {out}/{BENCH_RESULT} and {out}/{BENCH_TABLE}")
     return 0
 
 
