@@ -66,6 +66,41 @@ class Client:
         files = {"image": ("first_frame.png", data, "application/octet-stream")}
         return self._check(self.http.post("/api/jobs", data={"spec": json.dumps(spec)}, files=files)).json()
 
+    def bench(
+        self,
+        model: str = "tiny-i2v",
+        tasks: list[str] | None = None,
+        n: int = 10,
+        variants: list[dict] | None = None,
+        *,
+        steps: int | None = None,
+        size: int | None = None,
+        frames: int | None = None,
+        difficulty: int | None = None,
+        first_seed: int | None = None,
+        curves: str | None = None,
+    ) -> dict:
+        """Queue a task benchmark (`stepscope bench` as a job): `n` instances of each family in `tasks` (default:
+        all), each run as the baseline and every spec variant in `variants`. Returns the job; follow it with
+        `wait`, then read success rates and intervals with `bench_result`. Options left None take the API's
+        defaults (docs/tasks.md)."""
+        options = {
+            "tasks": tasks,
+            "variants": variants,
+            "steps": steps,
+            "size": size,
+            "frames": frames,
+            "difficulty": difficulty,
+            "first_seed": first_seed,
+            "curves": curves,
+        }
+        body = {"model": model, "n": n, **{k: v for k, v in options.items() if v is not None}}
+        return self._check(self.http.post("/api/bench", json=body)).json()
+
+    def bench_result(self, job_id: str) -> dict:
+        """A bench job and its result: `{"job": ..., "result": bench.json or None, "table": bench.md or None}`."""
+        return self._check(self.http.get(f"/api/bench/{job_id}")).json()
+
     def job(self, job_id: str) -> dict:
         return self._check(self.http.get(f"/api/jobs/{job_id}")).json()
 

@@ -253,6 +253,11 @@ def rq_queue(conn: redis.Redis, model: str) -> Queue:
     return Queue(queue_name(model), connection=conn, serializer=JSONSerializer)
 
 
+def bench_timeout(job_timeout: int, instances: int) -> int:
+    """Seconds a bench job may run: `job_timeout` (the limit of one experiment) for each of its instances."""
+    return job_timeout * max(1, instances)
+
+
 def enqueue(conn: redis.Redis, job_id: str, model: str, job_timeout: int, ttl: int) -> None:
     """Put a job on its model's queue (after its record exists)."""
     rq_queue(conn, model).enqueue(

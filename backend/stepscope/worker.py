@@ -8,7 +8,8 @@ not survive one and a 14B model must not be reloaded per job). Job payloads are 
 Per job: claim it (queued → running), run the experiment through the probe engine into the
 store, publish every event after its artifact is stored, check for cancellation at every
 step, stop at the job's deadline, and clean up (hooks are removed by the engine; caches are
-freed here) so the next job starts from the same resident model.
+freed here) so the next job starts from the same resident model. A bench job (kind `bench`)
+runs `stepscope.tasks.bench.run_request`, the code of `stepscope bench`, into the job's directory.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from rq.serializers import JSONSerializer
 
 from stepscope import events
 from stepscope.config import Settings, compile_on, get_settings, step_decode_dtype_for
-from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, queue_name, retire_worker, rq_queue
+from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, bench_timeout, queue_name, retire_worker, rq_queue
 from stepscope.models import LoadedModel, load_model
 from stepscope.probe import Cancelled, run_experiment
 from stepscope.probe.decode import decode_step
+from stepscope.run_format import BENCH_RESULT
 from stepscope.spec import check_against_model, parse_spec
 from stepscope.store import Store
+from stepscope.tasks.bench import parse_bench_request, run_request
 
 log = logging.getLogger("stepscope.worker")
 
@@ -151,23 +154,32 @@ class ResidentRunner:
         try:
             if record.get("kind") == "decode":
                 return self._decode(job_id, record)
+            if record.get("kind") == "bench":
+                return self._bench(job_id, record)
             return self._run_claimed(job_id, record)
         finally:
             self.heartbeat.job_id = None
             self._cleanup()
 
-    def _run_claimed(self, job_id: str, record: dict) -> str:
-        deadline = time.monotonic() + self.settings.job_timeout
+    def _stop_check(self, job_id: str, timeout: int):
+        """The engine's `should_stop` for a job allowed `timeout` seconds: true once a cancel is asked for; raises
+        on worker shutdown and past the deadline."""
+        deadline = time.monotonic() + timeout
 
         def should_stop() -> bool:
             if SHUTDOWN.is_set():
                 raise WorkerShutdown(f"worker {self.name} was stopped (SIGTERM) while the job ran")
             if time.monotonic() > deadline:
-                raise JobTimeout(f"job ran past its {self.settings.job_timeout} s timeout")
+                raise JobTimeout(f"job ran past its {timeout} s timeout")
             try:
                 return self.jobs.cancel_requested(job_id)
             except redis.RedisError:
                 return False  # Redis is away: nobody can have asked; keep denoising
+
+        return should_stop
+
+    def _emitter(self, job_id: str):
+        """The engine's `emit` for a job: publish the event, and copy its progress into the job record."""
 
         def emit(event: dict) -> None:
             # Runs on the writer thread: an outage stalls the events, not the denoising loop.
@@ -176,6 +188,11 @@ class ResidentRunner:
             if progress:
                 self._redis(lambda: self.jobs.progress(job_id, progress["done"], progress["total"]), "progress")
 
+        return emit
+
+    def _run_claimed(self, job_id: str, record: dict) -> str:
+        should_stop = self._stop_check(job_id, self.settings.job_timeout)
+        emit = self._emitter(job_id)
         try:
             spec = parse_spec(record["spec"])
             check_against_model(spec, self.model.info)
@@ -191,6 +208,32 @@ class ResidentRunner:
             self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
             return "failed"
         self._finish(job_id, "finished", manifest="manifest.json", seconds=manifest["timings"].get("total_seconds"))
+        return "finished"
+
+    def _bench(self, job_id: str, record: dict) -> str:
+        """A task benchmark (`stepscope bench` as a job): every instance's run, bench.json and bench.md in the job's
+        directory; one `bench_instance` event per scored instance. It may run `job_timeout` per instance."""
+        try:
+            request = parse_bench_request(record["spec"])
+            timeout = bench_timeout(self.settings.job_timeout, request.instance_count)
+            should_stop = self._stop_check(job_id, timeout)
+            self._redis(lambda: self.jobs.progress(job_id, 0, request.run_count), "progress")
+            report = run_request(
+                self.model,
+                request,
+                self.store.create(job_id),
+                emit=self._emitter(job_id),
+                should_stop=should_stop,
+                cache_dir=self.settings.cache_dir,
+            )
+        except Cancelled as exc:
+            self._finish(job_id, "cancelled", str(exc))
+            return "cancelled"
+        except Exception as exc:  # the job fails; the worker and its model carry on
+            log.exception("bench job %s failed", job_id)
+            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            return "failed"
+        self._finish(job_id, "finished", result=BENCH_RESULT, success_rate=report["success_rate"])
         return "finished"
 
     def _decode(self, job_id: str, record: dict) -> str:

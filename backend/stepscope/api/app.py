@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import posixpath
 import signal
 import threading
 from importlib import resources
@@ -20,11 +21,12 @@ from fastapi.staticfiles import StaticFiles
 import stepscope
 from stepscope.api import errors
 from stepscope.api.deps import Services, require_token
-from stepscope.api.routes import artifacts, events, exports, health, jobs, models, schema, tasks
+from stepscope.api.routes import artifacts, bench, events, exports, health, jobs, models, schema, tasks
 from stepscope.api.routes.events import EventHub
 from stepscope.config import Settings, get_settings
 from stepscope.spec import ExperimentSpec
-from stepscope.store import NotFound
+from stepscope.store import MANIFEST, NotFound, RunDir
+from stepscope.tasks.bench import BenchRequest
 
 log = logging.getLogger("stepscope.api")
 
@@ -71,15 +73,31 @@ def close_streams_on_signal(hub: EventHub, loop: asyncio.AbstractEventLoop) -> d
 
 
 def label_lost_run(services: Services, job_id: str) -> None:
-    """Mark a lost job's partial run directory as failed; its artifacts stay."""
+    """Mark a lost job's partial run directory as failed; its artifacts stay. A bench job's instance runs that
+    were still running are marked the same way."""
+    record = services.jobs.get(job_id) or {}
+    error = record.get("error", "worker lost")
     try:
-        run = services.store.open(job_id)
-        manifest = run.manifest()
+        if record.get("kind") == "bench":
+            root = services.store.open(job_id, require_manifest=False)
+            for rel in root.glob(f"*/*/{MANIFEST}"):
+                instance = posixpath.join(root.path, posixpath.dirname(rel))
+                # Finished instances stay finished: only the one the worker was running is partial.
+                mark_failed(RunDir(root.fs, instance, posixpath.basename(instance)), error, only_running=True)
+        else:
+            mark_failed(services.store.open(job_id), error)
     except NotFound:
         return
-    record = services.jobs.get(job_id) or {}
+
+
+def mark_failed(run: RunDir, error: str, only_running: bool = False) -> None:
+    """A lost worker's run: failed and partial, with every running trajectory failed (with `only_running`, only if
+    the run itself is still marked running)."""
+    manifest = run.manifest()
+    if only_running and manifest.get("status") != "running":
+        return
     manifest["status"] = "failed"
-    manifest["error"] = record.get("error", "worker lost")
+    manifest["error"] = error
     manifest["partial"] = True
     for traj in manifest.get("trajectories", {}).values():
         if traj.get("status") == "running":
@@ -134,7 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     auth = [Depends(require_token)]
-    for module in (jobs, events, artifacts, exports, models, health, schema, tasks):
+    for module in (jobs, bench, events, artifacts, exports, models, health, schema, tasks):
         app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
 
     app.mount("/static-docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
@@ -175,6 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(spec_schema.pop("$defs", {}))
             components["ExperimentSpec"] = spec_schema
+            bench_schema = BenchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(bench_schema.pop("$defs", {}))
+            components["BenchRequest"] = bench_schema
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -70,6 +70,9 @@ def job_view(services: Services, record: dict, position: int | None = None) -> d
             "artifacts": f"/api/jobs/{job_id}/artifacts/",
         },
     }
+    if view["kind"] == "bench":  # one run directory per instance inside; the summary at /api/bench/{id}
+        del view["links"]["manifest"]
+        view["links"]["bench"] = f"/api/bench/{job_id}"
     if record.get("parent"):
         view["parent"] = record["parent"]
     return view
@@ -96,7 +99,19 @@ def model_info_for(services: Services, name: str) -> tuple[ModelInfo, bool]:
     raise SpecError("model", f"unknown model {name!r}; available: {names}")
 
 
-async def _limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+def queue_full(services: Services, model: str) -> JSONResponse | None:
+    """The 429 answer (with Retry-After) when the model's queue holds `max_queued` jobs, else None."""
+    if rq_queue(services.redis, model).count < services.settings.max_queued:
+        return None
+    return error(
+        429,
+        f"model: queue {queue_name(model)} is full ({services.settings.max_queued} jobs waiting); retry later",
+        "model",
+        headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
+    )
+
+
+async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
     """The request body as it arrives, refused with 413 as soon as it passes `limit` bytes
     (Content-Length or not: a chunked body is counted as it is read)."""
     received = 0
@@ -117,7 +132,7 @@ async def _read_submission(request: Request, services: Services) -> tuple[dict, 
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         parser = MultiPartParser(
-            request.headers, _limited_body(request, limit), max_files=2, max_fields=8, max_part_size=2**20
+            request.headers, limited_body(request, limit), max_files=2, max_fields=8, max_part_size=2**20
         )
         # File parts stay in memory (the body is bounded by `limit`): nothing is spooled to a
         # temporary file outside the data directory.
@@ -133,7 +148,7 @@ async def _read_submission(request: Request, services: Services) -> tuple[dict, 
     if ctype not in ("application/json", ""):
         raise ApiError(415, f"send application/json or multipart/form-data, not {ctype!r}", "content-type")
     body = bytearray()
-    async for chunk in _limited_body(request, limit):
+    async for chunk in limited_body(request, limit):
         body.extend(chunk)
     return _json_object(bytes(body)), None
 
@@ -212,14 +227,9 @@ async def submit(request: Request, services: ServicesDep) -> dict | JSONResponse
             raise ApiError(422, "image: give the first frame in the spec or as the upload, not both", "image")
         spec = spec.model_copy(update={"image": UPLOAD})
     check_against_model(spec, info)
-    queue = rq_queue(services.redis, spec.model)
-    if queue.count >= services.settings.max_queued:
-        return error(
-            429,
-            f"model: queue {queue_name(spec.model)} is full ({services.settings.max_queued} jobs waiting); retry later",
-            "model",
-            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
-        )
+    full = queue_full(services, spec.model)
+    if full is not None:
+        return full
     job_id = new_run_id()
     spec = _store_images(services, job_id, spec, upload)
     record = services.jobs.create(job_id, spec.model, spec.model_dump(mode="json"))
@@ -236,7 +246,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: Annotated[str | None, Query(pattern="^(queued|running|finished|failed|cancelled)$")] = None,
-    kind: Annotated[str, Query(pattern="^(experiment|decode|all)$")] = "experiment",
+    kind: Annotated[str, Query(pattern="^(experiment|decode|bench|all)$")] = "experiment",
 ) -> dict:
     records = services.jobs.list(limit=limit, offset=offset, status=status, kind=None if kind == "all" else kind)
     positions = queue_positions(services, records)
