@@ -33,7 +33,18 @@ from stepscope import events
 from stepscope.run_format import BENCH_RESULT, BENCH_TABLE, bench_instance_dir
 from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, parse_spec, spec_error_from
 from stepscope.store import RunDir
-from stepscope.tasks.core import DIFFICULTIES, Canvas, TaskError, TaskInstance, family_names, generate
+from stepscope.tasks.core import (
+    DIFFICULTIES,
+    MAX_FRAMES,
+    MAX_SIZE,
+    MIN_FRAMES,
+    MIN_SIZE,
+    Canvas,
+    TaskError,
+    TaskInstance,
+    family_names,
+    generate,
+)
 from stepscope.tasks.curves import CandidateCurves, candidate_curves
 
 CONFIDENCE = 0.95
@@ -200,15 +211,25 @@ class BenchRequest(BaseModel):
     tasks: list[str] = Field(
         default_factory=family_names, min_length=1, max_length=16, description="task families, each once"
     )
-    n: int = Field(10, description=f"instances per family, 1 to {MAX_N}")
+    n: int = Field(
+        10, description=f"instances per family, 1 to {MAX_N}", json_schema_extra={"minimum": 1, "maximum": MAX_N}
+    )
     variants: list[Variant] = Field(
         default_factory=list,
         max_length=MAX_VARIANTS,
         description="spec variants run beside the baseline on every instance (ExperimentSpec.variants)",
     )
     steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="denoising steps (default: the preset's, else 20)")
-    size: int = Field(Canvas.size, description="canvas side in pixels: a multiple of 16 from 64 to 256")
-    frames: int = Field(Canvas.frames, description="video frames: 4k+1 from 9 to 81")
+    size: int = Field(
+        Canvas.size,
+        description=f"canvas side in pixels: a multiple of 16 from {MIN_SIZE} to {MAX_SIZE}",
+        json_schema_extra={"minimum": MIN_SIZE, "maximum": MAX_SIZE, "multipleOf": 16},
+    )
+    frames: int = Field(
+        Canvas.frames,
+        description=f"video frames: 4k+1 from {MIN_FRAMES} to {MAX_FRAMES}",
+        json_schema_extra={"minimum": MIN_FRAMES, "maximum": MAX_FRAMES},
+    )
     difficulty: int | None = Field(
         None, ge=min(DIFFICULTIES), le=max(DIFFICULTIES), description="one difficulty (default: 1, 2, 3 in turn)"
     )
