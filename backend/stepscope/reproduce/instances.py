@@ -1,0 +1,118 @@
+"""Which task instances the reproduction runs, their swap partners, and which latent tokens are foreground.
+
+Instances are the held-out ones of `stepscope.train.data` (seeds from 1,000,000,000, difficulties in
+turn), so a trained model is measured on tasks whose seeds it never saw. The foreground of an
+instance is where its ground-truth video paints the task's objects; a token is foreground when any
+pixel it covers, in any video frame it covers, is painted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stepscope.tasks import Canvas, TaskInstance, generate
+from stepscope.tasks.core import PALETTE, TaskError
+from stepscope.train.data import InstanceRef, held_out_refs
+
+DIFFICULTIES = (1, 2, 3)
+# Training drops every instance equal to one of the first 1000 held-out instances of its family
+# (TrainConfig.reserved_held_out): instances and swap partners come from those.
+UNSEEN_PER_FAMILY = 1000
+
+# The palette colours the ground truth paints its answer-bearing objects with (docs/tasks.md):
+# maze: agent, trail and goal; trajectory: the ball; pattern: the shape.
+FOREGROUND_COLOURS = {"maze": ("agent", "trail", "goal"), "trajectory": ("agent",), "pattern": ("trail",)}
+# What an instance's answer is, per family: two instances with different values have different answers.
+ANSWER_PARAMS = {"maze": "goal", "trajectory": "landing_column", "pattern": "turns"}
+
+
+def foreground_colours(family: str) -> tuple[str, ...]:
+    """Palette names of a family's foreground; a family not listed: every colour but floor and wall."""
+    return FOREGROUND_COLOURS.get(family, tuple(n for n in PALETTE if n not in ("floor", "wall")))
+
+
+def held_out_instances(family: str, n: int, canvas: Canvas) -> list[TaskInstance]:
+    """The first `n` held-out instances of a family (difficulty 1, 2, 3 in turn)."""
+    if not 1 <= n <= UNSEEN_PER_FAMILY // 2:
+        raise TaskError("n", f"must be in 1..{UNSEEN_PER_FAMILY // 2}, got {n}")
+    return [_make(ref, canvas) for ref in held_out_refs((family,), DIFFICULTIES, n)]
+
+
+def _make(ref: InstanceRef, canvas: Canvas) -> TaskInstance:
+    return generate(ref.family, ref.difficulty, ref.seed, canvas=canvas)
+
+
+def answer_of(instance: TaskInstance) -> str:
+    """A comparable description of the instance's answer (the goal cell, landing column or number of turns)."""
+    key = ANSWER_PARAMS.get(instance.family)
+    if key is not None and key in instance.params:
+        return repr(instance.params[key])
+    return instance.candidates[instance.answer]
+
+
+def swap_partners(instances: list[TaskInstance], canvas: Canvas) -> list[TaskInstance]:
+    """For each instance, a held-out instance of the same family and difficulty with a different answer.
+
+    Partners come from the held-out instances after the first len(instances) (so no partner is also a
+    measured instance), in order, each used once.
+    """
+    if not instances:
+        return []
+    family = instances[0].family
+    pool = held_out_refs((family,), DIFFICULTIES, UNSEEN_PER_FAMILY)[len(instances) :]
+    used: set[int] = set()
+    partners = []
+    for instance in instances:
+        for k, ref in enumerate(pool):
+            if k in used or ref.difficulty != instance.difficulty:
+                continue
+            candidate = _make(ref, canvas)
+            if answer_of(candidate) != answer_of(instance):
+                used.add(k)
+                partners.append(candidate)
+                break
+        else:
+            raise TaskError("tasks", f"no held-out {family} instance with another answer than seed {instance.seed}")
+    return partners
+
+
+def foreground_pixels(instance: TaskInstance) -> np.ndarray:
+    """(T, S, S) bool: the pixels the ground-truth video paints in a foreground colour."""
+    video = instance.ground_truth()
+    mask = np.zeros(video.shape[:3], dtype=bool)
+    for name in foreground_colours(instance.family):
+        mask |= np.all(video == np.asarray(PALETTE[name], dtype=np.uint8), axis=-1)
+    return mask
+
+
+def latent_frame_video_frames(latent_frame: int, vae_temporal: int) -> range:
+    """The video frames a latent frame holds: the first alone, then groups of `vae_temporal` (Wan's causal VAE)."""
+    if latent_frame == 0:
+        return range(0, 1)
+    return range((latent_frame - 1) * vae_temporal + 1, latent_frame * vae_temporal + 1)
+
+
+def token_foreground(
+    pixels: np.ndarray,
+    token_grid: tuple[int, int, int],
+    patch: tuple[int, int, int],
+    vae_spatial: int,
+    vae_temporal: int,
+) -> np.ndarray:
+    """(F', H', W') bool: a token is foreground when any pixel of any video frame it covers is.
+
+    Token (f', h', w') covers latent frames f'·p_t … (f'+1)·p_t − 1 and pixels
+    [h'·p_h·s, (h'+1)·p_h·s) × [w'·p_w·s, (w'+1)·p_w·s) for the VAE's spatial factor s.
+    """
+    frames, height, width = token_grid
+    p_t, p_h, p_w = patch
+    tile_h, tile_w = p_h * vae_spatial, p_w * vae_spatial
+    if pixels.shape[1] != height * tile_h or pixels.shape[2] != width * tile_w:
+        raise ValueError(f"pixels {pixels.shape[1:]} do not tile into {height}×{width} tokens of {tile_h}×{tile_w}")
+    spatial = pixels.reshape(pixels.shape[0], height, tile_h, width, tile_w).any(axis=(2, 4))  # (T, H', W')
+    out = np.zeros((frames, height, width), dtype=bool)
+    for f in range(frames):
+        video_frames = [v for lf in range(f * p_t, (f + 1) * p_t) for v in latent_frame_video_frames(lf, vae_temporal)]
+        video_frames = [v for v in video_frames if v < pixels.shape[0]]
+        out[f] = spatial[video_frames].any(axis=0)
+    return out
