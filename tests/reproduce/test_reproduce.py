@@ -166,7 +166,7 @@ def test_findings_have_every_analysis_with_sample_sizes_and_intervals(reproduced
             check(record, n)
         check(a["seed_ensemble"][group]["difference"], n)
         check(a["candidates"][group]["explored_then_committed"], n)
-    assert a["injection_step"]["all"]["steps"] == [1, 2]
+    assert a["injection_step"]["all"]["steps"] == [1, STEPS - 1]
     assert a["layer_swap"]["all"]["layers"] == [4, 7]
     text = (out / "findings.md").read_text()
     for deviation in findings["deviations"]:

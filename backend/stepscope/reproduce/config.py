@@ -61,11 +61,11 @@ def make_config(
     guidance: float | None = None,
     reduced: bool = False,
 ) -> ReproduceConfig:
-    """The full reproduction, or (`reduced`) one strength, two injection steps and two swap layers."""
+    """The full reproduction, or (`reduced`) one strength, injection steps 1 and the last, two swap layers."""
     canvas = Canvas(size=size, frames=frames)  # raises TaskError for a canvas no task fits
     latent_frames = (canvas.frames - 1) // 4 + 1
     if reduced:
-        injection = tuple(sorted({1 % steps, steps // 2}))
+        injection = tuple(sorted({1, steps - 1}))
         layers = tuple(sorted({num_layers // 2, num_layers - 1}))
         strengths = REDUCED_STRENGTHS
     else:
