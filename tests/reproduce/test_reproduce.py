@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -295,6 +296,19 @@ def test_a_second_run_into_the_same_directory_is_refused(reproduced, capsys):
     args = _args(out, "--reduced", "--tasks", FAMILIES[0], "--steps", str(STEPS), "--frames", str(FRAMES))
     assert run_from_args(args) == 2
     assert "out: " in capsys.readouterr().err
+
+
+def test_resume_reads_the_finished_runs_and_refuses_other_specs(reproduced, tmp_path, capsys):
+    out, findings = reproduced
+    copy = tmp_path / "out"
+    shutil.copytree(out / "runs", copy / "runs")
+    reduced = ["--reduced", "--tasks", ",".join(FAMILIES), "--frames", str(FRAMES), "--resume"]
+    assert run_from_args(_args(copy, *reduced, "--steps", str(STEPS))) == 0
+    resumed = json.loads((copy / "findings.json").read_text())
+    assert resumed["runs_reused"] == resumed["runs_total"] == 4 * len(FAMILIES)
+    assert resumed["analyses"] == findings["analyses"]
+    assert run_from_args(_args(copy, *reduced, "--steps", str(STEPS + 1))) == 2
+    assert "has another spec" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -72,8 +72,13 @@ def _device_name(model) -> str:
     return device
 
 
-def run_reproduce(model, cfg: ReproduceConfig, out: str | Path, *, command: str = "", log=None) -> dict:
-    """Run every analysis for `cfg` on a loaded model into `out`; returns what findings.json holds."""
+def run_reproduce(
+    model, cfg: ReproduceConfig, out: str | Path, *, command: str = "", resume: bool = False, log=None
+) -> dict:
+    """Run every analysis for `cfg` on a loaded model into `out`; returns what findings.json holds.
+
+    With `resume`, runs already in `out/runs` whose spec is the one this config gives and that finished are
+    read instead of run again (an interrupted reproduction goes on); any other existing run is an error."""
     from stepscope.probe import run_experiment
     from stepscope.probe.interventions import default_ensemble_layers
     from stepscope.run import load_run
@@ -90,11 +95,13 @@ def run_reproduce(model, cfg: ReproduceConfig, out: str | Path, *, command: str 
         instances = held_out_instances(family, cfg.n, canvas)
         plan += list(zip(instances, swap_partners(instances, canvas), strict=True))
     taken = [an.run_id(i, kind) for i, _ in plan for kind in an.RUN_KINDS if store.exists(an.run_id(i, kind))]
-    if taken:
-        raise TaskError("out", f"{out / 'runs'} already holds run {taken[0]} (of {len(taken)}): choose another --out")
+    if taken and not resume:
+        raise TaskError(
+            "out", f"{out / 'runs'} already holds run {taken[0]} (of {len(taken)}): choose another --out, or --resume"
+        )
     rows = []
     run_seconds: dict[str, float] = {kind: 0.0 for kind in an.RUN_KINDS}
-    trajectories = 0
+    trajectories = reused = 0
     for index, (instance, partner) in enumerate(plan):
         specs = an.run_specs(instance, partner, model.name, info.task, cfg)
         row = {
@@ -108,11 +115,19 @@ def run_reproduce(model, cfg: ReproduceConfig, out: str | Path, *, command: str 
         for kind in an.RUN_KINDS:
             spec = parse_spec(specs[kind])
             check_against_model(spec, info)
-            run_dir = store.create(an.run_id(instance, kind))
+            name = an.run_id(instance, kind)
             t0 = time.perf_counter()
-            run_experiment(model, spec, run_dir)
+            if name in taken:  # --resume: a finished run of this very spec is read, not run again
+                run_dir = store.open(name)
+                run = load_run(run_dir.path)
+                if run.status != "finished" or run.manifest["spec"] != spec.model_dump(mode="json"):
+                    raise TaskError("out", f"run {name} in {out / 'runs'} is {run.status} or has another spec")
+                reused += 1
+            else:
+                run_dir = store.create(name)
+                run_experiment(model, spec, run_dir)
+                run = load_run(run_dir.path)
             seconds = time.perf_counter() - t0
-            run = load_run(run_dir.path)
             trajectories += len(run.trajectories)
             row["runs"][kind] = run_dir.run_id
             row["seconds"][kind] = round(seconds, 3)
@@ -157,6 +172,7 @@ def run_reproduce(model, cfg: ReproduceConfig, out: str | Path, *, command: str 
         },
         "runs_total": len(rows) * len(an.RUN_KINDS),
         "trajectories_total": trajectories,
+        "runs_reused": reused,
         "trajectory_equivalents_per_instance": trajectories_per_instance(cfg),
         "seconds_by_run_kind": {k: round(v, 2) for k, v in run_seconds.items()},
         "seconds": round(time.perf_counter() - started, 2),
@@ -182,6 +198,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, help="CFG scale (default: the preset's, else the spec's)")
     p.add_argument(
         "--reduced", action="store_true", help="one strength, two injection steps, two swap layers: a smoke test"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="read the finished runs already in OUT/runs instead of running them again"
     )
     p.add_argument("--device", help="torch device (default: settings)")
     p.add_argument("--dtype", help="model dtype (default: the preset's)")
@@ -242,7 +261,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             reduced=args.reduced,
         )
         findings = run_reproduce(
-            model, cfg, args.out, command=_command_line(args, n), log=lambda line: print(line, file=sys.stderr)
+            model,
+            cfg,
+            args.out,
+            command=_command_line(args, n),
+            resume=args.resume,
+            log=lambda line: print(line, file=sys.stderr),
         )
     except (ModelError, SpecError, TaskError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
