@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -19,9 +20,10 @@ from stepscope.reproduce.config import NOISE_UNITS, ReproduceConfig, make_config
 from stepscope.reproduce.instances import held_out_instances, latent_frame_video_frames, swap_partners
 from stepscope.reproduce.report import write_report
 from stepscope.tasks.core import Canvas, TaskError, family_names
+from stepscope.train.data import HELD_OUT_SEEDS
 
 # Sized for one H100 and a ~5M-parameter 16-block model at 64×64×17, 20 steps (docs/reproduce.md): ≤ 15 min.
-DEFAULT_N = 12
+DEFAULT_N = 10
 REDUCED_N = 1
 
 
@@ -158,7 +160,11 @@ def run_reproduce(
         "model": {"name": model.name, "info": info.to_json(), "loaded": model.describe()},
         "config": cfg.to_json(),
         "guidance": guidance,
-        "seeds": {"first": plan[0][0].seed if plan else None, "held_out_range": "1,000,000,000 …"},
+        "seeds": {
+            "first": plan[0][0].seed if plan else None,
+            "held_out_start": HELD_OUT_SEEDS.start,
+            "held_out_stop": HELD_OUT_SEEDS.stop,
+        },
         "ensemble_layers": ensemble_layers,
         "layer_bands": an.layer_bands(info.num_layers),
         "deviations": deviations(cfg, info, ensemble_layers),
@@ -179,9 +185,21 @@ def run_reproduce(
         "instances": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
+    findings = _finite(findings)
     (out / "findings.json").write_text(json.dumps(findings, indent=1, allow_nan=False))
     write_report(findings, out)
     return findings
+
+
+def _finite(value):
+    """The same JSON value with NaN and ±inf (e.g. a CKA not compared) as null: findings.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
