@@ -173,6 +173,8 @@ def test_findings_have_every_analysis_with_sample_sizes_and_intervals(reproduced
     for deviation in findings["deviations"]:
         assert deviation in text
     assert "REDUCED" in text and "n = 1" in text
+    experts = a["layer_energy"]["all"]["experts"]  # tiny-i2v: two experts, both run within 4 steps
+    assert experts[0] == "transformer" and experts[-1] == "transformer_2" and "Experts by step (steps 0–" in text
 
 
 def test_every_link_opens_a_stored_run_in_a_tab_the_explorer_has(reproduced):

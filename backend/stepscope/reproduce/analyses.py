@@ -259,6 +259,7 @@ def measure_trajectory(run, instance: TaskInstance, info) -> dict:
     out["tokens"] = int(mask.size)
     out["norm_layers"] = list(run.record.probes.layers)
     out["norm_steps"] = run.baseline.steps
+    out["experts"] = list(run.baseline.experts)  # which expert ran each step (two-expert models)
     if 0 < mask.sum() < mask.size:
         norms = run.baseline.layer_norms("cond")[:, 0]  # member 0: (steps, layers, F', H', W')
         out["energy_ratio"] = energy_ratio(norms, mask).tolist()
@@ -371,6 +372,7 @@ def summarize_energy(rows: list[dict], families: tuple[str, ...], num_layers: in
             "skipped": len(members) - len(ratios),
             "layers": layers,
             "steps": steps,
+            "experts": members[0]["trajectory"]["experts"],
             "per_layer": [rate(stack[:, :, j].mean(axis=1).tolist()) for j in range(stack.shape[2])],
             "per_band": {b: rate(stack[:, :, idx].mean(axis=(1, 2)).tolist()) for b, idx in band_idx.items() if idx},
             "per_band_step": {

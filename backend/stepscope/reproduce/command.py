@@ -57,6 +57,12 @@ def deviations(cfg: ReproduceConfig, info, ensemble_layers: list[int]) -> list[s
         f"The sweep runs (analyses 1, 2, 4) store every {cfg.sweep_every}th step and the last, so the explorer shows "
         "those steps of their members; their comparisons and scores use the final step.",
     ]
+    if len(info.experts) > 1:
+        out.append(
+            f"The model has {len(info.experts)} experts ({', '.join(info.experts)}): at each step the layer indices "
+            "are those of the expert that ran (`experts` per step in findings.json, analysis 3), so a layer's "
+            "numbers mix experts across the boundary."
+        )
     if cfg.reduced:
         out.append(
             "REDUCED run (--reduced): one strength, two injection steps and two swap layers; a smoke test of the "

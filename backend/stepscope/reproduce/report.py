@@ -318,6 +318,16 @@ def _section_energy(findings: dict, summary: dict, bands: dict) -> list[str]:
         row = " | ".join(fmt(e["per_band"].get(b)) for b in BANDS)
         lines.append(f"| {g} | {e['n']} | {fmt(e['foreground_token_share'])} | {row} |")
     pooled = summary.get(ALL)
+    experts = (pooled or {}).get("experts") or []
+    if len(set(experts)) > 1:
+        runs = []
+        for step, expert in zip(pooled["steps"], experts, strict=True):
+            if runs and runs[-1][2] == expert:
+                runs[-1][1] = step
+            else:
+                runs.append([step, step, expert])
+        spans = "; ".join(f"steps {a}–{b}: `{e}`" for a, b, e in runs)
+        lines += ["", f"Experts by step ({spans}): a layer index names a block of the expert that ran."]
     if pooled and pooled["n"]:
         top = _argmax([pooled["per_band"].get(b) for b in BANDS], list(BANDS))
         if top:

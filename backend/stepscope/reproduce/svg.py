@@ -23,12 +23,14 @@ class Series:
     colour: str | None = None
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+def _ticks(low: float, high: float, count: int = 5, integer: bool = False) -> list[float]:
     if high <= low:
         return [low]
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
+    if integer:  # steps and layers: whole ticks only
+        step = max(1, math.ceil(step))
     first = math.ceil(low / step) * step
     return [round(first + i * step, 10) for i in range(int((high - first) / step + 1e-9) + 1)]
 
@@ -72,7 +74,7 @@ def line_chart(
         y = py(t)
         out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
-    for t in _ticks(x_lo, x_hi, 8):
+    for t in _ticks(x_lo, x_hi, 8, integer=bool(xs) and all(float(x).is_integer() for x in xs)):
         x = px(t)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" stroke="#444"/>')
         out.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{_fmt(t)}</text>')
