@@ -8,6 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= var
+# pytest processes for `make test` (pytest-xdist); each is single-threaded (tests/conftest.py). docs/testing.md.
+TEST_PROCESSES ?= 2
 
 .PHONY: setup run test lint browser-deps clean
 
@@ -43,7 +45,7 @@ test: setup browser-deps node_modules/.ready
 	$(VENV)/bin/ruff check backend tests benchmarks
 	npx --no-install eslint frontend
 	node --test frontend/tests/
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --durations=15
 
 clean:
 	rm -rf $(VENV) node_modules runs var test-output
