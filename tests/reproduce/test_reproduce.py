@@ -121,6 +121,17 @@ def test_summaries_pool_per_family_with_intervals():
     assert ensemble["all"]["baseline"]["mean"] == 0.0
 
 
+def test_layer_bands_are_thirds_of_any_depth():
+    from stepscope.models.presets import ModelInfo
+    from stepscope.reproduce.command import deviations
+
+    assert an.layer_bands(16) == {"early": list(range(6)), "middle": list(range(6, 11)), "late": list(range(11, 16))}
+    assert an.layer_bands(2) == {"early": [0], "middle": [1], "late": []}
+    info = ModelInfo(task="i2v", experts=("transformer",), num_layers=2)
+    text = " ".join(deviations(make_config(["maze"], 1, 4, 2, frames=9, reduced=True), info, [1]))
+    assert "thirds of the depth (0, 1, none)" in text and "REDUCED" in text
+
+
 def test_full_size_specs_are_valid_for_the_model():
     """The default sizes (20 steps, 17 frames, every layer, four strengths) pass the spec and model checks."""
     from stepscope.models.presets import PRESETS

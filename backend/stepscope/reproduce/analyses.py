@@ -50,6 +50,13 @@ def run_id(instance: TaskInstance, kind: str) -> str:
     return f"{instance.family}-{instance.seed}-{kind}"
 
 
+def layer_span(layers: list[int]) -> str:
+    """'8–11', '3' or 'none': a contiguous range of layers in words."""
+    if not layers:
+        return "none"
+    return str(layers[0]) if layers[0] == layers[-1] else f"{layers[0]}–{layers[-1]}"
+
+
 def layer_bands(num_layers: int) -> dict[str, list[int]]:
     """Early, middle and late thirds of the depth (np.array_split: the first thirds take the remainder)."""
     return {name: part.tolist() for name, part in zip(BANDS, np.array_split(np.arange(num_layers), 3), strict=True)}

@@ -37,9 +37,8 @@ def deviations(cfg: ReproduceConfig, info, ensemble_layers: list[int]) -> list[s
         f"Tasks: stepscope's synthetic families ({', '.join(cfg.families)}) scored by rule-based checkers "
         f"(docs/tasks.md), not VBVR-Bench; {cfg.size}×{cfg.size} px, {cfg.frames} frames, {cfg.steps} steps; "
         "success = the scorer passes the final video.",
-        f"Layer bands are thirds of the depth ({bands['early'][0]}–{bands['early'][-1]}, "
-        f"{bands['middle'][0]}–{bands['middle'][-1]}, {bands['late'][0]}–{bands['late'][-1]}); the paper's bands "
-        "(0–9, 10–29, 30–39 of 40) are a quarter, a half and a quarter.",
+        f"Layer bands are thirds of the depth ({', '.join(an.layer_span(bands[b]) for b in an.BANDS)}); the "
+        "paper's bands (0–9, 10–29, 30–39 of 40) are a quarter, a half and a quarter.",
         f"Noise (analyses 1, 2): strength in units of the latent's std ({NOISE_UNITS}) at the step it enters; "
         f"strengths {', '.join(f'{s:g}' for s in cfg.strengths)} (analysis 1) and {cfg.sweep_strength:g} "
         f"(analysis 2) were chosen here, not taken from the paper. The middle step is step {cfg.noise_step}; the "
@@ -50,7 +49,7 @@ def deviations(cfg: ReproduceConfig, info, ensemble_layers: list[int]) -> list[s
         "CFG passes; swapping all tokens would make every layer equivalent here (the prompt is shared within a "
         "family and the image enters through the input; docs/experiments.md). The source is another held-out "
         "instance with a different answer.",
-        f"Seed ensemble (analysis 5): layers {ensemble_layers[0]}–{ensemble_layers[-1]} (the middle half, the paper's "
+        f"Seed ensemble (analysis 5): layers {an.layer_span(ensemble_layers)} (the middle half, the paper's "
         f"20–29 of 40 scaled), {cfg.ensemble_seeds} seeds, step 0, mode `updates`; the paper's +0.031 is on "
         "VBVR-Bench with its own models.",
         "Candidate curves (analysis 6) are measured on the linear x̂₀ preview of every step, not on full VAE decodes.",

@@ -12,6 +12,7 @@ from stepscope.reproduce.analyses import (
     SWEEP_NOISE_FRAME,
     SWEEP_NOISE_STEP,
     layer_bands,
+    layer_span,
 )
 from stepscope.reproduce.svg import COLOURS, Series, line_chart
 
@@ -192,8 +193,8 @@ def markdown(findings: dict) -> str:
         f"{findings['guidance']} |",
         "| noise seed | the instance's seed (each instance its own noise) |",
         "| intervals | 95% percentile bootstrap over instances (2,000 resamples, seed 0); n in every table |",
-        f"| layer bands | thirds of the depth: early {_span(bands['early'])}, middle {_span(bands['middle'])}, "
-        f"late {_span(bands['late'])} |",
+        f"| layer bands | thirds of the depth: early {layer_span(bands['early'])}, "
+        f"middle {layer_span(bands['middle'])}, late {layer_span(bands['late'])} |",
         "",
         "## Deviations from the paper's setup",
         "",
@@ -208,10 +209,6 @@ def markdown(findings: dict) -> str:
     lines += _section_candidates(findings, a["candidates"])
     lines += _section_runs(findings)
     return "\n".join(lines) + "\n"
-
-
-def _span(layers: list[int]) -> str:
-    return f"{layers[0]}–{layers[-1]}" if layers else "none"
 
 
 def _band_of(layer: int, bands: dict[str, list[int]]) -> str:
@@ -392,7 +389,7 @@ def _section_ensemble(findings: dict, summary: dict) -> list[str]:
         f"Paper: {PAPER['ensemble']}",
         "",
         f"Here: {cfg['ensemble_seeds']} seeds (the instance's seed s, s+1, …) run as one batch; at step 0 the block "
-        f"outputs of layers {_span(layers)} are combined across the seeds (mode `updates`, both CFG passes), then "
+        f"outputs of layers {layer_span(layers)} are combined across the seeds (mode `updates`, both CFG passes), then "
         "each member denoises on; member 0 (seed s, the baseline's own) is scored. Baseline and ensemble are the "
         "same instances, so the difference is paired.",
         "",
