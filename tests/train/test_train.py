@@ -282,3 +282,27 @@ def test_the_same_seed_trains_the_same_model_and_another_seed_starts_elsewhere(s
             torch.testing.assert_close(second[key], tensor, rtol=1e-5, atol=1e-6)
     other = seeded_components(SMOKE.replace(seed=1))[2].state_dict()
     assert any(not torch.allclose(t, other[k]) for k, t in seeded_components(SMOKE)[2].state_dict().items())
+
+
+def test_max_seconds_shortens_only_the_transformer_stage_and_refuses_too_little():
+    from stepscope.train.run import MIN_TRANSFORMER_SECONDS, SAVE_RESERVE_SECONDS, transformer_budget
+
+    assert transformer_budget(FULL, elapsed=100.0, max_seconds=None) == FULL.transformer.seconds
+    assert transformer_budget(FULL, elapsed=100.0, max_seconds=10_000.0) == FULL.transformer.seconds
+    left = 400.0 - 300.0 - SAVE_RESERVE_SECONDS
+    assert MIN_TRANSFORMER_SECONDS <= left < FULL.transformer.seconds
+    assert transformer_budget(FULL, elapsed=300.0, max_seconds=400.0) == pytest.approx(left)
+    unbudgeted = FULL.replace(transformer={"seconds": None})
+    assert transformer_budget(unbudgeted, elapsed=300.0, max_seconds=400.0) == pytest.approx(left)
+    with pytest.raises(RuntimeError, match="max_seconds"):
+        transformer_budget(FULL, elapsed=390.0, max_seconds=400.0)
+
+
+def test_the_vae_trains_on_windows_of_one_plus_four_k_frames():
+    from stepscope.train.vae import train_vae
+
+    _, vae, _ = seeded_components(SMOKE)
+    videos = torch.zeros(2, 3, SMOKE.frames, SMOKE.size, SMOKE.size)
+    for clip in (7, SMOKE.frames + 4):
+        with pytest.raises(ValueError, match="vae.clip_frames"):
+            train_vae(SMOKE.replace(vae={"clip_frames": clip}), vae, videos, torch.device("cpu"), log=lambda line: None)

@@ -26,6 +26,11 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
         metavar="PART.FIELD=JSON",
         help="override a config field, e.g. transformer.steps=5000 or vae.seconds=null (repeatable)",
     )
+    fit.add_argument(
+        "--max-seconds",
+        type=float,
+        help="end the whole run within this many seconds (the transformer stage is shortened; weights are saved)",
+    )
     fit.set_defaults(func=cmd_fit)
 
     ev = sub.add_parser("evaluate", help="success rate per family on held-out instances, with 95%% bootstrap CIs")
@@ -85,7 +90,9 @@ def cmd_fit(args) -> int:
     from stepscope.train.run import train
 
     cfg = config_with_overrides(args.config, args.seed, args.set)
-    train(cfg, Path(args.out), device=args.device, log=lambda line: print(line, flush=True))
+    train(
+        cfg, Path(args.out), device=args.device, log=lambda line: print(line, flush=True), max_seconds=args.max_seconds
+    )
     return 0
 
 

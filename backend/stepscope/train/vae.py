@@ -51,9 +51,16 @@ def train_vae(
     videos = videos.to(device)
     generator = torch.Generator(device).manual_seed(cfg.seed + 11)
 
+    frames = videos.shape[2]
+    clip = frames if vc.clip_frames is None else vc.clip_frames
+    if clip > frames or (clip - 1) % 4:
+        raise ValueError(f"vae.clip_frames: {clip} must be 1 + 4k and at most the videos' {frames} frames")
+
     def loss_at(step: int) -> torch.Tensor:
         index = torch.randint(len(videos), (vc.batch,), generator=generator, device=device)
-        return reconstruction_loss(vae, videos[index], vc.kl_weight, generator)
+        # One window start per step (a batch is one tensor); each step draws a new one.
+        start = int(torch.randint(frames - clip + 1, (1,), generator=generator, device=device))
+        return reconstruction_loss(vae, videos[index, :, start : start + clip], vc.kl_weight, generator)
 
     record = run_loop(
         list(vae.parameters()),
