@@ -375,6 +375,12 @@ def cmd_bench(args) -> int:
     return run_from_args(args)
 
 
+def cmd_reproduce(args) -> int:
+    from stepscope.reproduce.command import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -440,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="success rates on the reasoning tasks (docs/tasks.md)")
     add_bench_arguments(bench).set_defaults(func=cmd_bench)
+
+    from stepscope.reproduce.command import add_arguments as add_reproduce_arguments  # no torch until it runs
+
+    reproduce = sub.add_parser(
+        "reproduce", help="the paper's analyses on a model: findings.md, findings.json, runs (docs/reproduce.md)"
+    )
+    add_reproduce_arguments(reproduce).set_defaults(func=cmd_reproduce)
 
     from stepscope.train.cli import add_train_commands  # argparse only: no torch until it runs
 

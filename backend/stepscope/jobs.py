@@ -109,6 +109,53 @@ class Jobs:
         events.publish(self.conn, job_id, events.queued_event(job_id, model, kind))
         return self.get(job_id)
 
+    def adopt_stored_run(self, job_id: str, manifest: dict) -> dict:
+        """A terminal record for a stored run that has none, made from its manifest, with its final event.
+
+        Runs written without the service (`stepscope reproduce`, `bench`, `run --out` into the store) and runs
+        whose record's TTL ran out have a run directory but no record; every route needs one. A manifest still
+        `running` was left by a process that is gone: the record says `failed`. Two API processes adopting the
+        same run make one record (WATCH on its key); the loser returns the winner's.
+        """
+        status = manifest.get("status")
+        error = manifest.get("error")
+        if status not in TERMINAL:
+            status, error = "failed", "no job record: the process that wrote this run is gone"
+        spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+        model = str(spec.get("model", "unknown"))
+        record = {
+            "id": job_id,
+            "kind": "experiment",
+            "model": model,
+            "queue": queue_name(model),
+            "status": status,
+            "spec": json.dumps(spec),
+            "created": str(manifest.get("created") or now_iso()),
+            "created_ts": time.time(),
+            "finished": str(manifest.get("finished") or now_iso()),
+            "progress_done": 0,
+            "progress_total": 0,
+            "adopted": "stored run without a job record",
+        }
+        if error:
+            record["error"] = str(error)[:4000]
+        key = job_key(job_id)
+        with self.conn.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    pipe.unwatch()
+                    return self.get(job_id)
+                pipe.multi()
+                pipe.hset(key, mapping=record)
+                pipe.expire(key, self.ttl)
+                pipe.zadd(INDEX, {job_id: record["created_ts"]})
+                pipe.execute()
+            except redis.WatchError:
+                return self.get(job_id)
+        events.publish(self.conn, job_id, events.final_event(status, job_id, record.get("error")), ttl=self.ttl)
+        return self.get(job_id)
+
     def get(self, job_id: str) -> dict | None:
         raw = self.conn.hgetall(job_key(job_id))
         return _decode(raw) if raw else None

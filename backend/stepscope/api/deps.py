@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from stepscope.api.errors import ApiError
 from stepscope.config import Settings
 from stepscope.jobs import Jobs
-from stepscope.store import Store
+from stepscope.store import NotFound, Store
 
 
 class Services:
@@ -44,8 +44,21 @@ JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def job_record(services: Services, job_id: str) -> dict:
-    """The record of job `job_id`, or a 404 naming it (also for ids that cannot exist)."""
-    record = services.jobs.get(job_id) if JOB_ID.match(job_id) else None
+    """The record of job `job_id`, or a 404 naming it (also for ids that cannot exist).
+
+    A run directory in the store without a record (written by `stepscope reproduce` or `bench`, or its
+    record expired) is adopted: it gets a terminal record from its manifest, so every route serves it.
+    """
+    if not JOB_ID.match(job_id):
+        raise ApiError(404, f"no job {job_id!r}", "job_id")
+    record = services.jobs.get(job_id)
+    if record is None:
+        try:
+            manifest = services.store.open(job_id).manifest()
+        except (NotFound, ValueError, OSError):
+            manifest = None
+        if isinstance(manifest, dict):
+            record = services.jobs.adopt_stored_run(job_id, manifest)
     if record is None:
         raise ApiError(404, f"no job {job_id!r}", "job_id")
     return record

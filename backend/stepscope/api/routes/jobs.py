@@ -287,9 +287,10 @@ def delete_job(job_id: str, services: ServicesDep) -> Response:
     if record["status"] == "queued":
         rq_queue(services.redis, record["model"]).remove(job_id)
         services.jobs.finish(job_id, "cancelled", "deleted while queued")
+    # The run directory first: a request in between must not adopt it again as a record without a job.
+    services.store.delete(job_id)
     services.jobs.delete(job_id)
     events.delete(services.redis, job_id)
-    services.store.delete(job_id)
     return Response(status_code=204)
 
 
