@@ -190,30 +190,41 @@ class ResidentRunner:
 
         return emit
 
+    def _ended(self, job_id: str, what: str, body) -> str:
+        """Run `body()` (which returns the fields of the `finished` event) and end the job as it went: finished,
+        cancelled, or failed with the exception named; the worker and its model carry on either way."""
+        try:
+            fields = body()
+        except Cancelled as exc:
+            self._finish(job_id, "cancelled", str(exc))
+            return "cancelled"
+        except Exception as exc:
+            log.exception("%s %s failed", what, job_id)
+            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            return "failed"
+        self._finish(job_id, "finished", **fields)
+        return "finished"
+
     def _run_claimed(self, job_id: str, record: dict) -> str:
         should_stop = self._stop_check(job_id, self.settings.job_timeout)
         emit = self._emitter(job_id)
-        try:
+
+        def body() -> dict:
             spec = parse_spec(record["spec"])
             check_against_model(spec, self.model.info)
             run = self.store.create(job_id)
             manifest = run_experiment(
                 self.model, spec, run, emit=emit, should_stop=should_stop, cache_dir=self.settings.cache_dir
             )
-        except Cancelled as exc:
-            self._finish(job_id, "cancelled", str(exc))
-            return "cancelled"
-        except Exception as exc:  # the job fails; the worker and its model carry on
-            log.exception("job %s failed", job_id)
-            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
-            return "failed"
-        self._finish(job_id, "finished", manifest="manifest.json", seconds=manifest["timings"].get("total_seconds"))
-        return "finished"
+            return {"manifest": "manifest.json", "seconds": manifest["timings"].get("total_seconds")}
+
+        return self._ended(job_id, "job", body)
 
     def _bench(self, job_id: str, record: dict) -> str:
         """A task benchmark (`stepscope bench` as a job): every instance's run, bench.json and bench.md in the job's
         directory; one `bench_instance` event per scored instance. It may run `job_timeout` per instance."""
-        try:
+
+        def body() -> dict:
             request = parse_bench_request(record["spec"])
             timeout = bench_timeout(self.settings.job_timeout, request.instance_count)
             should_stop = self._stop_check(job_id, timeout)
@@ -226,15 +237,9 @@ class ResidentRunner:
                 should_stop=should_stop,
                 cache_dir=self.settings.cache_dir,
             )
-        except Cancelled as exc:
-            self._finish(job_id, "cancelled", str(exc))
-            return "cancelled"
-        except Exception as exc:  # the job fails; the worker and its model carry on
-            log.exception("bench job %s failed", job_id)
-            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
-            return "failed"
-        self._finish(job_id, "finished", result=BENCH_RESULT, success_rate=report["success_rate"])
-        return "finished"
+            return {"result": BENCH_RESULT, "success_rate": report["success_rate"]}
+
+        return self._ended(job_id, "bench job", body)
 
     def _decode(self, job_id: str, record: dict) -> str:
         """A full-quality decode of one stored step of another job's run."""
