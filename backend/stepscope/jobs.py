@@ -9,6 +9,7 @@ by the same call that sets the terminal status, so the stream and the record alw
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import time
@@ -28,6 +29,9 @@ STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 WORKER_TTL = 15  # seconds a worker's presence key lives without a heartbeat
 HEARTBEAT_EVERY = 3.0
 LOST_AFTER = 30.0  # a running job whose worker has been silent this long is failed
+# A stored run without a record whose manifest says running but has not changed this long: its writer is gone.
+# Writers outside the service rewrite the manifest at every stored step; 10 minutes covers a sparse 14B sweep.
+ABANDONED_AFTER = 600.0
 JOB_FUNCTION = "stepscope.worker.execute_job"  # RQ payload: this path and [job_id], as JSON
 
 _TRANSITION = """
@@ -60,6 +64,14 @@ def queue_name(model: str) -> str:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+
+
+def _epoch(iso: str) -> float:
+    """Seconds since the epoch of an ISO-8601 time ('…Z' or with an offset); now if it does not parse."""
+    try:
+        return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def _decode(raw: dict) -> dict:
@@ -109,20 +121,22 @@ class Jobs:
         events.publish(self.conn, job_id, events.queued_event(job_id, model, kind))
         return self.get(job_id)
 
-    def adopt_stored_run(self, job_id: str, manifest: dict) -> dict:
-        """A terminal record for a stored run that has none, made from its manifest, with its final event.
+    def adopt_stored_run(self, job_id: str, manifest: dict, idle_seconds: float | None = None) -> dict:
+        """A record for a stored run that has none, made from its manifest.
 
         Runs written without the service (`stepscope reproduce`, `bench`, `run --out` into the store) and runs
-        whose record's TTL ran out have a run directory but no record; every route needs one. A manifest still
-        `running` was left by a process that is gone: the record says `failed`. Two API processes adopting the
-        same run make one record (WATCH on its key); the loser returns the winner's.
+        whose record's TTL ran out have a run directory but no record; every route needs one. A terminal
+        manifest gets a stored record and its final event (two API processes adopting the same run make one
+        record: WATCH on its key; the loser returns the winner's). A manifest still `running` may be written
+        right now by another process: it gets a record that is not stored (asked again on the next request, so
+        it is adopted once it ends), unless the manifest has not changed for `ABANDONED_AFTER` seconds
+        (`idle_seconds`, when the store can tell): then the process that wrote it is taken to be gone, `failed`.
         """
         status = manifest.get("status")
         error = manifest.get("error")
-        if status not in TERMINAL:
-            status, error = "failed", "no job record: the process that wrote this run is gone"
         spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
         model = str(spec.get("model", "unknown"))
+        created = str(manifest.get("created") or now_iso())
         record = {
             "id": job_id,
             "kind": "experiment",
@@ -130,13 +144,21 @@ class Jobs:
             "queue": queue_name(model),
             "status": status,
             "spec": json.dumps(spec),
-            "created": str(manifest.get("created") or now_iso()),
-            "created_ts": time.time(),
-            "finished": str(manifest.get("finished") or now_iso()),
+            "created": created,
+            "created_ts": _epoch(created),
             "progress_done": 0,
             "progress_total": 0,
             "adopted": "stored run without a job record",
         }
+        if status not in TERMINAL:
+            if idle_seconds is None or idle_seconds < ABANDONED_AFTER:
+                record.update(status="running", adopted="stored run being written outside the service (not stored)")
+                record["spec"] = spec
+                return record
+            status = "failed"
+            error = f"no job record, and its manifest has not changed for {idle_seconds:.0f} s: its writer is gone"
+        record["status"] = status
+        record["finished"] = str(manifest.get("finished") or now_iso())
         if error:
             record["error"] = str(error)[:4000]
         key = job_key(job_id)

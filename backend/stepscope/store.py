@@ -8,11 +8,13 @@ so nothing a client names can leave a run.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import posixpath
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -228,6 +230,16 @@ class RunDir:
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self._abs(rel))
+
+    def seconds_since_modified(self, rel: str) -> float | None:
+        """How long ago the file last changed, or None where the filesystem does not say."""
+        try:
+            modified = self.fs.modified(self._abs(rel))
+        except (NotImplementedError, OSError, ValueError):
+            return None
+        if modified.tzinfo is None:  # fsspec's local filesystem answers in UTC without a zone
+            modified = modified.replace(tzinfo=datetime.timezone.utc)
+        return max(0.0, time.time() - modified.timestamp())
 
     def open_file(self, rel: str):
         target = self._abs(rel)

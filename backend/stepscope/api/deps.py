@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from stepscope.api.errors import ApiError
 from stepscope.config import Settings
 from stepscope.jobs import Jobs
-from stepscope.store import NotFound, Store
+from stepscope.store import MANIFEST, NotFound, Store
 
 
 class Services:
@@ -54,11 +54,12 @@ def job_record(services: Services, job_id: str) -> dict:
     record = services.jobs.get(job_id)
     if record is None:
         try:
-            manifest = services.store.open(job_id).manifest()
+            run = services.store.open(job_id)
+            manifest = run.manifest()
         except (NotFound, ValueError, OSError):
             manifest = None
         if isinstance(manifest, dict):
-            record = services.jobs.adopt_stored_run(job_id, manifest)
+            record = services.jobs.adopt_stored_run(job_id, manifest, run.seconds_since_modified(MANIFEST))
     if record is None:
         raise ApiError(404, f"no job {job_id!r}", "job_id")
     return record

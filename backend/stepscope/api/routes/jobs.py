@@ -75,6 +75,8 @@ def job_view(services: Services, record: dict, position: int | None = None) -> d
         view["links"]["bench"] = f"/api/bench/{job_id}"
     if record.get("parent"):
         view["parent"] = record["parent"]
+    if record.get("adopted"):  # a stored run the API found without a record (docs/api.md)
+        view["adopted"] = record["adopted"]
     return view
 
 
