@@ -33,7 +33,7 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
     )
     fit.set_defaults(func=cmd_fit)
 
-    ev = sub.add_parser("evaluate", help="success rate per family on held-out instances, with 95%% bootstrap CIs")
+    ev = sub.add_parser("evaluate", help="success rate per family on held-out instances, with 95%% Wilson intervals")
     ev.add_argument("--model", required=True, help="a saved pipeline directory or a preset name")
     ev.add_argument("--config", choices=["full", "smoke"], default="full", help="families, canvas and difficulties")
     ev.add_argument("--n", type=int, default=500, help="held-out instances per family")

@@ -5,7 +5,7 @@ Instances come from `HELD_OUT_SEEDS` only. Each instance's starting noise is dra
 model is loaded through `stepscope.models.load_model`, as the service loads it. Sampling is
 `batched` (the pipeline's steps for many instances at once; tests/train check it against the
 pipeline) or `pipeline` (one WanImageToVideoPipeline call per instance: exact, slow).
-The success rate of each family has a 95% bootstrap interval.
+The success rate of each family has a 95% Wilson score interval (stepscope.stats).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from stepscope.stats import mean_interval
 from stepscope.tasks import candidate_curves
 from stepscope.train.config import TrainConfig
 from stepscope.train.data import InstanceRef, held_out_refs, instance_key, make_instance, to_model_range, to_uint8
 from stepscope.train.flow import condition_latents, decode_normalized, sample_latents
 from stepscope.train.transformer import prompt_embeddings
-
-BOOTSTRAP_RESAMPLES = 10_000
 
 
 @dataclass
@@ -51,19 +50,6 @@ class FamilyResult:
             "overlap_with_training": self.overlap_with_training,
             "vae_ceiling": None if self.vae_ceiling is None else round(self.vae_ceiling, 4),
         }
-
-
-def bootstrap_interval(
-    successes: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
-) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean of a 0/1 vector."""
-    successes = np.asarray(successes, dtype=np.float64)
-    if successes.size == 0:
-        raise ValueError("no outcomes to bootstrap")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(successes, size=(resamples, successes.size), replace=True).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def initial_noise(model, seed: int, frames: int, size: int) -> torch.Tensor:
@@ -130,7 +116,7 @@ def chain_of_steps(
         jobs = [(task, [videos[j] for videos in step_videos]) for j, task in enumerate(chunk)]
         curves.extend(_map(_curves, jobs, workers))
     explored = np.array([c.explored_then_committed() for c in curves], dtype=np.float64)
-    lo, hi = bootstrap_interval(explored)
+    lo, hi = mean_interval(explored)
     return {
         "n": len(curves),
         "explored_then_committed": int(explored.sum()),
@@ -235,7 +221,7 @@ def evaluate(
             n=len(tasks),
             passed=int(passed.sum()),
             rate=float(passed.mean()),
-            interval=bootstrap_interval(passed),
+            interval=tuple(mean_interval(passed)),
             mean_score=float(np.mean([s for s, _ in scores])),
             overlap_with_training=overlap,
             vae_ceiling=float(np.mean(ceiling)) if vae_ceiling else None,

@@ -44,20 +44,24 @@ def family_prompts(cfg: TrainConfig) -> list[str]:
 
 
 SAVE_RESERVE_SECONDS = 30.0  # kept at the end of a `max_seconds` run: fixed-batch losses, saving, the record
-MIN_TRANSFORMER_SECONDS = 30.0
+MIN_TRANSFORMER_SECONDS = 30.0  # under this the transformer stage still runs (the VAE's work is saved) but is flagged
 
 
-def transformer_budget(cfg: TrainConfig, elapsed: float, max_seconds: float | None) -> float | None:
-    """The transformer stage's seconds: the config's, shortened so that the whole run ends within `max_seconds`."""
+def transformer_budget(cfg: TrainConfig, elapsed: float, max_seconds: float | None) -> tuple[float | None, str | None]:
+    """The transformer stage's seconds — the config's, shortened so that the whole run ends within `max_seconds` —
+    and a warning when that leaves it under `MIN_TRANSFORMER_SECONDS` (the run goes on, so the VAE is saved)."""
     configured = cfg.transformer.seconds
     if max_seconds is None:
-        return configured
+        return configured, None
     left = max_seconds - elapsed - SAVE_RESERVE_SECONDS
+    warning = None
     if left < MIN_TRANSFORMER_SECONDS:
-        raise RuntimeError(
-            f"max_seconds: {max_seconds:.0f} s leaves the transformer {left:.0f} s after {elapsed:.0f} s (data, VAE)"
+        warning = (
+            f"max_seconds: {max_seconds:.0f} s leaves the transformer {left:.0f} s after {elapsed:.0f} s (data, VAE):"
+            " too short to learn the tasks; trained anyway so that the run is saved"
         )
-    return left if configured is None else min(configured, left)
+        left = max(left, 1.0)
+    return (left if configured is None else min(configured, left)), warning
 
 
 def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print, max_seconds: float | None = None) -> dict:
@@ -118,7 +122,9 @@ def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print, max_secon
     fixed = torch.arange(0, len(x0), max(1, len(x0) // FIXED_BATCH))[:FIXED_BATCH]  # spread over the families
     fixed_args = (x0[fixed].to(dev), condition[fixed].to(dev), texts[family_index[fixed].to(dev)])
     flow_before = fixed_batch_loss(cfg, transformer.to(dev), *fixed_args)
-    seconds = transformer_budget(cfg, time.perf_counter() - started, max_seconds)
+    seconds, budget_warning = transformer_budget(cfg, time.perf_counter() - started, max_seconds)
+    if budget_warning:
+        log(f"transformer: warning: {budget_warning}")
     if seconds != tc.seconds:
         log(f"transformer: {seconds:.0f} s of its {tc.seconds} s budget fit --max-seconds {max_seconds:.0f}")
     trained, ema, transformer_record = train_transformer(
@@ -157,6 +163,7 @@ def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print, max_secon
         "transformer": transformer_record.to_json(),
         "max_seconds": max_seconds,
         "transformer_seconds_budget": seconds,
+        "transformer_budget_warning": budget_warning,
         # The same batch, noise and σ before and after training, in float32 (no autocast) on any device.
         "fixed_batch": {
             "vae_reconstruction_mse": {"before": vae_before, "after": vae_after},
