@@ -139,7 +139,8 @@ def difference_path(variant: str) -> str:
 
 # -- benchmarks (`stepscope bench` and bench jobs) --------------------------------------------
 # A bench directory holds one run directory per task instance, plus the summary and its table.
-BENCH_RESULT = "bench.json"
+BENCH_RESULT = "bench.json"  # the summary and every instance with its per-step curves (large: 1 GB at 2,000 runs)
+BENCH_SUMMARY = "bench-summary.json"  # all of bench.json but the instances: bounded, replaced after each instance
 BENCH_TABLE = "bench.md"
 
 

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from stepscope.run import load_run
+from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY
+from stepscope.stats import wilson_interval
 from stepscope.store import RunDir
 from stepscope.tasks import TaskInstance, family_names
-from stepscope.tasks.bench import add_arguments, bootstrap_interval, main, score_run
+from stepscope.tasks.bench import add_arguments, main, score_run
 
 NOISE = {"name": "noise8", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 1.0}]}
 
@@ -43,14 +45,19 @@ def test_bench_json_summary_and_report(bench, capsys):
         for name in ("baseline", "noise8"):
             # Random weights solve nothing.
             assert summary["success_rate"][family][name] == 0.0
-            assert summary["interval"][family][name] == [0.0, 0.0]
+            # 0 of 2: Wilson's interval, not the bootstrap's zero-width [0, 0].
+            assert summary["interval"][family][name] == pytest.approx(wilson_interval(0, 2))
+            assert summary["interval"][family][name][1] > 0.6
     assert summary["conditioned_on_first_frame"] is True
-    report = json.loads((out / "bench.json").read_text())
+    report = json.loads((out / BENCH_RESULT).read_text())
     assert len(report["instances"]) == 2 * len(families)
-    assert "| maze | baseline | 0.000 |" in (out / "bench.md").read_text()
+    # The summary file is bench.json without the per-instance list; no absolute path is stored.
+    assert json.loads((out / BENCH_SUMMARY).read_text()) == {k: v for k, v in report.items() if k != "instances"}
+    assert all("run" not in row for row in report["instances"]) and str(out) not in (out / BENCH_RESULT).read_text()
+    assert "| maze | baseline | 2 | 0.000 |" in (out / "bench.md").read_text()
     for row in report["instances"]:
         instance = TaskInstance.from_json(row["instance"])
-        manifest = RunDir.at(row["run"]).manifest()
+        manifest = RunDir.at(str(out / row["dir"])).manifest()
         assert manifest["inputs"]["image"]  # the first frame was the conditioning image
         assert manifest["spec"]["prompt"] == instance.prompt
         for name in ("baseline", "noise8"):
@@ -72,10 +79,11 @@ def test_ground_truth_written_into_a_run_scores_one(bench):
             continue
         seen.add(row["family"])
         instance = TaskInstance.from_json(row["instance"])
-        run = RunDir.at(row["run"])
-        stored = next(d for d in load_run(row["run"]).baseline.entry["decodes"] if d["step"] == "final")
+        path = str(out / row["dir"])
+        run = RunDir.at(path)
+        stored = next(d for d in load_run(path).baseline.entry["decodes"] if d["step"] == "final")
         count = stored["frames"]
-        before = score_run(instance, row["run"])["baseline"]
+        before = score_run(instance, path)["baseline"]
         assert not before["passed"]
         for video, should_pass in (
             (instance.family_impl.wrong_video(instance), False),
@@ -84,7 +92,7 @@ def test_ground_truth_written_into_a_run_scores_one(bench):
             # Written as the engine stores a decode: one JPEG per frame, as many frames as the run has.
             for i, t in enumerate(np.round(np.linspace(0, len(video) - 1, count)).astype(int)):
                 run.write_image(f"{stored['dir']}/frame_{i:03d}.jpg", video[t])
-            scored = score_run(instance, row["run"])
+            scored = score_run(instance, path)
             assert scored["baseline"]["passed"] is should_pass, (row["family"], scored["baseline"]["reason"])
             assert scored["noise8"]["passed"] is False  # the variant's video is untouched
         assert scored["baseline"]["score"] == pytest.approx(1.0)
@@ -97,7 +105,7 @@ def test_bench_at_the_default_steps_and_frames(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 20 and summary["success_rate"] == {"maze": {"baseline": 0.0}}
     row = json.loads((tmp_path / "bench.json").read_text())["instances"][0]
-    assert RunDir.at(row["run"]).manifest()["spec"]["frames"] == 17
+    assert RunDir.at(str(tmp_path / row["dir"])).manifest()["spec"]["frames"] == 17
     assert row["trajectories"]["baseline"]["curves"]["steps"] == list(range(20))
 
 
@@ -123,14 +131,6 @@ def test_bad_arguments_name_the_field(tmp_path, capsys):
     assert not list(tmp_path.glob("*/seed*"))  # refused before anything ran
 
 
-def test_bootstrap_interval_brackets_the_rate():
-    outcomes = [1.0] * 30 + [0.0] * 70
-    lo, hi = bootstrap_interval(outcomes)
-    assert lo < 0.3 < hi and 0.19 < lo and hi < 0.41
-    assert bootstrap_interval([1.0, 1.0]) == [1.0, 1.0]
-    assert np.isfinite(bootstrap_interval([0.0, 1.0])).all()
-
-
 def test_bench_options_fit_a_subcommand():
     # How `stepscope bench` wires in: the same options on a subparser.
     parser = argparse.ArgumentParser()
@@ -138,3 +138,24 @@ def test_bench_options_fit_a_subcommand():
     args = parser.parse_args(["bench", "--model", "tiny-i2v", "--n", "3", "--json"])
     assert (args.model, args.n, args.json, args.steps, args.size, args.frames) == ("tiny-i2v", 3, True, None, 64, 17)
     assert args.tasks.split(",") == family_names()
+
+
+def test_the_summary_is_stored_after_every_instance(tmp_path):
+    """A process killed mid-bench leaves the summary of the instances it finished: it is replaced after each one
+    (before the instance's event), while the large bench.json waits for the end."""
+    from stepscope.models import load_model
+    from stepscope.tasks.bench import run_bench
+
+    model = load_model("tiny-i2v", device="cpu")
+    seen = []
+
+    def emit(event: dict) -> None:
+        summary = json.loads((tmp_path / BENCH_SUMMARY).read_text())
+        seen.append((event["seed"], summary["complete"], summary["instances_done"], (tmp_path / BENCH_RESULT).exists()))
+        assert "instances" not in summary and summary["count"]["maze"]["baseline"] == summary["instances_done"]
+        assert f"| maze | baseline | {summary['instances_done']} |" in (tmp_path / "bench.md").read_text()
+
+    report = run_bench(model, ["maze"], 2, str(tmp_path), steps=2, emit=emit)
+    assert seen == [(0, False, 1, False), (1, False, 2, False)]
+    assert report["complete"] is True and json.loads((tmp_path / BENCH_SUMMARY).read_text())["complete"] is True
+    assert len(json.loads((tmp_path / BENCH_RESULT).read_text())["instances"]) == 2

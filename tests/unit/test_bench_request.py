@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from stepscope.jobs import bench_timeout
@@ -104,20 +103,35 @@ def test_the_summary_of_mixed_outcomes():
     summary = summarize(rows, ["maze", "pattern"], ["baseline", "v"])
     assert summary["success_rate"] == {"maze": {"baseline": 0.75, "v": 0.25}, "pattern": {}}
     assert summary["mean_score"]["maze"] == pytest.approx({"baseline": 3.45 / 4, "v": 1.75 / 4})
-    # The percentile bootstrap written out: 2,000 resamples of the 4 outcomes, seed 0.
-    for name, outcomes in (("baseline", [1.0, 0.0, 1.0, 1.0]), ("v", [0.0, 0.0, 1.0, 0.0])):
-        draws = np.random.default_rng(0).integers(0, 4, size=(2000, 4))
-        means = np.asarray(outcomes)[draws].mean(axis=1)
-        assert summary["interval"]["maze"][name] == pytest.approx(
-            [np.percentile(means, 2.5), np.percentile(means, 97.5)]
-        )
-        lo, hi = summary["interval"]["maze"][name]
-        assert lo < summary["success_rate"]["maze"][name] < hi
+    # 95% Wilson score intervals of 3/4 and 1/4 (z = 1.96: centre (p + z²/2n)/(1 + z²/n), by hand to 4 places).
+    assert summary["interval"]["maze"]["baseline"] == pytest.approx([0.3006, 0.9544], abs=2e-4)
+    assert summary["interval"]["maze"]["v"] == pytest.approx([0.0456, 0.6994], abs=2e-4)
+    assert summary["count"] == {"maze": {"baseline": 4, "v": 4}, "pattern": {}}
     curves = summary["curves"]["maze"]
     assert curves["baseline"]["answer_wins"] == [0.25, 0.75] and curves["v"]["answer_wins"] == [0.5, 0.5]
     assert curves["baseline"]["explored_then_committed"] == 0.5 and curves["v"]["explored_then_committed"] == 0.25
-    text = table(summary, 4)
-    assert "| maze | baseline | 0.750 |" in text and "| maze | v | 0.250 |" in text and "pattern" not in text
+    text = table(summary)
+    assert "| maze | baseline | 4 | 0.750 | [0.301, 0.954] |" in text and "| maze | v | 4 | 0.250 |" in text
+    assert "pattern" not in text
+
+
+def test_a_rate_of_none_or_all_gets_a_wilson_interval_not_zero_width():
+    """0/n and n/n: a percentile bootstrap says [0, 0] and [1, 1] (certainty); Wilson does not."""
+    fail = {"baseline": [None, 0]}
+    rows = [row("maze", s, {"baseline": False}, {"baseline": 0.0}, fail) for s in range(10)]
+    rows += [row("pattern", s, {"baseline": True}, {"baseline": 1.0}, fail) for s in range(2)]
+    summary = summarize(rows, ["maze", "pattern"], ["baseline"])
+    assert summary["interval"]["maze"]["baseline"] == pytest.approx([0.0, 0.2775], abs=2e-4)  # 0/10
+    assert summary["interval"]["pattern"]["baseline"] == pytest.approx([0.3424, 1.0], abs=2e-4)  # 2/2
+
+
+def test_a_partial_table_counts_the_instances_done_not_those_asked():
+    fail = {"baseline": [None, 0]}
+    rows = [row("maze", s, {"baseline": False}, {"baseline": 0.0}, fail) for s in range(3)]
+    rows.append(row("pattern", 0, {"baseline": False}, {"baseline": 0.0}, fail))
+    text = table(summarize(rows, ["maze", "pattern"], ["baseline"]))  # say n = 10 asked: 3 and 1 done
+    assert "| maze | baseline | 3 | 0.000 |" in text and "| pattern | baseline | 1 | 0.000 |" in text
+    assert "n=10" not in text
 
 
 def test_a_bench_job_may_run_the_job_timeout_per_instance():

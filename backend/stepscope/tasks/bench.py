@@ -5,7 +5,8 @@ given) each run as one experiment through the probe engine — the baseline and 
 `--variants FILE` (a JSON list of spec variants) — with the instance's first frame as the
 conditioning image and its prompt. The final video of every trajectory is scored; each step's
 x̂₀ preview (or full decode, `--curves decode`) gives the per-step candidate curves. Written to
-OUT/bench.json (everything) and OUT/bench.md (the table); `--json` prints one summary line.
+OUT/bench.json (everything), OUT/bench-summary.json (all but the per-instance list) and OUT/bench.md
+(the table); `--json` prints one summary line.
 
 The same run as an API job (`POST /api/bench`): a `BenchRequest` is validated by the API
 (`parse_bench_request`, `check_request`) and run by the model's resident worker through `run_request`,
@@ -30,8 +31,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stepscope import events
-from stepscope.run_format import BENCH_RESULT, BENCH_TABLE, bench_instance_dir
+from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE, bench_instance_dir
 from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, parse_spec, spec_error_from
+
+# bootstrap_interval: re-exported only for reproduce/analyses.py, which imports it from here until another helper
+# switches it to stepscope.stats (bench itself uses mean_interval); then drop it.
+from stepscope.stats import bootstrap_interval, mean_interval  # noqa: F401
 from stepscope.store import RunDir
 from stepscope.tasks.core import (
     DIFFICULTIES,
@@ -47,27 +52,12 @@ from stepscope.tasks.core import (
 )
 from stepscope.tasks.curves import CandidateCurves, candidate_curves
 
-CONFIDENCE = 0.95
-RESAMPLES = 2000
 CURVE_SOURCES = ("preview", "decode")
 MAX_N = 500  # instances per family in one bench
 MAX_RUNS = 2000  # trajectory runs in one bench: instances × (baseline + variants)
 DEFAULT_STEPS = 20  # for models without a preset's default
 
 _logger = logging.getLogger("stepscope.bench")
-
-
-def bootstrap_interval(
-    outcomes: list[float], confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
-) -> list[float]:
-    """Percentile bootstrap interval of the mean of `outcomes` (e.g. 0/1 successes)."""
-    if not outcomes:
-        raise ValueError("outcomes: need at least one value")
-    values = np.asarray(outcomes, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
 
 
 def image_data_url(instance: TaskInstance) -> str:
@@ -140,18 +130,21 @@ def score_run(instance: TaskInstance, run_path: str | RunDir, curves: str = "pre
 
 
 def summarize(instances: list[dict], families: list[str], trajectory_names: list[str]) -> dict:
-    """Success rate with its bootstrap interval, mean score and mean curves per family × trajectory."""
-    success, interval, mean_score, curves = {}, {}, {}, {}
+    """Per family × trajectory: the instances counted, the success rate with its 95% Wilson score interval
+    (`stats.mean_interval` of 0/1 outcomes: not zero-width at 0/n or n/n), the mean score and the mean curves.
+    Its size is bounded by the request (families × trajectories × steps), never by the number of instances."""
+    count, success, interval, mean_score, curves = {}, {}, {}, {}, {}
     for family in families:
         rows = [r for r in instances if r["family"] == family]
-        success[family], interval[family], mean_score[family], curves[family] = {}, {}, {}, {}
+        count[family], success[family], interval[family], mean_score[family], curves[family] = {}, {}, {}, {}, {}
         for name in trajectory_names:
             results = [r["trajectories"][name] for r in rows if name in r["trajectories"]]
             if not results:
                 continue
             passed = [float(x["passed"]) for x in results]
+            count[family][name] = len(results)
             success[family][name] = float(np.mean(passed))
-            interval[family][name] = bootstrap_interval(passed)
+            interval[family][name] = mean_interval(passed)
             mean_score[family][name] = float(np.mean([x["score"] for x in results]))
             lengths = {len(x["curves"]["live"]) for x in results}
             entry: dict = {
@@ -168,21 +161,30 @@ def summarize(instances: list[dict], families: list[str], trajectory_names: list
                     answer_wins=wins.mean(axis=0).tolist(),
                 )
             curves[family][name] = entry
-    return {"success_rate": success, "interval": interval, "mean_score": mean_score, "curves": curves}
+    return {
+        "count": count,
+        "success_rate": success,
+        "interval": interval,
+        "mean_score": mean_score,
+        "curves": curves,
+    }
 
 
-def table(summary: dict, n: int) -> str:
-    """The summary as a Markdown table."""
+def table(summary: dict) -> str:
+    """The summary as a Markdown table; `n` is the instances each row counts (fewer than asked in a partial bench)."""
     lines = [
-        f"| family | trajectory | success (n={n}) | 95% interval | mean score | explored then committed |",
-        "|---|---|---|---|---|---|",
+        "| family | trajectory | n | success | 95% interval (Wilson) | mean score | explored then committed |",
+        "|---|---|---|---|---|---|---|",
     ]
     for family, by_name in summary["success_rate"].items():
         for name, rate in by_name.items():
             lo, hi = summary["interval"][family][name]
+            count = summary["count"][family][name]
             score = summary["mean_score"][family][name]
             etc = summary["curves"][family][name]["explored_then_committed"]
-            lines.append(f"| {family} | {name} | {rate:.3f} | [{lo:.3f}, {hi:.3f}] | {score:.3f} | {etc:.3f} |")
+            lines.append(
+                f"| {family} | {name} | {count} | {rate:.3f} | [{lo:.3f}, {hi:.3f}] | {score:.3f} | {etc:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -338,13 +340,6 @@ def check_request(request: BenchRequest, info) -> None:
         raise SpecError(field, exc.message) from None
 
 
-def location_of(root: RunDir) -> str:
-    """A RunDir's path as `RunDir.at` takes it: the local path, or a URL for other filesystems."""
-    from fsspec.implementations.local import LocalFileSystem
-
-    return root.path if isinstance(root.fs, LocalFileSystem) else root.fs.unstrip_protocol(root.path)
-
-
 def run_bench(
     model,
     families: list[str],
@@ -365,10 +360,13 @@ def run_bench(
     """Run the benchmark on a loaded model (`stepscope.models.load_model`) into `out` (a path, URL or RunDir);
     returns what bench.json holds.
 
+    After each instance, the summary (bench-summary.json: `summarize` of the instances so far, no per-instance list)
+    and bench.md are replaced, so a process killed mid-bench leaves the instances it finished (`complete: false`).
+    bench.json (the summary and every instance with its curves) is written at the end, or when the bench stops
+    early for whatever reason, before the error goes on.
+
     `emit` gets a `bench_instance` event after each instance is stored and scored; `should_stop` is asked before
-    each instance and at every step (true: stop with `Cancelled`; it may raise to stop otherwise). When the bench
-    stops early, for whatever reason, bench.json and bench.md still hold the instances finished so far
-    (`complete: false`) before the error goes on."""
+    each instance and at every step (true: stop with `Cancelled`; it may raise to stop otherwise)."""
     from stepscope.probe import Cancelled, run_experiment
     from stepscope.spec import check_against_model
 
@@ -382,11 +380,10 @@ def run_bench(
     names = ["baseline", *[v.get("name") for v in variants if isinstance(v, dict)]]
     conditioned = model.info.task == "i2v"
     root = out if isinstance(out, RunDir) else RunDir.at(out)
-    base = out if isinstance(out, str) else location_of(root)
     total = len(families) * n
     instances: list[dict] = []
 
-    def report(complete: bool) -> dict:
+    def summary(complete: bool) -> dict:
         return {
             "model": model.name,
             "tasks": families,
@@ -402,13 +399,19 @@ def run_bench(
             "instances_done": len(instances),
             "instances_total": total,
             **summarize(instances, families, names),
-            "instances": instances,
         }
 
-    def store(result: dict) -> None:
-        root.write_json(BENCH_RESULT, result)
+    def store_summary(result: dict) -> None:
+        # The summary and table are small and replaced whole (write then rename): a reader never sees half of one.
+        root.write_json(BENCH_SUMMARY, result)
         partial = "" if result["complete"] else f"\n\nPartial: {len(instances)} of {total} instances ran.\n"
-        root.write_bytes(BENCH_TABLE, (table(result, n) + "\n" + partial).encode())
+        root.write_bytes(BENCH_TABLE, (table(result) + "\n" + partial).encode())
+
+    def store_all(result: dict) -> dict:
+        full = {**result, "instances": instances}
+        root.write_json(BENCH_RESULT, full)  # first: a summary saying it is complete finds bench.json beside it
+        store_summary(result)
+        return full
 
     try:
         for family in families:
@@ -428,12 +431,12 @@ def run_bench(
                         "family": family,
                         "seed": instance.seed,
                         "difficulty": level,
-                        "run": posixpath.join(base, rel),
-                        "dir": rel,
+                        "dir": rel,  # relative to the bench directory: no machine's absolute path is stored
                         "instance": instance.to_json(),
                         "trajectories": scored,
                     }
                 )
+                store_summary(summary(complete=False))  # before the event: whoever saw it finds it counted
                 if emit is not None:
                     results = {k: {"score": v["score"], "passed": v["passed"]} for k, v in scored.items()}
                     progress = {"done": len(instances) * len(names), "total": total * len(names)}
@@ -444,13 +447,11 @@ def run_bench(
     except BaseException:
         if instances:  # keep what finished; never let this hide the error that stopped the bench
             try:
-                store(report(complete=False))
+                store_all(summary(complete=False))
             except Exception:
                 _logger.exception("could not store the partial bench result")
         raise
-    result = report(complete=True)
-    store(result)
-    return result
+    return store_all(summary(complete=True))
 
 
 def run_request(
@@ -547,7 +548,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         keys = ("model", "n", "steps", "success_rate", "interval", "mean_score", "conditioned_on_first_frame")
         print(json.dumps({**{k: report[k] for k in keys}, "out": out}))
     else:
-        print(table(report, args.n))
+        print(table(report))
         print(f"\nwritten to {out}/{BENCH_RESULT} and {out}/{BENCH_TABLE}")
     return 0
 
