@@ -45,6 +45,45 @@ class JobTimeout(Exception):
     pass
 
 
+class Deadline:
+    """The time limit of a job: `limit` seconds for each piece of work (an experiment; a bench's instance), the clock
+    restarted by `rearm()` when a piece ends, and `total` seconds for the whole job as a backstop."""
+
+    def __init__(self, limit: float, total: float | None = None, *, what: str = "job", clock=time.monotonic):
+        self.limit, self.total, self.what, self.clock = limit, total, what, clock
+        self.started = self.piece_started = clock()
+
+    def rearm(self) -> None:
+        """A piece of work ended: the next one gets its own `limit` seconds."""
+        self.piece_started = self.clock()
+
+    def check(self) -> None:
+        """Raise JobTimeout past the piece's limit or the job's total."""
+        now = self.clock()
+        if self.total is not None and now - self.started > self.total:
+            raise JobTimeout(f"job ran past its {self.total:g} s total timeout")
+        if now - self.piece_started > self.limit:
+            raise JobTimeout(f"{self.what} ran past its {self.limit:g} s timeout")
+
+
+def bench_deadline(settings: Settings, instances: int, clock=time.monotonic) -> Deadline:
+    """A bench job's deadline: `job_timeout` (the limit of one experiment) for each instance, re-armed as each one
+    is scored, and `bench_timeout` (job_timeout × instances, the limit RQ's backstop is set from) in total."""
+    total = bench_timeout(settings.job_timeout, instances)
+    return Deadline(settings.job_timeout, total, what="bench instance", clock=clock)
+
+
+def rearming(emit, deadline: Deadline):
+    """`emit` that restarts `deadline`'s per-piece clock at every `bench_instance` event (an instance scored)."""
+
+    def emit_and_rearm(event: dict) -> None:
+        if event.get("type") == events.BENCH_INSTANCE:
+            deadline.rearm()
+        emit(event)
+
+    return emit_and_rearm
+
+
 class WorkerShutdown(Exception):
     """The worker was told to stop (SIGTERM/SIGINT) while a job was running."""
 
@@ -161,16 +200,14 @@ class ResidentRunner:
             self.heartbeat.job_id = None
             self._cleanup()
 
-    def _stop_check(self, job_id: str, timeout: int):
-        """The engine's `should_stop` for a job allowed `timeout` seconds: true once a cancel is asked for; raises
-        on worker shutdown and past the deadline."""
-        deadline = time.monotonic() + timeout
+    def _stop_check(self, job_id: str, deadline: Deadline):
+        """The engine's `should_stop` for a job: true once a cancel is asked for; raises on worker shutdown and past
+        the deadline."""
 
         def should_stop() -> bool:
             if SHUTDOWN.is_set():
                 raise WorkerShutdown(f"worker {self.name} was stopped (SIGTERM) while the job ran")
-            if time.monotonic() > deadline:
-                raise JobTimeout(f"job ran past its {timeout} s timeout")
+            deadline.check()
             try:
                 return self.jobs.cancel_requested(job_id)
             except redis.RedisError:
@@ -206,7 +243,7 @@ class ResidentRunner:
         return "finished"
 
     def _run_claimed(self, job_id: str, record: dict) -> str:
-        should_stop = self._stop_check(job_id, self.settings.job_timeout)
+        should_stop = self._stop_check(job_id, Deadline(self.settings.job_timeout))
         emit = self._emitter(job_id)
 
         def body() -> dict:
@@ -222,18 +259,19 @@ class ResidentRunner:
 
     def _bench(self, job_id: str, record: dict) -> str:
         """A task benchmark (`stepscope bench` as a job): every instance's run, bench.json and bench.md in the job's
-        directory; one `bench_instance` event per scored instance. It may run `job_timeout` per instance."""
+        directory; one `bench_instance` event per scored instance. Each instance may run `job_timeout` seconds
+        (`bench_deadline`)."""
 
         def body() -> dict:
             request = parse_bench_request(record["spec"])
-            timeout = bench_timeout(self.settings.job_timeout, request.instance_count)
-            should_stop = self._stop_check(job_id, timeout)
+            deadline = bench_deadline(self.settings, request.instance_count)
+            should_stop = self._stop_check(job_id, deadline)
             self._redis(lambda: self.jobs.progress(job_id, 0, request.run_count), "progress")
             report = run_request(
                 self.model,
                 request,
                 self.store.create(job_id),
-                emit=self._emitter(job_id),
+                emit=rearming(self._emitter(job_id), deadline),
                 should_stop=should_stop,
                 cache_dir=self.settings.cache_dir,
             )
