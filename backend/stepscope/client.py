@@ -98,8 +98,17 @@ class Client:
         return self._check(self.http.post("/api/bench", json=body)).json()
 
     def bench_result(self, job_id: str) -> dict:
-        """A bench job and its result: `{"job": ..., "result": bench.json or None, "table": bench.md or None}`."""
+        """A bench job and its summary: `{"job": ..., "result": the summary or None, "table": bench.md or None,
+        "links": {"bench_json": URL of the full bench.json or None}}` (docs/api.md, Bench jobs)."""
         return self._check(self.http.get(f"/api/bench/{job_id}")).json()
+
+    def bench_json(self, job_id: str) -> dict:
+        """The full bench.json of a bench job (the summary and every instance with its curves; large for big
+        benches), once written; ApiError 404 naming `bench_json` before."""
+        link = self.bench_result(job_id)["links"]["bench_json"]
+        if link is None:
+            raise ApiError(404, f"bench_json: job {job_id} has not written bench.json (yet)", "bench_json")
+        return self._check(self.http.get(link)).json()
 
     def job(self, job_id: str) -> dict:
         return self._check(self.http.get(f"/api/jobs/{job_id}")).json()

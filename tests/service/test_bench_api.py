@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stepscope import events
 from stepscope.client import ApiError, Client
-from stepscope.run_format import BENCH_RESULT, bench_instance_dir
+from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, bench_instance_dir
+from stepscope.stats import wilson_interval
 from stepscope.tasks import TaskInstance
 from stepscope.tasks.bench import score_run
 from tests.servers import running_service, start_worker, wait_until
@@ -67,14 +68,6 @@ def finished_bench(service):
         return job, seen, client.bench_result(job["id"])
 
 
-def bootstrap_percentiles(outcomes: list[float], resamples: int = 2000, seed: int = 0) -> list[float]:
-    """The 95% percentile bootstrap interval of the mean, written out here (not the bench's function)."""
-    values = np.asarray(outcomes, dtype=np.float64)
-    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
-    means = values[draws].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
 def test_a_bench_job_reports_progress_and_finishes(finished_bench):
     job, seen, answer = finished_bench
     assert job["kind"] == "bench" and job["links"]["bench"] == f"/api/bench/{job['id']}"
@@ -98,7 +91,9 @@ def test_a_bench_job_reports_progress_and_finishes(finished_bench):
 
 def test_the_stored_result_equals_its_per_instance_scores(finished_bench, service, client):
     job, seen, answer = finished_bench
-    result = answer["result"]
+    summary = answer["result"]
+    result = client.bench_json(job["id"])  # the full bench.json, streamed
+    assert summary == {k: v for k, v in result.items() if k != "instances"}
     assert result["complete"] is True and result["instances_done"] == result["instances_total"] == 4
     assert (result["model"], result["n"], result["steps"], result["tasks"]) == (MODEL, 2, 4, ["maze", "pattern"])
     assert result["trajectories"] == ["baseline", "noise1"] and result["conditioned_on_first_frame"] is True
@@ -107,6 +102,7 @@ def test_the_stored_result_equals_its_per_instance_scores(finished_bench, servic
         # Each verdict is the one the instance's run stored in its manifest (served by the artifacts route) ...
         manifest = client._check(client.http.get(f"/api/jobs/{job['id']}/artifacts/{row['dir']}/manifest.json"))
         stored = manifest.json()["trajectories"]
+        assert "run" not in row  # the worker's own filesystem path is not served
         for name, verdict in row["trajectories"].items():
             assert verdict["score"] == stored[name]["task_score"]["score"]
             assert verdict["passed"] == stored[name]["task_score"]["passed"]
@@ -126,12 +122,32 @@ def test_the_stored_result_equals_its_per_instance_scores(finished_bench, servic
             passed = [float(r["trajectories"][name]["passed"]) for r in rows]
             scores = [r["trajectories"][name]["score"] for r in rows]
             assert result["success_rate"][family][name] == pytest.approx(sum(passed) / len(passed))
-            assert result["interval"][family][name] == pytest.approx(bootstrap_percentiles(passed))
+            assert result["interval"][family][name] == pytest.approx(wilson_interval(int(sum(passed)), len(passed)))
             assert result["mean_score"][family][name] == pytest.approx(sum(scores) / len(scores))
             rate = result["success_rate"][family][name]
-            assert f"| {family} | {name} | {rate:.3f} |" in answer["table"]
+            assert f"| {family} | {name} | 2 | {rate:.3f} |" in answer["table"]
     # Random weights solve nothing (docs/tasks.md).
     assert all(r == 0.0 for by_name in result["success_rate"].values() for r in by_name.values())
+
+
+def test_the_result_is_the_summary_and_bench_json_is_never_parsed_by_the_api(finished_bench, service, client):
+    """bench.json grows to about 1 GB at 2,000 runs: GET /api/bench/{id} serves the bounded summary; bench.json
+    goes out as a file. Made unparseable here, it must not matter to the summary route."""
+    job, _, answer = finished_bench
+    assert "instances" not in answer["result"] and answer["result"]["instances_done"] == 4
+    link = answer["links"]["bench_json"]
+    assert link == f"/api/jobs/{job['id']}/artifacts/{BENCH_RESULT}"
+    path = Path(service.store) / job["id"] / BENCH_RESULT
+    original = path.read_bytes()
+    try:
+        path.write_bytes(b'{"instances": [' + b"{}, " * 200_000 + b"not json")
+        again = client.bench_result(job["id"])
+        assert again["result"] == answer["result"] and again["table"] == answer["table"]
+        streamed = client.http.get(link)
+        assert streamed.status_code == 200 and streamed.content.endswith(b"not json")
+    finally:
+        path.write_bytes(original)
+    assert (Path(service.store) / job["id"] / BENCH_SUMMARY).stat().st_size < 64 * 1024
 
 
 def test_bench_jobs_are_listed_by_kind(finished_bench, client):
@@ -238,8 +254,8 @@ def test_cancel_stops_the_bench_and_keeps_what_finished(client):
     answer = client.bench_result(job["id"])
     result = answer["result"]
     assert result["complete"] is False and 1 <= result["instances_done"] < 40
-    assert len(result["instances"]) == result["instances_done"]
-    assert "Partial: " in answer["table"]
+    assert len(client.bench_json(job["id"])["instances"]) == result["instances_done"]
+    assert "Partial: " in answer["table"] and f"| maze | baseline | {result['instances_done']} |" in answer["table"]
     assert final["progress"]["total"] == 40 and final["progress"]["done"] == result["instances_done"]
 
 
@@ -267,3 +283,10 @@ def test_a_worker_killed_mid_bench_ends_the_job_failed(service, client, worker):
     labelled = wait_until(settled, 30, "the janitor to label the partial instance run")
     assert labelled[bench_instance_dir("maze", 0).split("/")[1]] == ("finished", None)
     assert set(labelled.values()) <= {("finished", None), ("failed", True)}
+    # The summary of the instances finished before the kill is served (bench.json, written at the end, is not).
+    answer = client.bench_result(job["id"])
+    result, finished = answer["result"], sum(1 for s, _ in labelled.values() if s == "finished")
+    assert result is not None and result["complete"] is False and result["instances_total"] == 40
+    assert 1 <= result["instances_done"] <= finished  # the last instance may have ended just before its summary
+    assert result["count"]["maze"]["baseline"] == result["instances_done"]
+    assert "Partial: " in answer["table"] and answer["links"]["bench_json"] is None

@@ -11,7 +11,7 @@ from stepscope.api.deps import ServicesDep, job_record
 from stepscope.api.errors import ApiError, responses
 from stepscope.api.routes.jobs import job_view, limited_body, model_info_for, queue_full, queue_positions
 from stepscope.jobs import bench_timeout, enqueue
-from stepscope.run_format import BENCH_RESULT, BENCH_TABLE
+from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE
 from stepscope.store import NotFound, new_run_id
 from stepscope.tasks.bench import check_request, parse_bench_request
 
@@ -74,20 +74,26 @@ async def submit_bench(request: Request, services: ServicesDep) -> dict | JSONRe
     responses=responses(404),
 )
 def bench_result(job_id: str, services: ServicesDep) -> Response:
-    """The job, and once its bench has stored them, `result` (bench.json: success rates with 95% bootstrap
-    intervals per family × trajectory, curves, every instance) and `table` (bench.md); both null until then.
-    A cancelled or failed bench keeps the instances it finished (`result.complete` false)."""
+    """The job; `result`, the bench's summary (bench-summary.json: per family × trajectory the instances counted,
+    success rates with 95% Wilson score intervals, mean scores and mean curves; no per-instance list), and `table`
+    (bench.md), replaced after every instance (`result.complete` false until the end) and null before the first;
+    `links.bench_json`, the full bench.json with every instance (served as a file, never parsed here: it grows to
+    about 1 GB at 2,000 runs), once written — at the end, or when a bench is cancelled or fails. A bench whose
+    worker was lost keeps the summary of the instances it finished."""
     record = job_record(services, job_id)
     if record.get("kind") != "bench":
         raise ApiError(404, f"job_id: {job_id} is a {record.get('kind')} job, not a bench", "job_id")
-    result = table = None
+    result = table = full = None
     try:
         run = services.store.open(job_id, require_manifest=False)
-        if run.exists(BENCH_RESULT):
-            result = run.read_json(BENCH_RESULT)
+        if run.exists(BENCH_SUMMARY):
+            result = run.read_json(BENCH_SUMMARY)  # bounded by the request, not by the instances
             table = run.read_bytes(BENCH_TABLE).decode() if run.exists(BENCH_TABLE) else None
+        if run.exists(BENCH_RESULT):
+            full = f"/api/jobs/{job_id}/artifacts/{BENCH_RESULT}"
     except NotFound:
         pass  # not started: no directory yet
     view = job_view(services, record, queue_positions(services, [record]).get(job_id))
-    # The result goes from absent to stored while the job runs: never cache.
-    return JSONResponse({"job": view, "result": result, "table": table}, headers={"Cache-Control": "no-cache"})
+    # The result changes after every instance while the job runs: never cache.
+    body = {"job": view, "result": result, "table": table, "links": {"bench_json": full}}
+    return JSONResponse(body, headers={"Cache-Control": "no-cache"})
