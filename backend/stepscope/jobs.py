@@ -323,7 +323,8 @@ def rq_queue(conn: redis.Redis, model: str) -> Queue:
 
 
 def bench_timeout(job_timeout: int, instances: int) -> int:
-    """Seconds a bench job may run: `job_timeout` (the limit of one experiment) for each of its instances."""
+    """Seconds a bench job may run in all (the backstop; RQ's timeout is set from it): `job_timeout` per instance.
+    The worker also limits each instance to `job_timeout` (`worker.bench_deadline`)."""
     return job_timeout * max(1, instances)
 
 
