@@ -278,7 +278,7 @@ def layer_swap_warnings(swap: LayerSwap) -> list[str]:
 
 
 def default_ensemble_layers(num_layers: int) -> list[int]:
-    """The middle half of the depth: layers 20–29 of a 40-layer model, 2–5 of an 8-layer one."""
+    """The third quarter of the depth, depth/2 … 3·depth/4 − 1 (at least one layer): 20–29 of 40, 4–5 of 8."""
     start, stop = num_layers // 2, (3 * num_layers) // 4
     return list(range(start, max(stop, start + 1)))
 
