@@ -25,6 +25,7 @@ from stepscope.reproduce import analyses as an
 from stepscope.reproduce.instances import held_out_instances, swap_partners, token_foreground
 from stepscope.run import load_run
 from stepscope.spec import check_against_model, latent_frame_of, parse_spec
+from stepscope.stats import bootstrap_interval, wilson_interval
 from stepscope.tasks import Canvas, candidate_curves, generate
 from stepscope.tasks.core import PALETTE
 from stepscope.train.data import HELD_OUT_SEEDS
@@ -121,6 +122,78 @@ def test_summaries_pool_per_family_with_intervals():
     assert ensemble["all"]["baseline"]["mean"] == 0.0
 
 
+def test_a_rate_of_none_gets_a_wilson_interval_and_a_paired_difference_the_bootstrap():
+    """0/4 is not certainty: the success rate's interval is Wilson's [0, 0.49]; a paired difference or score
+    that is 0 on every instance keeps the bootstrap's [0, 0] (Wilson would be wrong for a difference)."""
+    fail = {"passed": False, "score": 0.0}
+    rows = [
+        {
+            "family": "maze",
+            "noise": {
+                "baseline": fail,
+                "noise_step": {"values": [1.0], "verdicts": [fail]},
+                "noise_frame": {"values": [1.0], "verdicts": [{"passed": True, "score": 0.25}]},
+            },
+            "trajectory": {"baseline": fail, "ensemble": fail},
+        }
+        for _ in range(4)
+    ]
+    noise = an.summarize_noise(rows, ("maze",))["maze"]
+    for record in (noise["baseline"], noise["noise_step"]["success"][0]):
+        assert record["mean"] == 0.0 and record["method"] == "wilson"
+        assert record["interval"] == pytest.approx(wilson_interval(0, 4))
+        assert record["interval"][1] == pytest.approx(0.4899, abs=1e-4)
+    assert noise["noise_frame"]["success"][0]["interval"] == pytest.approx(wilson_interval(4, 4))
+    assert noise["noise_frame"]["mean_score"][0]["interval"] == pytest.approx([0.25, 0.25])
+    ensemble = an.summarize_ensemble(rows, ("maze",))["maze"]
+    assert ensemble["ensemble"]["interval"] == pytest.approx(wilson_interval(0, 4))
+    assert ensemble["difference"]["method"] == "bootstrap" and ensemble["difference"]["interval"] == [0.0, 0.0]
+    assert ensemble["score_difference"]["interval"] == [0.0, 0.0]
+    differences = [1.0, 0.0, -1.0, 1.0]
+    assert an.average(differences)["interval"] == pytest.approx(bootstrap_interval(differences))
+    with pytest.raises(ValueError, match="rate: outcomes must be 0 or 1"):
+        an.rate([0.5, 1.0])
+
+
+def test_reproduce_takes_its_intervals_from_stepscope_stats_not_the_bench():
+    import ast
+
+    for path in (REPO / "backend" / "stepscope" / "reproduce").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "stepscope.tasks.bench", path.name
+
+
+def _curve(steps: list[int], live: list[int], final_winner_is_answer: bool, final_live: bool = True) -> dict:
+    return {
+        "steps": steps,
+        "live": live,
+        "answer_wins": [final_winner_is_answer] * len(steps),
+        "explored_then_committed": False,
+        "final_winner_is_answer": final_winner_is_answer,
+        "final_winner_live": final_live,
+        "candidate_count": 4,
+    }
+
+
+def test_candidate_summary_says_which_runs_its_means_are_over():
+    curves = [
+        _curve([0, 1, 2], [2, 1, 1], True),
+        _curve([0, 1, 2], [3, 2, 1], False),
+        _curve([0, 1], [1, 1], False),  # other steps: in the whole-run shares, not in the per-step means
+        _curve([0, 1, 2], [0, 0, 0], False, final_live=False),
+    ]
+    rows = [{"family": "maze", "trajectory": {"candidates": c}} for c in curves]
+    summary = an.summarize_candidates(rows, ("maze",))["maze"]
+    assert summary["n"] == 4 and summary["n_per_step"] == 3
+    assert summary["mean_live"][0]["n"] == 3 and summary["mean_live"][0]["mean"] == pytest.approx(5 / 3)
+    assert summary["final_winner_is_answer"]["n"] == 4 and summary["final_winner_is_answer"]["mean"] == 0.25
+    assert summary["final_winner_live"]["mean"] == 0.75
+    when_live = summary["final_winner_is_answer_when_live"]
+    assert when_live["n"] == 3 and when_live["mean"] == pytest.approx(1 / 3)
+    assert summary["chance"] == pytest.approx(0.25)
+
+
 def test_layer_bands_are_thirds_of_any_depth():
     from stepscope.models.presets import ModelInfo
     from stepscope.reproduce.command import deviations
@@ -161,29 +234,45 @@ def test_findings_have_every_analysis_with_sample_sizes_and_intervals(reproduced
     for name in a:
         assert set(a[name]) == {*FAMILIES, "all"}, name
 
-    def check(record, n):
-        assert record["n"] == n
+    def check(record, n, method):
+        assert record["n"] == n and record["method"] == method
         lo, hi = record["interval"]
         assert lo - 1e-12 <= record["mean"] <= hi + 1e-12
+        if method == "wilson":  # a success rate: k of n, never a zero-width interval
+            assert record["interval"] == pytest.approx(wilson_interval(round(record["mean"] * n), n))
+            assert hi - lo > 0.1
 
     for group, n in ((FAMILIES[0], 1), (FAMILIES[1], 1), ("all", len(FAMILIES))):
-        check(a["noise"][group]["baseline"], n)
+        check(a["noise"][group]["baseline"], n, "wilson")
         for record in a["noise"][group]["noise_step"]["success"] + a["noise"][group]["noise_frame"]["success"]:
-            check(record, n)
+            check(record, n, "wilson")
+        for record in a["noise"][group]["noise_step"]["mean_score"]:
+            check(record, n, "bootstrap")
         for record in a["injection_step"][group]["cka_x0_distance_final"]:
-            check(record, n)
+            check(record, n, "bootstrap")
+        for record in a["injection_step"][group]["success"]:
+            check(record, n, "wilson")
         for record in a["layer_energy"][group]["per_layer"]:
-            check(record, n)
-        for record in a["layer_swap"][group]["follows_source"]:
-            check(record, n)
-        check(a["seed_ensemble"][group]["difference"], n)
-        check(a["candidates"][group]["explored_then_committed"], n)
+            check(record, n, "bootstrap")
+        for record in a["layer_swap"][group]["follows_source"] + a["layer_swap"][group]["target_answer_wins"]:
+            check(record, n, "wilson")
+        check(a["seed_ensemble"][group]["ensemble"], n, "wilson")
+        check(a["seed_ensemble"][group]["difference"], n, "bootstrap")
+        check(a["seed_ensemble"][group]["score_difference"], n, "bootstrap")
+        check(a["candidates"][group]["explored_then_committed"], n, "wilson")
+        check(a["candidates"][group]["final_winner_is_answer"], n, "wilson")
+        for record in a["candidates"][group]["mean_live"]:
+            check(record, n, "bootstrap")
+        assert a["candidates"][group]["n"] == a["candidates"][group]["n_per_step"] == n
     assert a["injection_step"]["all"]["steps"] == [1, STEPS - 1]
     assert a["layer_swap"]["all"]["layers"] == [4, 7]
     text = (out / "findings.md").read_text()
     for deviation in findings["deviations"]:
         assert deviation in text
     assert "REDUCED" in text and "n = 1" in text
+    assert "Wilson score interval" in text and "percentile bootstrap (2,000 resamples" in text
+    assert "third quarter of the depth" in text and "middle half" not in text
+    assert "chance" in text and "green goal colour" in text
     experts = a["layer_energy"]["all"]["experts"]  # tiny-i2v: two experts, both run within 4 steps
     assert experts[0] == "transformer" and experts[-1] == "transformer_2" and "Experts by step (steps 0–" in text
 
@@ -321,7 +410,38 @@ def test_resume_reads_the_finished_runs_and_refuses_other_specs(reproduced, tmp_
     assert resumed["runs_reused"] == resumed["runs_total"] == 4 * len(FAMILIES)
     assert resumed["analyses"] == findings["analyses"]
     assert run_from_args(_args(copy, *reduced, "--steps", str(STEPS + 1))) == 2
-    assert "has another spec" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error: out: " in err and "has another spec" in err
+
+
+def test_resume_runs_an_interrupted_run_again(reproduced, tmp_path, capsys):
+    """A run left `running` (killed) or `failed` (Ctrl-C) with the same spec is deleted and run again; the
+    finished runs are read as they are."""
+    out, findings = reproduced
+    copy = tmp_path / "out"
+    shutil.copytree(out / "runs", copy / "runs")
+    rows = {r["family"]: r for r in findings["instances"]}
+    interrupted = {rows[FAMILIES[0]]["runs"]["noise"]: "running", rows[FAMILIES[1]]["runs"]["noise"]: "failed"}
+    for run_id, status in interrupted.items():
+        manifest_path = copy / "runs" / run_id / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["status"] = status
+        manifest_path.write_text(json.dumps(manifest))
+    kept = {p: p.read_bytes() for p in (copy / "runs").glob("*/manifest.json") if p.parent.name not in interrupted}
+    reduced = ["--reduced", "--tasks", ",".join(FAMILIES), "--frames", str(FRAMES), "--steps", str(STEPS)]
+    assert run_from_args(_args(copy, *reduced, "--resume")) == 0
+    resumed = json.loads((copy / "findings.json").read_text())
+    assert resumed["runs_redone"] == 2 and resumed["runs_reused"] == resumed["runs_total"] - 2
+    err = capsys.readouterr().err
+    for run_id, status in interrupted.items():
+        assert load_run(str(copy / "runs" / run_id)).status == "finished"
+        assert f"{run_id} is {status}: running it again" in err
+    assert all(p.read_bytes() == data for p, data in kept.items())  # the finished runs were read, not rewritten
+    for family in FAMILIES:
+        before = rows[family]["noise"]["noise_step"]["verdicts"]
+        after = next(r for r in resumed["instances"] if r["family"] == family)["noise"]["noise_step"]["verdicts"]
+        assert [v["passed"] for v in after] == [v["passed"] for v in before]
+        assert [v["score"] for v in after] == pytest.approx([v["score"] for v in before])
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,9 @@ Per instance there are four runs, each a normal run directory:
 * `trajectory`: baseline with every step and every layer recorded + variant `ensemble` — analyses 3, 5, 6.
 
 `measure_*` read one stored run (through `stepscope.run.load_run`) into plain numbers; `summarize_*` pool
-those numbers per family and over all families, with 95% bootstrap intervals over instances.
+those numbers per family and over all families, with 95% intervals over instances (`stepscope.stats`): a success
+rate (a share of 0/1 outcomes, `rate`) gets the Wilson score interval, any other mean (scores, 1 − CKA, energy
+ratios, live candidates, paired differences; `average`) the percentile bootstrap.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import numpy as np
 
 from stepscope.reproduce.config import NOISE_UNITS, ReproduceConfig
 from stepscope.reproduce.instances import foreground_pixels, token_foreground
+from stepscope.stats import RESAMPLES, bootstrap_interval, mean_interval
 from stepscope.tasks import TaskInstance
-from stepscope.tasks.bench import bootstrap_interval
 from stepscope.tasks.curves import CandidateCurves
 
 RUN_KINDS = ("noise", "steps", "swap", "trajectory")
@@ -288,17 +290,45 @@ def measure_trajectory(run, instance: TaskInstance, info) -> dict:
             "answer_wins": [w == curve.answer for w in curve.winner],
             "explored_then_committed": curve.explored_then_committed(),
             "final_winner_is_answer": curve.final_winner == curve.answer,
+            "final_winner_live": curve.final_winner is not None,
+            "candidate_count": len(curve.labels),
         }
     return out
 
 
 # -- pooling over instances -----------------------------------------------------------------
+WILSON, BOOTSTRAP = "wilson", "bootstrap"  # the `method` of an interval record
+
+
+def _finite_values(values) -> list[float]:
+    return [float(v) for v in values if v is not None and not np.isnan(v)]
+
+
 def rate(values: list[float]) -> dict:
-    """Mean, its 95% percentile-bootstrap interval and n; NaN values are left out (n counts the rest)."""
-    clean = [float(v) for v in values if v is not None and not np.isnan(v)]
+    """A success rate of 0/1 outcomes: mean, 95% Wilson score interval and n; NaN values are left out (n counts
+    the rest). Wilson, not the bootstrap: a 0/n or n/n rate keeps a nonzero width."""
+    clean = _finite_values(values)
+    if any(v not in (0.0, 1.0) for v in clean):
+        raise ValueError(f"rate: outcomes must be 0 or 1, got {sorted(set(clean))[:5]}")
     if not clean:
-        return {"mean": None, "interval": None, "n": 0}
-    return {"mean": float(np.mean(clean)), "interval": bootstrap_interval(clean), "n": len(clean)}
+        return {"mean": None, "interval": None, "n": 0, "method": WILSON}
+    return {"mean": float(np.mean(clean)), "interval": mean_interval(clean), "n": len(clean), "method": WILSON}
+
+
+def average(values: list[float]) -> dict:
+    """The mean of any values (scores, distances, ratios, counts, paired differences): mean, its 95% percentile
+    bootstrap interval (RESAMPLES resamples, seed 0) and n; NaN values are left out (n counts the rest)."""
+    clean = _finite_values(values)
+    if not clean:
+        return {"mean": None, "interval": None, "n": 0, "method": BOOTSTRAP}
+    return {"mean": float(np.mean(clean)), "interval": bootstrap_interval(clean), "n": len(clean), "method": BOOTSTRAP}
+
+
+INTERVALS = (
+    f"95% over instances: success rates (success, follows source/target, answer wins, explored then committed, "
+    f"winner shares) the Wilson score interval; every other mean (scores, 1 − CKA, relative L2, energy ratios, "
+    f"live candidates, paired differences) the percentile bootstrap ({RESAMPLES:,} resamples, seed 0)"
+)
 
 
 def _groups(rows: list[dict], families: tuple[str, ...]) -> dict[str, list[dict]]:
@@ -321,7 +351,7 @@ def summarize_noise(rows: list[dict], families: tuple[str, ...]) -> dict:
                     for i in range(len(values))
                 ],
                 "mean_score": [
-                    rate([r["noise"][sweep]["verdicts"][i]["score"] for r in members]) for i in range(len(values))
+                    average([r["noise"][sweep]["verdicts"][i]["score"] for r in members]) for i in range(len(values))
                 ],
             }
         out[group] = entry
@@ -336,13 +366,13 @@ def summarize_steps(rows: list[dict], families: tuple[str, ...]) -> dict:
         count = len(first["steps"])
         hidden = first["hidden_state_cka_distance_final_mean"] is not None
 
-        def per_step(getter, members=members, count=count):
-            return [rate([getter(r["steps"], i) for r in members]) for i in range(count)]
+        def per_step(getter, summary=average, members=members, count=count):
+            return [summary([getter(r["steps"], i) for r in members]) for i in range(count)]
 
         entry = {
             "steps": first["steps"],
             "baseline_success": rate([float(r["steps"]["baseline"]["passed"]) for r in members]),
-            "success": per_step(lambda m, i: float(m["verdicts"][i]["passed"])),
+            "success": per_step(lambda m, i: float(m["verdicts"][i]["passed"]), rate),
             "cka_x0_distance_final": per_step(lambda m, i: m["cka_x0_distance_final"][i]),
             "final_relative_l2": per_step(lambda m, i: m["final_relative_l2"][i]),
             "hidden_state_cka_distance_final": (
@@ -380,14 +410,14 @@ def summarize_energy(rows: list[dict], families: tuple[str, ...], num_layers: in
             "layers": layers,
             "steps": steps,
             "experts": members[0]["trajectory"]["experts"],
-            "per_layer": [rate(stack[:, :, j].mean(axis=1).tolist()) for j in range(stack.shape[2])],
-            "per_band": {b: rate(stack[:, :, idx].mean(axis=(1, 2)).tolist()) for b, idx in band_idx.items() if idx},
+            "per_layer": [average(stack[:, :, j].mean(axis=1).tolist()) for j in range(stack.shape[2])],
+            "per_band": {b: average(stack[:, :, idx].mean(axis=(1, 2)).tolist()) for b, idx in band_idx.items() if idx},
             "per_band_step": {
-                b: [rate(stack[:, s, idx].mean(axis=1).tolist()) for s in range(stack.shape[1])]
+                b: [average(stack[:, s, idx].mean(axis=1).tolist()) for s in range(stack.shape[1])]
                 for b, idx in band_idx.items()
                 if idx
             },
-            "foreground_token_share": rate(
+            "foreground_token_share": average(
                 [r["trajectory"]["foreground_tokens"] / r["trajectory"]["tokens"] for r in members]
             ),
         }
@@ -434,30 +464,41 @@ def summarize_ensemble(rows: list[dict], families: tuple[str, ...]) -> dict:
         out[group] = {
             "baseline": rate(base),
             "ensemble": rate(ens),
-            "difference": rate([e - b for e, b in zip(ens, base, strict=True)]),
-            "baseline_mean_score": rate(base_score),
-            "ensemble_mean_score": rate(ens_score),
-            "score_difference": rate([e - b for e, b in zip(ens_score, base_score, strict=True)]),
+            "difference": average([e - b for e, b in zip(ens, base, strict=True)]),
+            "baseline_mean_score": average(base_score),
+            "ensemble_mean_score": average(ens_score),
+            "score_difference": average([e - b for e, b in zip(ens_score, base_score, strict=True)]),
         }
     return out
 
 
 def summarize_candidates(rows: list[dict], families: tuple[str, ...]) -> dict:
-    """Mean live candidates and the share of answer wins per step; share explored then committed."""
+    """Mean live candidates and the share of answer wins per step; share explored then committed; the final
+    winner's share among all runs and among runs with a live final winner, beside the chance level.
+
+    `n` counts the runs with candidate curves (the whole-run shares are over them); `n_per_step` those whose
+    steps are the first run's, which the per-step means are over."""
     out = {}
     for group, members in _groups(rows, families).items():
         curves = [r["trajectory"]["candidates"] for r in members if r["trajectory"].get("candidates")]
         if not curves:
-            out[group] = {"n": 0}
+            out[group] = {"n": 0, "n_per_step": 0}
             continue
         steps = curves[0]["steps"]
         same = [c for c in curves if c["steps"] == steps]
+        # Older findings (before these keys) count every run as live and leave the chance level out.
+        live = [c for c in curves if c.get("final_winner_live", True)]
+        counts = [c["candidate_count"] for c in curves if c.get("candidate_count")]
         out[group] = {
             "n": len(curves),
+            "n_per_step": len(same),
             "steps": steps,
-            "mean_live": [rate([c["live"][i] for c in same]) for i in range(len(steps))],
+            "mean_live": [average([c["live"][i] for c in same]) for i in range(len(steps))],
             "answer_wins": [rate([float(c["answer_wins"][i]) for c in same]) for i in range(len(steps))],
             "explored_then_committed": rate([float(c["explored_then_committed"]) for c in curves]),
             "final_winner_is_answer": rate([float(c["final_winner_is_answer"]) for c in curves]),
+            "final_winner_live": rate([float(c.get("final_winner_live", True)) for c in curves]),
+            "final_winner_is_answer_when_live": rate([float(c["final_winner_is_answer"]) for c in live]),
+            "chance": float(np.mean([1 / k for k in counts])) if counts else None,
         }
     return out

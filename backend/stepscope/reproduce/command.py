@@ -49,9 +49,9 @@ def deviations(cfg: ReproduceConfig, info, ensemble_layers: list[int]) -> list[s
         "CFG passes; swapping all tokens would make every layer equivalent here (the prompt is shared within a "
         "family and the image enters through the input; docs/experiments.md). The source is another held-out "
         "instance with a different answer.",
-        f"Seed ensemble (analysis 5): layers {an.layer_span(ensemble_layers)} (the middle half, the paper's "
-        f"20–29 of 40 scaled), {cfg.ensemble_seeds} seeds, step 0, mode `updates`; the paper's +0.031 is on "
-        "VBVR-Bench with its own models.",
+        f"Seed ensemble (analysis 5): layers {an.layer_span(ensemble_layers)} (the third quarter of the depth, "
+        f"depth/2 … 3·depth/4 − 1: the paper's 20–29 of 40 scaled), {cfg.ensemble_seeds} seeds, step 0, mode "
+        "`updates`; the paper's +0.031 is on VBVR-Bench with its own models.",
         "Candidate curves (analysis 6) are measured on the linear x̂₀ preview of every step, not on full VAE decodes.",
         f"The sweep runs (analyses 1, 2, 4) store every {cfg.sweep_every}th step and the last, so the explorer shows "
         "those steps of their members; their comparisons and scores use the final step.",
@@ -84,8 +84,9 @@ def run_reproduce(
 ) -> dict:
     """Run every analysis for `cfg` on a loaded model into `out`; returns what findings.json holds.
 
-    With `resume`, runs already in `out/runs` whose spec is the one this config gives and that finished are
-    read instead of run again (an interrupted reproduction goes on); any other existing run is an error."""
+    With `resume`, runs already in `out/runs` whose spec is the one this config gives are read if they finished,
+    else (left `failed` by Ctrl-C or `running` by a kill) deleted and run again, so an interrupted reproduction
+    goes on where it stopped; an existing run with another spec is an error naming `out`."""
     from stepscope.probe import run_experiment
     from stepscope.probe.interventions import default_ensemble_layers
     from stepscope.run import load_run
@@ -108,7 +109,7 @@ def run_reproduce(
         )
     rows = []
     run_seconds: dict[str, float] = {kind: 0.0 for kind in an.RUN_KINDS}
-    trajectories = reused = 0
+    trajectories = reused = redone = 0
     for index, (instance, partner) in enumerate(plan):
         specs = an.run_specs(instance, partner, model.name, info.task, cfg)
         row = {
@@ -124,13 +125,25 @@ def run_reproduce(
             check_against_model(spec, info)
             name = an.run_id(instance, kind)
             t0 = time.perf_counter()
-            if name in taken:  # --resume: a finished run of this very spec is read, not run again
+            run = None
+            if name in taken:  # --resume: a finished run of this very spec is read, an unfinished one redone
                 run_dir = store.open(name)
-                run = load_run(run_dir.path)
-                if run.status != "finished" or run.manifest["spec"] != spec.model_dump(mode="json"):
-                    raise TaskError("out", f"run {name} in {out / 'runs'} is {run.status} or has another spec")
-                reused += 1
-            else:
+                stored = load_run(run_dir.path)
+                if stored.manifest["spec"] != spec.model_dump(mode="json"):
+                    raise TaskError(
+                        "out",
+                        f"run {name} in {out / 'runs'} has another spec than these options: resume with the "
+                        "options it was made with, or choose another --out",
+                    )
+                if stored.status == "finished":
+                    run = stored
+                    reused += 1
+                else:
+                    if log:
+                        log(f"{name} is {stored.status}: running it again")
+                    store.delete(name)
+                    redone += 1
+            if run is None:
                 run_dir = store.create(name)
                 run_experiment(model, spec, run_dir)
                 run = load_run(run_dir.path)
@@ -184,6 +197,7 @@ def run_reproduce(
         "runs_total": len(rows) * len(an.RUN_KINDS),
         "trajectories_total": trajectories,
         "runs_reused": reused,
+        "runs_redone": redone,
         "trajectory_equivalents_per_instance": trajectories_per_instance(cfg),
         "seconds_by_run_kind": {k: round(v, 2) for k, v in run_seconds.items()},
         "seconds": round(time.perf_counter() - started, 2),
@@ -223,7 +237,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--reduced", action="store_true", help="one strength, two injection steps, two swap layers: a smoke test"
     )
     p.add_argument(
-        "--resume", action="store_true", help="read the finished runs already in OUT/runs instead of running them again"
+        "--resume", action="store_true", help="go on in OUT: read its finished runs, run its unfinished ones again"
     )
     p.add_argument("--device", help="torch device (default: settings)")
     p.add_argument("--dtype", help="model dtype (default: the preset's)")

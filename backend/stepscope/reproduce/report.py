@@ -9,6 +9,7 @@ from stepscope.reproduce.analyses import (
     ALL,
     BANDS,
     ENSEMBLE,
+    INTERVALS,
     SWEEP_NOISE_FRAME,
     SWEEP_NOISE_STEP,
     layer_bands,
@@ -192,7 +193,7 @@ def markdown(findings: dict) -> str:
         f"| canvas | {cfg['size']}×{cfg['size']} px, {cfg['frames']} frames; {cfg['steps']} steps; guidance "
         f"{findings['guidance']} |",
         "| noise seed | the instance's seed (each instance its own noise) |",
-        "| intervals | 95% percentile bootstrap over instances (2,000 resamples, seed 0); n in every table |",
+        f"| intervals | {INTERVALS}; n in every table |",
         f"| layer bands | thirds of the depth: early {layer_span(bands['early'])}, "
         f"middle {layer_span(bands['middle'])}, late {layer_span(bands['late'])} |",
         "",
@@ -421,19 +422,36 @@ def _section_candidates(findings: dict, summary: dict) -> list[str]:
         "",
         f"![live candidates]({FIGURES['candidates']})",
         "",
-        "| family | n | explored then committed | final winner is the answer | mean live, first step "
-        "| mean live, last step |",
-        "|---|---|---|---|---|---|",
+        "*Final winner is the answer* counts a run with no live candidate at the last step as a miss; *…, when "
+        "live* is over the runs with a live final winner; *chance* is 1 / the number of candidates (mean over "
+        "runs). The maze measure compares the goal cell with the green goal colour and every other route cell "
+        "with the floor, so a noisy or off-colour final video can lend the goal's route mass it did not draw: "
+        "on maze the winner shares (here and *answer wins* in analysis 4) can exceed chance without the model "
+        "drawing the route to the goal; read them beside chance and the success rate.",
+        "",
+        "| family | n | explored then committed | final winner is the answer | final winner live "
+        "| final winner is the answer, when live | chance | mean live, first step | mean live, last step |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for g in _groups(summary):
         e = summary[g]
         if not e["n"]:
-            lines.append(f"| {g} | 0 | — | — | — | — |")
+            lines.append(f"| {g} | 0 | — | — | — | — | — | — | — |")
             continue
+        chance = "—" if e.get("chance") is None else f"{e['chance']:.3f}"
         lines.append(
             f"| {g} | {e['n']} | {fmt(e['explored_then_committed'])} | {fmt(e['final_winner_is_answer'])} | "
+            f"{fmt(e.get('final_winner_live'))} | {fmt(e.get('final_winner_is_answer_when_live'))} | {chance} | "
             f"{fmt(e['mean_live'][0])} | {fmt(e['mean_live'][-1])} |"
         )
+    left_out = {g: summary[g]["n"] - summary[g].get("n_per_step", summary[g]["n"]) for g in _groups(summary)}
+    if any(left_out.values()):
+        lines += [
+            "",
+            "Per-step means (mean live, the figure) are over the runs with the first run's steps only: "
+            + "; ".join(f"{g}: {summary[g]['n_per_step']} of {summary[g]['n']}" for g, k in left_out.items() if k)
+            + ".",
+        ]
     return [*lines, ""]
 
 
