@@ -297,7 +297,7 @@ export function describeIntervention(iv) {
     case "layer_swap":
       return `swap layers ${list(iv.layers)} at steps ${list(iv.steps)} from B`;
     case "seed_ensemble":
-      return `ensemble of seeds ${list(iv.seeds)}, layers ${iv.layers ? list(iv.layers) : "middle half"}, steps ${list(iv.steps)}`;
+      return `ensemble of seeds ${list(iv.seeds)}, layers ${iv.layers ? list(iv.layers) : "third quarter of the depth"}, steps ${list(iv.steps)}`;
     case "guidance":
       return `guidance ${iv.scale}${iv.scale_2 !== null && iv.scale_2 !== undefined ? ` / ${iv.scale_2}` : ""}`;
     default:

@@ -221,8 +221,9 @@ class SeedEnsemble(_Strict):
     seeds: list[Seed] = Field(min_length=2, max_length=MAX_ENSEMBLE, title="seeds", examples=[[0, 1, 2]])
     layers: Layers | None = Field(
         None,
-        title="layers (empty: middle half)",
-        description="layers to average; the middle half of the depth when omitted (20-29 of 40)",
+        title="layers (empty: the third quarter of the depth)",
+        description="layers to average; the third quarter of the depth (depth/2 … 3·depth/4 − 1: 20-29 of 40) when "
+        "omitted",
     )
     steps: Steps = Field([0], min_length=1, title="steps")
     passes: Passes = Field("both", title="CFG passes")

@@ -33,10 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stepscope import events
 from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE, bench_instance_dir
 from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, parse_spec, spec_error_from
-
-# bootstrap_interval: re-exported only for reproduce/analyses.py, which imports it from here until another helper
-# switches it to stepscope.stats (bench itself uses mean_interval); then drop it.
-from stepscope.stats import bootstrap_interval, mean_interval  # noqa: F401
+from stepscope.stats import mean_interval
 from stepscope.store import RunDir
 from stepscope.tasks.core import (
     DIFFICULTIES,
