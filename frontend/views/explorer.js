@@ -340,6 +340,7 @@ export class Explorer {
       fill(this.trajectorySelect, viewable.filter((t) => t.kind !== "sweep_member").map(option),
         this.run.sweepGroups().map(({ sweep, members }) => h("optgroup", { label: `sweep ${sweep}` },
           members.filter((m) => this.run.trajectories.has(m)).map((m) => h("option", { value: m }, m)))));
+      this.exportMenu.update(); // its trajectory boxes follow trajectories that arrive after it was opened
     }
     this.trajectorySelect.value = trajectory;
     const members = this.run.members(trajectory);

@@ -64,7 +64,7 @@ def test_sweep_curve_is_the_manifests_and_a_point_opens_the_member(page, service
     curve = sweep["curve"]
     assert sweep["values"] == [1, 2, 3] and sweep["members"] == ["inject.000", "inject.001", "inject.002"]
     open_job(page, service, job_id, "sweeps")
-    assert page.locator("#tab-sweeps").is_visible()
+    page.wait_for_selector("#tab-sweeps", state="visible")
     chart = page.locator('svg.sweep-chart[data-sweep="inject"]')
     assert "injection step" in chart.locator("g.axes text.label").all_text_contents()
     x0 = plotted(page, SERIES["cka_x0_distance_final"])
