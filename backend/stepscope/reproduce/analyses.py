@@ -276,14 +276,7 @@ def measure_trajectory(run, instance: TaskInstance, info) -> dict:
         out["energy_ratio"] = None
     candidates = run.baseline.record.candidates
     if candidates is not None:
-        curve = CandidateCurves(
-            steps=candidates.steps,
-            labels=candidates.labels,
-            answer=candidates.answer,
-            masses=candidates.masses,
-            live=candidates.live,
-            winner=candidates.winner,
-        )
+        curve = CandidateCurves.from_record(candidates)
         out["candidates"] = {
             "steps": curve.steps,
             "live": curve.live,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -111,8 +110,7 @@ def score_run(instance: TaskInstance, run_path: str | RunDir, curves: str = "pre
         result = kept_score if kept_score is not None else instance.score(trajectory.video)
         curve: CandidateCurves
         if stored and curves == "preview" and trajectory.record.candidates is not None:
-            kept = trajectory.record.candidates
-            curve = CandidateCurves(**{f.name: getattr(kept, f.name) for f in dataclasses.fields(CandidateCurves)})
+            curve = CandidateCurves.from_record(trajectory.record.candidates)
         else:
             steps, videos = step_videos(trajectory, curves)
             curve = candidate_curves(instance, videos, steps)

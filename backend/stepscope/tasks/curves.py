@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -25,6 +25,11 @@ class CandidateCurves:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_record(cls, record) -> CandidateCurves:
+        """The curves of a stored record with the same fields (a manifest's trajectory `candidates`)."""
+        return cls(**{f.name: getattr(record, f.name) for f in fields(cls)})
 
     @property
     def final_winner(self) -> int | None:
