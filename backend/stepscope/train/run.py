@@ -29,7 +29,13 @@ from stepscope.train.data import (
     training_refs,
     worker_count,
 )
-from stepscope.train.transformer import encode_pool, fixed_batch_loss, prompt_embeddings, train_transformer
+from stepscope.train.transformer import (
+    compiles_blocks,
+    encode_pool,
+    fixed_batch_loss,
+    prompt_embeddings,
+    train_transformer,
+)
 from stepscope.train.vae import reconstruction_error, train_vae
 
 FIXED_BATCH = 8  # instances in the before/after loss comparison
@@ -139,8 +145,7 @@ def train(cfg: TrainConfig, out: Path, device: str = "cpu", log=print, max_secon
         log=log,
     )
     # A compiled module would recompile for the fixed batch's shape (~20 s); the shipped EMA is measured either way.
-    compiled = tc.compile_blocks and dev.type == "cuda"
-    flow_after = None if compiled else fixed_batch_loss(cfg, trained, *fixed_args)
+    flow_after = None if compiles_blocks(cfg, dev) else fixed_batch_loss(cfg, trained, *fixed_args)
     flow_after_ema = fixed_batch_loss(cfg, ema, *fixed_args)
 
     shipped = assemble_pipeline(cfg, text_encoder.cpu(), vae.cpu(), ema.cpu())

@@ -53,6 +53,11 @@ def encode_pool(
     return torch.cat(x0), torch.cat(condition)
 
 
+def compiles_blocks(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether training compiles the transformer's blocks: `compile_blocks`, on CUDA only."""
+    return cfg.transformer.compile_blocks and device.type == "cuda"
+
+
 class Ema:
     """Exponential moving average of parameters; the decay warms up as min(decay, (1 + t) / (10 + t))."""
 
@@ -89,7 +94,7 @@ def train_transformer(
     tc = cfg.transformer
     transformer = transformer.to(device).train()
     ema = Ema(transformer, tc.ema_decay)  # copied before compiling: the EMA (what ships) stays a plain module
-    if tc.compile_blocks and device.type == "cuda":
+    if compiles_blocks(cfg, device):
         # In place: parameter names and the state dict are unchanged. The first step compiles (~25 s on an H100),
         # inside the stage's time budget; later steps reuse it (the batch shape never changes).
         transformer.compile_repeated_blocks(fullgraph=True)
