@@ -237,7 +237,7 @@ class RunDir:
             modified = self.fs.modified(self._abs(rel))
         except (NotImplementedError, OSError, ValueError):
             return None
-        if modified.tzinfo is None:  # fsspec's local filesystem answers in UTC without a zone
+        if modified.tzinfo is None:  # some fsspec filesystems give UTC without a zone (the local one gives it)
             modified = modified.replace(tzinfo=datetime.timezone.utc)
         return max(0.0, time.time() - modified.timestamp())
 

@@ -47,7 +47,8 @@ def job_record(services: Services, job_id: str) -> dict:
     """The record of job `job_id`, or a 404 naming it (also for ids that cannot exist).
 
     A run directory in the store without a record (written by `stepscope reproduce` or `bench`, or its
-    record expired) is adopted: it gets a terminal record from its manifest, so every route serves it.
+    record expired) is adopted from its manifest (`Jobs.adopt_stored_run`: a terminal one gets a stored record, one
+    still running a record that is not stored), so every route serves it.
     """
     if not JOB_ID.match(job_id):
         raise ApiError(404, f"no job {job_id!r}", "job_id")
