@@ -18,13 +18,22 @@ STATS_BATCH = 64  # videos per encode when measuring the latent statistics
 
 
 def reconstruction_loss(vae: AutoencoderKLWan, videos: torch.Tensor, kl_weight: float, generator) -> torch.Tensor:
-    """MSE between videos in [−1, 1] and the decode of a posterior sample, plus `kl_weight`·KL(posterior ‖ N(0, 1))."""
+    """`latent_frame_mse` between videos in [−1, 1] and the decode of a posterior sample, plus `kl_weight`·KL(posterior ‖ N(0, 1))."""
     posterior = vae.encode(videos).latent_dist
     z = posterior.sample(generator=generator)
     decoded = vae.decode(z, return_dict=False)[0]
     # Mean KL per latent element (diffusers' `kl()` sums only over dims 1-3 of 5-D latents).
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).float().mean()
-    return torch.nn.functional.mse_loss(decoded.float(), videos.float()) + kl_weight * kl
+    return latent_frame_mse(decoded, videos) + kl_weight * kl
+
+
+def latent_frame_mse(decoded: torch.Tensor, videos: torch.Tensor) -> torch.Tensor:
+    """MSE of (N, 3, T, H, W) videos with every latent frame weighted alike: the Wan VAE codes frame 0 alone and
+    then chunks of 4 frames, so frame 0 counts as much as a whole chunk (a plain pixel mean gives it 1/T and the
+    trained VAE drew the conditioning frame worst: MSE 0.038 against ≤ 0.014 for every later frame)."""
+    per_frame = (decoded.float() - videos.float()).pow(2).mean(dim=(0, 1, 3, 4))
+    chunks = [per_frame[:1], *per_frame[1:].split(4)]
+    return torch.stack([chunk.mean() for chunk in chunks]).mean()
 
 
 @torch.no_grad()
