@@ -18,7 +18,8 @@ STATS_BATCH = 64  # videos per encode when measuring the latent statistics
 
 
 def reconstruction_loss(vae: AutoencoderKLWan, videos: torch.Tensor, kl_weight: float, generator) -> torch.Tensor:
-    """`latent_frame_mse` between videos in [−1, 1] and the decode of a posterior sample, plus `kl_weight`·KL(posterior ‖ N(0, 1))."""
+    """`latent_frame_mse` between videos in [−1, 1] and the decode of a posterior sample,
+    plus `kl_weight`·KL(posterior ‖ N(0, 1))."""
     posterior = vae.encode(videos).latent_dist
     z = posterior.sample(generator=generator)
     decoded = vae.decode(z, return_dict=False)[0]
