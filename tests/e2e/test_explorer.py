@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from stepscope.tasks import generate
-from tests.e2e.helpers import LONG_SPEC, NOISE_STEP, open_job, screenshot
+from tests.e2e.helpers import LONG_SPEC, NOISE_STEP, WorkerGate, open_job, screenshot
 from tests.servers import start_api
 
 pytestmark = pytest.mark.browser
@@ -90,23 +90,27 @@ def test_submit_from_the_form_and_watch_steps_arrive_live(page, service, client)
     for field in ("steps", "height", "width", "frames"):
         page.fill(f"#{field}", str(LONG_SPEC[field]))
     page.fill("#probe-layers", "0-3")
-    with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as answer:
-        page.click("#submit")
-    assert answer.value.status == 201
-    job_id = answer.value.json()["id"]
-    spec = client.job(job_id)["spec"]
-    assert (spec["steps"], spec["height"], spec["width"], spec["frames"]) == (100, 128, 128, 33)
-    assert spec["probes"]["layers"] == [0, 1, 2, 3]
-    page.wait_for_url(f"**/#/jobs/{job_id}**")
+    with WorkerGate(service.workers[0], client) as gate:
+        gate.hold()  # the job waits in the queue until the gate lets the worker run it
+        with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as answer:
+            page.click("#submit")
+        assert answer.value.status == 201
+        job_id = answer.value.json()["id"]
+        spec = client.job(job_id)["spec"]
+        assert (spec["steps"], spec["height"], spec["width"], spec["frames"]) == (40, 48, 80, 9)
+        assert spec["probes"]["layers"] == [0, 1, 2, 3]
+        page.wait_for_url(f"**/#/jobs/{job_id}**")
 
-    # Mid-run: some steps shown, not all.
-    page.wait_for_function(
-        "() => { const c = document.getElementById('step-count');"
-        " return c && Number(c.dataset.done) > 10 && Number(c.dataset.done) < Number(c.dataset.total); }"
-    )
-    assert page.locator(f"#jobs li[data-job='{job_id}']").count() == 1
-    screenshot(page, "submit_live_mid_run")
-    page.wait_for_selector("#job-status.status-finished", timeout=240_000)  # 65-76 s under load
+        # Mid-run: some steps shown, not all (the worker is frozen after step 11 until the gate lets it go).
+        gate.run_to(job_id, 11)
+        page.wait_for_function(
+            "() => { const c = document.getElementById('step-count');"
+            " return c && Number(c.dataset.done) > 10 && Number(c.dataset.done) < Number(c.dataset.total); }"
+        )
+        assert client.job(job_id)["status"] == "running"
+        assert page.locator(f"#jobs li[data-job='{job_id}']").count() == 1
+        screenshot(page, "submit_live_mid_run")
+    page.wait_for_selector("#job-status.status-finished", timeout=60_000)  # 2.3 s idle, under 8 s loaded
 
     counts = page.evaluate("window.__stepCounts")
     total = LONG_SPEC["steps"]
@@ -503,12 +507,17 @@ def test_full_quality_decode_of_a_step_on_request(page, service, finished_run):
 
 
 def test_reconnecting_mid_run_loses_and_repeats_nothing(page, service, client):
-    job = client.submit({**LONG_SPEC, "prompt": "reconnect while it runs"})
-    open_job(page, service, job["id"])
-    for threshold in (5, 30, 60):
-        page.wait_for_function(f"() => window.stepscope.view.run.stepIndices('baseline').length > {threshold}")
-        page.click("#reconnect")
-    page.wait_for_selector("#job-status.status-finished", timeout=240_000)  # 65-76 s under load
+    with WorkerGate(service.workers[0], client) as gate:
+        gate.hold()
+        job = client.submit({**LONG_SPEC, "prompt": "reconnect while it runs"})
+        open_job(page, service, job["id"])
+        for threshold in (5, 15, 25):
+            gate.run_to(job["id"], threshold)  # the worker is frozen after this step: the click lands mid-run
+            page.wait_for_function(f"() => window.stepscope.view.run.stepIndices('baseline').length > {threshold}")
+            assert client.job(job["id"])["status"] == "running"
+            page.click("#reconnect")
+            # The next run_to lets the worker go on at once, so events arrive while the browser reconnects.
+    page.wait_for_selector("#job-status.status-finished", timeout=60_000)  # 2.3 s idle, under 8 s loaded
     received = page.evaluate(
         "() => ({ steps: window.stepscope.view.run.stepIndices('baseline'), events: window.stepscope.view.eventCount })"
     )
