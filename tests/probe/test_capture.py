@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,12 +241,14 @@ def test_unknown_model_names_say_what_to_use():
 
 
 def test_cli_run_writes_a_loadable_run_directory(tmp_path):
+    # The installed `stepscope` entry point in its own process (pyproject's [project.scripts]); other CLI tests call
+    # stepscope.cli.main in-process.
+    entry_point = Path(sys.executable).parent / "stepscope"
+    assert entry_point.is_file(), f"{entry_point}: install the package (pip install -e .) to get the command"
     out = tmp_path / "cli-run"
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "stepscope.cli",
+            str(entry_point),
             "run",
             "--prompt",
             "a maze",

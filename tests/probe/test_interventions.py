@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import stepscope
+from stepscope import cli
 from stepscope.probe import run_experiment, run_trajectory
 from stepscope.probe.interventions import (
     EnsembleAverager,
@@ -261,7 +260,8 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
     assert "commitment_step" in noise
 
 
-def test_cli_runs_an_experiment_file(tmp_path):
+def test_cli_runs_an_experiment_file(tmp_path, capsys):
+    # `stepscope run` in this process: tests/probe/test_capture.py runs the installed entry point as a subprocess.
     spec = {
         "prompt": "a maze",
         "steps": 5,
@@ -270,13 +270,13 @@ def test_cli_runs_an_experiment_file(tmp_path):
     path = tmp_path / "experiment.json"
     path.write_text(json.dumps(spec))
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "stepscope.cli", "run", str(path), "--out", str(out), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr
+    assert cli.main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary == {
+        "out": str(out),
+        "status": "finished",
+        "trajectories": {"baseline": "finished", "noise2": "finished"},
+    }
     run = stepscope.load_run(str(out))
     assert run.variants == ["noise2"]
     assert run.metrics("noise2")["cka_x0_distance"][2] > 0
