@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from stepscope.embedded_redis import EmbeddedRedis, free_port
+from tests.hardening.sse import watch_a_job_whose_worker_is_killed
 from tests.servers import Proc, service_env, start_api, start_worker, wait_until
 
 
@@ -82,23 +84,31 @@ def stack(tmp_path):
         s.stop()
 
 
-@pytest.fixture
-def production(tmp_path: Path):
-    """Embedded Redis, the API with production SSE settings; workers started by the tests."""
-    server = EmbeddedRedis(tmp_path / "redis", persistence=False).start()
-    env = service_env(
-        server.url,
-        str(tmp_path / "runs"),
-        str(tmp_path / "cache"),
-        STEPSCOPE_LOST_AFTER="6",  # the janitor's patience, not the stream's: kept short so a lost job fails soon
-        STEPSCOPE_JANITOR_EVERY="1",
-    )
-    env.pop("STEPSCOPE_SSE_HEARTBEAT", None)
+@pytest.fixture(scope="session")
+def production(tmp_path_factory):
+    """Embedded Redis and the API with every production default (the SSE heartbeat, the janitor's patience),
+    shared by the tests that use it (one xdist process: test_docs_offline.py, test_limits.py, test_streams.py).
+
+    It also starts, in the background, the production-timing twin of the fault tests' short janitor: a viewer
+    follows a job whose worker is killed (`killed_worker_viewer`, a Future), checked by the last test of
+    test_streams.py. The tests in between run while the janitor waits its 30 s.
+    """
+    root = tmp_path_factory.mktemp("production")
+    server = EmbeddedRedis(root / "redis", persistence=False).start()
+    env = service_env(server.url, str(root / "runs"), str(root / "cache"))
+    where = ("STEPSCOPE_REDIS_URL", "STEPSCOPE_STORE", "STEPSCOPE_CACHE_DIR")
+    for key in [k for k in env if k.startswith("STEPSCOPE_") and k not in where]:
+        del env[key]  # nothing inherited may shorten a production setting
     procs: list[Proc] = []
     try:
-        api = start_api(env, tmp_path / "logs" / "api.log")
-        procs.append(api)
-        yield SimpleNamespace(env=env, api=api, url=api.url, procs=procs, root=tmp_path, redis_url=server.url)
+        with ThreadPoolExecutor(1) as pool:
+            api = start_api(env, root / "logs" / "api.log")
+            procs.append(api)
+            service = SimpleNamespace(env=env, api=api, url=api.url, procs=procs, root=root, redis_url=server.url)
+            service.killed_worker_viewer = pool.submit(watch_a_job_whose_worker_is_killed, service)
+            yield service
+            # When test_streams.py did not run (-k, one file), the scenario ends here: within the janitor's patience.
+            service.killed_worker_viewer.exception(timeout=300)
     finally:
         for proc in reversed(procs):
             proc.stop()

@@ -1,14 +1,17 @@
 """The live event stream under production settings: quiet periods longer than Redis's socket
 timeout, a worker killed mid-job, ids out of range, the API shutting down with streams open.
 
-These tests deliberately leave STEPSCOPE_SSE_HEARTBEAT at its production value (15 s).
+These tests deliberately leave every setting at its production value: STEPSCOPE_SSE_HEARTBEAT (15 s), and the
+janitor's STEPSCOPE_LOST_AFTER (30 s) and STEPSCOPE_JANITOR_EVERY (5 s), which the fault tests shorten: here a killed
+worker's job is failed on the production timing. That scenario starts with the `production` service
+(tests/hardening/conftest.py) and is checked by this module's last test, so the tests before it run while the janitor
+waits.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 
 import httpx
@@ -17,46 +20,13 @@ import redis
 
 from stepscope import events
 from stepscope.config import Settings
-from tests.servers import start_worker, wait_until
+from tests.hardening.sse import PRODUCTION_HEARTBEAT, SseReader
+from tests.servers import start_api, wait_until
 
 QUEUED = {"model": "tiny-moe", "prompt": "waits in line", "steps": 4}  # no worker serves tiny-moe here
-PRODUCTION_HEARTBEAT = Settings.model_fields["sse_heartbeat"].default
+LOST_AFTER = Settings.model_fields["lost_after"].default
+JANITOR_EVERY = Settings.model_fields["janitor_every"].default
 REDIS_SOCKET_TIMEOUT = 5.0  # redis-py's default socket timeout, which used to cut quiet streams
-
-
-class SseReader:
-    """A raw SSE connection: each line with the monotonic time it arrived."""
-
-    def __init__(self, url: str, job_id: str, headers: dict | None = None, timeout: float = 60):
-        host, port = url.removeprefix("http://").split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        request = f"GET /api/jobs/{job_id}/events HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-        self.sock.sendall(request.encode())
-        self.file = self.sock.makefile("rb")
-        self.status = int(self.file.readline().split()[1])
-        while self.file.readline() not in (b"\r\n", b""):  # response headers
-            pass
-
-    def lines(self):
-        """(arrival time, line) until the server closes the stream (chunked framing stripped)."""
-        while True:
-            size_line = self.file.readline()
-            if not size_line:
-                return
-            size = int(size_line.strip() or b"0", 16)
-            if size == 0:
-                return
-            chunk = self.file.read(size)
-            self.file.readline()
-            now = time.monotonic()
-            for line in chunk.decode().split("\n"):
-                if line:
-                    yield now, line
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 def test_a_queued_job_s_stream_outlives_the_redis_socket_timeout_and_ends_with_its_final_event(production):
@@ -85,35 +55,6 @@ def test_a_queued_job_s_stream_outlives_the_redis_socket_timeout_and_ends_with_i
     assert "TimeoutError" not in production.api.output()
 
 
-def test_a_viewer_of_a_job_whose_worker_is_killed_gets_failed_on_its_open_connection(production):
-    worker = start_worker(production.env, production.root / "logs" / "worker.log")
-    production.procs.append(worker)
-    spec = {"model": "tiny", "prompt": "interrupted", "steps": 200, "height": 96, "width": 96}
-    job = httpx.post(f"{production.url}/api/jobs", json=spec, timeout=30).json()
-    reader = SseReader(production.url, job["id"], timeout=60)
-    types: list[str] = []
-    killed_at = final = None
-    try:
-        for arrived, line in reader.lines():
-            if not line.startswith("data: "):
-                continue
-            event = json.loads(line[6:])
-            types.append(event["type"])
-            if event["type"] == "started" and killed_at is None:
-                worker.kill()
-                killed_at = arrived
-            if event["type"] in events.TERMINAL:
-                failed_at, final = arrived, event
-                break
-    finally:
-        reader.close()
-    assert killed_at is not None and final is not None, types
-    assert final["type"] == "failed" and "lost" in final["error"], final
-    # Between the kill and `failed` the stream was quiet for longer than Redis's socket timeout.
-    assert failed_at - killed_at > REDIS_SOCKET_TIMEOUT
-    assert types == ["queued", "started", "failed"]
-
-
 def test_a_stream_id_beyond_64_bits_is_refused_with_400(production):
     job = httpx.post(f"{production.url}/api/jobs", json=QUEUED, timeout=30).json()
     for value in ("18446744073709551616-0", "0-18446744073709551616", "99999999999999999999-1"):
@@ -128,26 +69,29 @@ def test_a_stream_id_beyond_64_bits_is_refused_with_400(production):
 
 
 def test_the_api_stops_within_10_s_of_sigterm_and_open_streams_get_a_last_event(production):
-    job = httpx.post(f"{production.url}/api/jobs", json=QUEUED, timeout=30).json()
-    readers = [SseReader(production.url, job["id"], timeout=30) for _ in range(3)]
+    # An API of its own on the module's Redis: the shared one serves the other tests.
+    api = start_api(production.env, production.root / "logs" / "api-sigterm.log")
+    production.procs.append(api)
+    job = httpx.post(f"{api.url}/api/jobs", json=QUEUED, timeout=30).json()
+    readers = [SseReader(api.url, job["id"], timeout=30) for _ in range(3)]
     try:
         for reader in readers:  # each has its `queued` event: the streams are open and following
             lines = reader.lines()
             assert next(line for _, line in lines if line.startswith("data: "))
             reader.rest = lines
         sent = time.monotonic()
-        production.api.process.send_signal(signal.SIGTERM)
+        api.process.send_signal(signal.SIGTERM)
         for reader in readers:
             rest = [line for _, line in reader.rest]
             assert rest[-2:] == ["event: stream_closing", rest[-1]], rest
             assert json.loads(rest[-1][6:])["type"] == events.STREAM_CLOSING
             assert not any(line.startswith("id: ") for line in rest)  # resuming goes on from `queued`
-        production.api.process.wait(timeout=10)
+        api.process.wait(timeout=10)
         assert time.monotonic() - sent < 10
     finally:
         for reader in readers:
             reader.close()
-    assert production.api.process.returncode is not None
+    assert api.process.returncode is not None
 
 
 def test_300_viewers_of_one_job_share_one_redis_reader(production):
@@ -166,3 +110,22 @@ def test_300_viewers_of_one_job_share_one_redis_reader(production):
         for reader in readers:
             reader.close()
     wait_until(lambda: httpx.get(f"{production.url}/api/health", timeout=5).status_code == 200, 30, "health")
+
+
+def test_a_viewer_of_a_job_whose_worker_is_killed_gets_failed_on_its_open_connection_on_production_timing(production):
+    # Last in the module: the tests before it (and those of test_docs_offline.py and test_limits.py, which share
+    # the `production` service) ran while the janitor waited out LOST_AFTER.
+    scenario = production.killed_worker_viewer.result(timeout=300)
+    seen, killed_at, final, record = scenario["seen"], scenario["killed_at"], scenario["final"], scenario["record"]
+    types = [json.loads(line[6:])["type"] for _, line in seen if line.startswith("data: ")]
+    assert killed_at is not None and final is not None, types
+    assert final["type"] == "failed" and "lost" in final["error"], final
+    assert types == ["queued", "started", "failed"]
+    assert record["status"] == "failed" and record["error"] == final["error"]
+    # The janitor failed the job LOST_AFTER after the worker's last heartbeat, not before, and within
+    # LOST_AFTER + JANITOR_EVERY (5 s more for a loaded machine's scheduling and the event's delivery).
+    silent = scenario["failed_at"] - record["heartbeat"]
+    assert LOST_AFTER < silent <= LOST_AFTER + JANITOR_EVERY + 5.0, silent
+    # Meanwhile the open stream stayed quiet past Redis's socket timeout, kept alive by heartbeat comments.
+    quiet = [line for arrived, line in seen if arrived > killed_at]
+    assert quiet.count(": heartbeat") >= int(LOST_AFTER // PRODUCTION_HEARTBEAT) - 1, quiet
