@@ -49,6 +49,11 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def worker(self, model: str = "tiny") -> Proc:
+        """The live worker a test of a shared stack goes on with: the one left by the test before, or a new one."""
+        alive = [w for w in self.workers if w.alive()]
+        return alive[-1] if alive else self.start_worker(model)
+
     def restart_redis(self) -> None:
         self.redis = EmbeddedRedis(self.redis.data_dir, port=self.redis.port, persistence=True).start()
 

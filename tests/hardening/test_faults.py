@@ -1,15 +1,24 @@
-"""Faults researchers actually hit: a killed worker, Redis going away, the API restarting."""
+"""Faults researchers actually hit: a killed worker, Redis going away, the API restarting.
+
+The tests share one service (persistent Redis, the API, a worker), each leaving it running for the next: the
+worker started after the kill in the first test is the one that lives through the Redis outage and the API
+restart. The janitor's patience is shortened here (tests/hardening/conftest.py's Stack); its production timing
+is checked by tests/hardening/test_streams.py.
+"""
 
 from __future__ import annotations
 
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 import redis
 
 from stepscope.client import Client
 from stepscope.jobs import queue_name
+from tests.hardening.conftest import Stack
 from tests.servers import wait_until
 
 LONG = {"model": "tiny", "prompt": "a long walk through a maze", "steps": 200, "probes": {"layers": "none"}}
@@ -24,9 +33,20 @@ def first_steps(client: Client, job_id: str, count: int) -> list[tuple[str, dict
     raise AssertionError(f"the job ended before {count} steps: {seen[-1]}")
 
 
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """One service for the module: API and Redis up; a test takes the live worker (`stack.worker()`)."""
+    shared = Stack(tmp_path_factory.mktemp("faults"))
+    try:
+        shared.start_api()
+        yield shared
+    finally:
+        shared.stop()
+
+
 def test_a_killed_worker_fails_its_job_keeps_its_artifacts_and_a_new_worker_goes_on(stack):
-    stack.start_api()
-    worker = stack.start_worker()
+    worker = stack.worker()
+    assert [w for w in stack.workers if w.alive()] == [worker]  # no other worker may take the next job
     with Client(stack.url) as client:
         job = client.submit(LONG)
         first_steps(client, job["id"], 4)
@@ -35,28 +55,30 @@ def test_a_killed_worker_fails_its_job_keeps_its_artifacts_and_a_new_worker_goes
         killed = time.monotonic()
         # The API keeps answering while the job is still marked running.
         assert client.health()["status"] == "ok"
-        wait_until(lambda: client.job(job["id"])["status"] == "failed", 60, "the lost job to be failed")
-        assert time.monotonic() - killed < 60
-        record = client.job(job["id"])
-        assert "lost" in record["error"] and record["worker"] == worker.name
-        events = list(client.events(job["id"]))
-        assert events[-1][1]["type"] == "failed" and "lost" in events[-1][1]["error"]
-        # Partial artifacts stay, and the run says it is partial.
-        manifest = client.manifest(job["id"])
-        assert manifest["status"] == "failed" and manifest["partial"] is True
-        stored = manifest["trajectories"]["baseline"]["steps"]
-        assert len(stored) >= 4
-        assert client.artifact(job["id"], stored[0]["artifacts"]["preview"])[:4] == b"\x89PNG"
-        # The next job waits in the queue, and a restarted worker takes it.
+        # The next job waits in the queue while no worker runs; a restarted worker takes it. The new worker loads
+        # its model while the janitor waits out its patience.
         nxt = client.submit({**LONG, "steps": 5})
         assert client.job(nxt["id"])["status"] == "queued"
-        stack.start_worker()
+        with ThreadPoolExecutor(1) as pool:
+            restarted = pool.submit(stack.start_worker)
+            wait_until(lambda: client.job(job["id"])["status"] == "failed", 60, "the lost job to be failed")
+            assert time.monotonic() - killed < 60
+            record = client.job(job["id"])
+            assert "lost" in record["error"] and record["worker"] == worker.name
+            events = list(client.events(job["id"]))
+            assert events[-1][1]["type"] == "failed" and "lost" in events[-1][1]["error"]
+            # Partial artifacts stay, and the run says it is partial.
+            manifest = client.manifest(job["id"])
+            assert manifest["status"] == "failed" and manifest["partial"] is True
+            stored = manifest["trajectories"]["baseline"]["steps"]
+            assert len(stored) >= 4
+            assert client.artifact(job["id"], stored[0]["artifacts"]["preview"])[:4] == b"\x89PNG"
+            restarted.result()
         assert client.wait(nxt["id"], timeout=120)["status"] == "finished"
 
 
 def test_redis_outage_gives_503_then_recovers_with_queued_jobs_kept(stack):
-    stack.start_api()
-    stack.start_worker()
+    stack.worker()
     with Client(stack.url) as client:
         # Jobs for a model no worker serves stay queued across the outage.
         waiting = [client.submit({**LONG, "model": "tiny-moe", "seed": s})["id"] for s in range(3)]
@@ -82,8 +104,7 @@ def test_redis_outage_gives_503_then_recovers_with_queued_jobs_kept(stack):
 
 
 def test_api_restart_mid_job_loses_no_event(stack):
-    stack.start_api()
-    stack.start_worker()
+    stack.worker()
     with Client(stack.url) as client:
         # About 40 s of steps on an idle CPU, many times an API restart; cancelled once the restart is checked.
         job = client.submit({**LONG, "height": 160, "width": 160})
