@@ -47,6 +47,7 @@ def exercise_run(store: Store) -> str:
     run.write_manifest({"status": "running", "sigma": np.float32(0.5), "shape": np.array([1, 2])})
 
     again = store.open(run.run_id)
+    # .npy files hold the array's bytes: a write and a read give them back exactly.
     np.testing.assert_array_equal(again.read_array("trajectories/baseline/x0/step_000.npy"), x0)
     read_norms = again.read_array("trajectories/baseline/layer_norms/cond/step_000.npy")
     assert read_norms.dtype == np.float16

@@ -198,7 +198,7 @@ def test_run_directory_manifest_and_load_run(tiny, run_dir):
     assert base.video.shape == (17, 64, 64, 3)
     np.testing.assert_allclose(base.x0[-1, 0], base.final_latents[0], atol=1e-6)
     assert base.convergence.shape == (5, 5)
-    assert base.convergence[-1].max() == 0.0
+    assert base.convergence[-1].max() == 0.0  # the last x̂₀ against itself: x − x is exactly 0
 
 
 def test_preview_matches_the_linear_map(tiny, run_dir):

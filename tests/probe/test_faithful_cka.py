@@ -44,7 +44,7 @@ def test_a_state_with_few_tokens_is_kept_whole_and_exact():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(80, 24, generator=g), torch.randn(80, 24, generator=g)
     cka, bound = sketched_cka(sketch_state(x, rows=512), sketch_state(y, rows=512))
-    assert bound == 0.0
+    assert bound == 0.0  # no sketching error to bound: the code sets it to 0 for a state kept whole
     assert cka == pytest.approx(direct_cka(x.numpy(), y.numpy()), abs=1e-12)
 
 
@@ -95,7 +95,7 @@ def test_hidden_state_cka_of_a_variant_on_the_tiny_model_is_exact(tiny):
         for layer in layers:
             expected = 1.0 - direct_cka(base[layer][0].numpy(), variant[layer][0].numpy())
             distance, bound = comparison.results[(step, "cond", layer)]
-            assert bound == 0.0
+            assert bound == 0.0  # 80 tokens ≤ the sketch's rows: kept whole, no sketching error to bound
             assert distance == pytest.approx(expected, abs=1e-5)
             if step < 2:
                 assert distance == pytest.approx(0.0, abs=1e-9)

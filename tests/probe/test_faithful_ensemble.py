@@ -153,6 +153,7 @@ def test_the_ensemble_acts_only_at_its_layers_steps_and_passes(tiny, mode):
         torch.testing.assert_close(averaged, expected.float(), rtol=0, atol=1e-6)
         assert not torch.allclose(averaged[0], averaged[1])
     else:
+        # Bitwise: every member's state is replaced by the one mean tensor.
         assert torch.equal(averaged[0], averaged[1]) and torch.equal(averaged[1], averaged[2])
     assert not torch.allclose(into5.seen[uncond0][0], into5.seen[uncond0][1])  # uncond pass untouched
     assert not torch.allclose(into5.seen[cond1][0], into5.seen[cond1][1])  # step 1 untouched

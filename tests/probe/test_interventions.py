@@ -203,7 +203,7 @@ def test_seed_ensemble_averages_states_at_its_layers_and_steps(tiny):
         rewrites=[([4], EnsembleAverager(ensemble, [4])), (list(range(8)), rec)],
     )
     at = rec.outputs[(0, "cond", 4)]
-    assert torch.equal(at[0], at[1]) and torch.equal(at[1], at[2])
+    assert torch.equal(at[0], at[1]) and torch.equal(at[1], at[2])  # bitwise: each member gets the one mean
     before = rec.outputs[(0, "cond", 3)]
     assert not torch.equal(before[0], before[1])
     later = rec.outputs[(1, "cond", 4)]

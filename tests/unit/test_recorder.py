@@ -86,7 +86,7 @@ def test_steps_are_stored_exactly_then_announced(outputs):
     outputs.drain()
 
     run = outputs.run
-    for i in range(3):
+    for i in range(3):  # stored as .npy in their own dtype: read back bitwise
         assert np.array_equal(run.read_array(rf.x0_path("baseline", i)), x0s[i].numpy())
         grid = run.read_array(rf.layer_norms_path("baseline", "cond", i))
         assert grid.shape == (1, LAYERS, *TOKENS)

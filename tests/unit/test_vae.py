@@ -22,6 +22,7 @@ def test_scale_factors_and_stats_of_the_wan_vae(vae):
     assert vae_scale_factors(vae) == (4, 8)
     mean, std = latent_stats(vae)
     assert mean.shape == std.shape == (1, 16, 1, 1, 1)
+    # Bitwise: the same list of floats converted to float32 the same way.
     assert torch.equal(mean.flatten(), torch.tensor(vae.config.latents_mean, dtype=torch.float32))
 
 
