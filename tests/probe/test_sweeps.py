@@ -72,22 +72,24 @@ def test_a_layer_swap_resumed_from_the_stored_state_equals_one_run_from_scratch(
 
 def test_a_sweep_over_steps_stores_members_and_their_curve(tiny, run_dir):
     template = {"kind": "noise_at_step", "steps": [0], "strength": 1.0, "units": "sigma", "seed": 2}
+    # The first step, one inside and the last: a member's index differs from its value (3 is member 1).
+    values = [0, 3, STEPS - 1]
     spec = parse_spec(
         {
             "prompt": "a maze",
             "steps": STEPS,
             "variants": [{"name": "n3", "interventions": [{**template, "steps": [3]}]}],
-            "sweeps": [{"name": "inject", "over": "steps", "values": list(range(STEPS)), "intervention": template}],
+            "sweeps": [{"name": "inject", "over": "steps", "values": values, "intervention": template}],
         }
     )
     manifest = run_experiment(tiny, spec, run_dir)
     assert manifest["status"] == "finished"
     run = stepscope.load_run(run_dir.path)
     sweep = run.sweep("inject")
-    names = [f"inject.{i:03d}" for i in range(STEPS)]
-    assert sweep["members"] == names and sweep["values"] == list(range(STEPS)) and sweep["over"] == "steps"
-    assert sweep["start_steps"] == list(range(STEPS))  # each member continues from the baseline's state
-    member = run["inject.003"]
+    names = [f"inject.{i:03d}" for i in range(len(values))]
+    assert sweep["members"] == names and sweep["values"] == values and sweep["over"] == "steps"
+    assert sweep["start_steps"] == values  # each member continues from the baseline's state
+    member = run["inject.001"]
     assert member.entry["kind"] == "sweep_member" and member.entry["resumed_from_step"] == 3
     (stored,) = member.entry["interventions"]
     assert {k: stored[k] for k in template} == {**template, "steps": [3]}
@@ -97,7 +99,7 @@ def test_a_sweep_over_steps_stores_members_and_their_curve(tiny, run_dir):
     np.testing.assert_allclose(member.final_latents, run["n3"].final_latents, rtol=0, atol=1e-5)
     curve = sweep["curve"]
     base_final = run.baseline.x0[-1][0].astype(np.float64)
-    for i, name in enumerate(names):
+    for i, (name, step) in enumerate(zip(names, values, strict=True)):
         final = run[name].x0[-1][0].astype(np.float64)
         expected_l2 = np.linalg.norm(final - base_final) / np.linalg.norm(base_final)
         assert curve["final_relative_l2"][i] == pytest.approx(expected_l2, rel=1e-4)
@@ -106,9 +108,9 @@ def test_a_sweep_over_steps_stores_members_and_their_curve(tiny, run_dir):
         hidden = run.metrics(name)["hidden_state_cka_distance"]
         assert curve["hidden_state_cka_distance_final"][i] == [row[-1] for row in hidden["values"]]
         metrics = run.metrics(name)
-        assert metrics["cka_x0_distance"][:i] == [0.0] * i and metrics["cka_x0_distance"][i] > 0
+        assert metrics["cka_x0_distance"][:step] == [0.0] * step and metrics["cka_x0_distance"][step] > 0
     assert curve["hidden_state_layers"] == list(range(8))
-    assert curve["score"] == [None] * STEPS
+    assert curve["score"] == [None] * len(values)
     assert min(curve["final_relative_l2"]) > 0.01
 
 
