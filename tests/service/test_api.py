@@ -264,6 +264,17 @@ def test_image_paths_in_json_are_refused(service):
     assert r.status_code == 422 and r.json()["field"] == "image"
 
 
+@pytest.fixture(scope="module")
+def finished_job(service) -> str:
+    """A finished 2-step job whose run directory the path tests try to escape (one for all of them)."""
+    with Client(service.url) as client:
+        job_id, events = run_to_end(client, {**SPEC, "steps": 2})
+    assert events[-1][1]["type"] == "finished", events[-1]
+    # The control: a path inside the run is served, so a 404 below is the path refused, not a missing job.
+    assert httpx.get(f"{service.url}/api/jobs/{job_id}/artifacts/manifest.json").status_code == 200
+    return job_id
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -276,9 +287,8 @@ def test_image_paths_in_json_are_refused(service):
         "a\\..\\b",
     ],
 )
-def test_artifact_paths_cannot_escape(service, client, path):
-    job_id, _ = run_to_end(client, {**SPEC, "steps": 2})
-    r = httpx.get(f"{service.url}/api/jobs/{job_id}/artifacts/{path}")
+def test_artifact_paths_cannot_escape(service, finished_job, path):
+    r = httpx.get(f"{service.url}/api/jobs/{finished_job}/artifacts/{path}")
     assert r.status_code in (400, 404), (path, r.status_code)
     assert "root:" not in r.text
 
