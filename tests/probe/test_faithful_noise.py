@@ -114,23 +114,31 @@ def euler_runs(tiny_euler):
     return _noise_runs(tiny_euler, 4)
 
 
+@pytest.fixture(scope="module")
+def runs_by_solver(unipc_runs, euler_runs):
+    """Both solvers' runs by fixture name, for the parametrized tests: a fixture they name, not one they look up,
+    so that tests/conftest.py sends every user of these module fixtures to one xdist process, which builds them once.
+    """
+    return {"unipc_runs": unipc_runs, "euler_runs": euler_runs}
+
+
 @pytest.mark.parametrize("runs", ["unipc_runs", "euler_runs"])
-def test_the_reference_loop_reproduces_the_pipeline(runs, request):
-    r = request.getfixturevalue(runs)
+def test_the_reference_loop_reproduces_the_pipeline(runs, runs_by_solver):
+    r = runs_by_solver[runs]
     torch.testing.assert_close(r["ref_base_final"], r["base_result"].final_latents, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("runs", ["unipc_runs", "euler_runs"])
-def test_noise_at_step_matches_the_reference_semantics(runs, request):
-    r = request.getfixturevalue(runs)
+def test_noise_at_step_matches_the_reference_semantics(runs, runs_by_solver):
+    r = runs_by_solver[runs]
     for step in range(STEPS):
         torch.testing.assert_close(r["noisy"].step_input(step), r["ref_noisy_seen"][step], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(r["noisy_result"].final_latents, r["ref_noisy_final"], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("runs", ["unipc_runs", "euler_runs"])
-def test_the_noise_is_still_in_the_next_steps_sample(runs, request):
-    r = request.getfixturevalue(runs)
+def test_the_noise_is_still_in_the_next_steps_sample(runs, runs_by_solver):
+    r = runs_by_solver[runs]
     delta = r["delta"]
     project = kept_fraction(delta, r["noisy"].step_input(5) - r["base"].step_input(5))
     reference = kept_fraction(delta, r["ref_noisy_seen"][5] - r["ref_base_seen"][5])
