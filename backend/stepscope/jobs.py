@@ -119,7 +119,7 @@ class Jobs:
         pipe.zadd(INDEX, {job_id: created})
         pipe.execute()
         events.publish(self.conn, job_id, events.queued_event(job_id, model, kind))
-        return self.get(job_id)
+        return {**record, "spec": json.loads(record["spec"])}  # what `get` returns, without reading it back
 
     def adopt_stored_run(self, job_id: str, manifest: dict, idle_seconds: float | None = None) -> dict:
         """A record for a stored run that has none, made from its manifest.
@@ -328,9 +328,12 @@ def bench_timeout(job_timeout: int, instances: int) -> int:
     return job_timeout * max(1, instances)
 
 
-def enqueue(conn: redis.Redis, job_id: str, model: str, job_timeout: int, ttl: int) -> None:
-    """Put a job on its model's queue (after its record exists)."""
-    rq_queue(conn, model).enqueue(
+def enqueue(conn: redis.Redis, job_id: str, model: str, job_timeout: int, ttl: int) -> int:
+    """Put a job on its model's queue (after its record exists); returns its 0-based position there."""
+    queue = rq_queue(conn, model)
+    # RQ's writes and the queue's length in one transaction: one round trip, and the position is the job's own.
+    pipe = conn.pipeline()
+    queue.enqueue(
         JOB_FUNCTION,
         job_id,
         job_id=job_id,
@@ -338,4 +341,7 @@ def enqueue(conn: redis.Redis, job_id: str, model: str, job_timeout: int, ttl: i
         job_timeout=job_timeout + 300,
         result_ttl=ttl,
         failure_ttl=ttl,
+        pipeline=pipe,
     )
+    pipe.llen(queue.key)
+    return pipe.execute()[-1] - 1

@@ -235,8 +235,8 @@ async def submit(request: Request, services: ServicesDep) -> dict | JSONResponse
     job_id = new_run_id()
     spec = _store_images(services, job_id, spec, upload)
     record = services.jobs.create(job_id, spec.model, spec.model_dump(mode="json"))
-    enqueue(services.redis, job_id, spec.model, services.settings.job_timeout, services.settings.result_ttl)
-    view = job_view(services, record, queue_positions(services, [record]).get(job_id))
+    position = enqueue(services.redis, job_id, spec.model, services.settings.job_timeout, services.settings.result_ttl)
+    view = job_view(services, record, position)
     if not served:
         view["warning"] = f"no running worker serves {spec.model!r} yet: the job waits until one starts"
     return view
