@@ -21,6 +21,7 @@ from tests.servers import running_service, start_worker, wait_until
 
 MODEL = "tiny-i2v"
 NOISE = {"name": "noise1", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 1.0}]}
+FRAMES = 9  # the fewest a task canvas has (17 by default): the frame count is not what these tests are about
 WAIT = 240  # seconds a bench of a few tiny instances may take on a loaded 2-core machine (about 3× a slow run)
 
 
@@ -60,10 +61,11 @@ def worker(service):
 
 @pytest.fixture(scope="module")
 def finished_bench(service):
-    """One small bench run to its end: two families, two instances each, 4 steps, the baseline and one variant."""
+    """One small bench run to its end: two families, two instances each, 4 steps, 9 frames, the baseline and one
+    variant."""
     live_worker(service)
     with Client(service.url) as client:
-        job = client.bench(MODEL, ["maze", "pattern"], 2, [NOISE], steps=4)
+        job = client.bench(MODEL, ["maze", "pattern"], 2, [NOISE], steps=4, frames=FRAMES)
         seen = [event for _, event in client.events(job["id"], timeout=WAIT)]
         return job, seen, client.bench_result(job["id"])
 
@@ -96,6 +98,7 @@ def test_the_stored_result_equals_its_per_instance_scores(finished_bench, servic
     assert summary == {k: v for k, v in result.items() if k != "instances"}
     assert result["complete"] is True and result["instances_done"] == result["instances_total"] == 4
     assert (result["model"], result["n"], result["steps"], result["tasks"]) == (MODEL, 2, 4, ["maze", "pattern"])
+    assert result["canvas"] == {"size": 64, "frames": FRAMES}
     assert result["trajectories"] == ["baseline", "noise1"] and result["conditioned_on_first_frame"] is True
     by_event = {(e["family"], e["seed"]): e["results"] for e in seen if e["type"] == events.BENCH_INSTANCE}
     for row in result["instances"]:
@@ -246,7 +249,7 @@ def first_instance(client: Client, job_id: str) -> dict:
 
 @pytest.mark.usefixtures("worker")
 def test_cancel_stops_the_bench_and_keeps_what_finished(client):
-    job = client.bench(MODEL, ["maze"], 40, steps=4)
+    job = client.bench(MODEL, ["maze"], 40, steps=4, frames=FRAMES)
     first_instance(client, job["id"])
     client.cancel(job["id"])
     final = client.wait(job["id"], timeout=WAIT)
@@ -260,7 +263,7 @@ def test_cancel_stops_the_bench_and_keeps_what_finished(client):
 
 
 def test_a_worker_killed_mid_bench_ends_the_job_failed(service, client, worker):
-    job = client.bench(MODEL, ["maze"], 40, steps=4)
+    job = client.bench(MODEL, ["maze"], 40, steps=4, frames=FRAMES)
     first_instance(client, job["id"])
     os.kill(worker.pid, signal.SIGKILL)  # the `worker` fixture starts another for any test that needs one later
     final = client.wait(job["id"], timeout=60)  # the janitor's patience is 4 s
