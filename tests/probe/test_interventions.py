@@ -219,7 +219,7 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
     spec = parse_spec(
         {
             "prompt": "a maze",
-            "steps": 8,
+            "steps": 6,  # enough for steps before, at and after the noise at step 4
             "variants": [
                 {"name": "same", "interventions": [{"kind": "layer_swap", "layers": [4], "source": {}}]},
                 {"name": "noise4", "interventions": [{"kind": "noise_at_step", "steps": [4], "strength": 2.0}]},
@@ -239,13 +239,13 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
     noise = run.metrics("noise4")
     # Steps before the noise repeat bitwise in one process, so their distance is exactly 0.
     assert all(d == 0.0 for d in noise["cka_x0_distance"][:4]) and noise["cka_x0_distance"][4] > 0
-    assert noise["difference"].shape == (8, 5, 8, 8)
+    assert noise["difference"].shape == (6, 5, 8, 8)
     assert noise["difference"][:4].max() == 0 and noise["difference"][4].max() > 0
-    assert len(noise["layer_norm_map_r2_distance"]["values"]) == 8
+    assert np.array(noise["layer_norm_map_r2_distance"]["values"]).shape == (8, 6)  # (layers, steps)
     hidden = noise["hidden_state_cka_distance"]
     assert hidden["layers"] == list(range(8)) and hidden["sketch_rows"] == 512
     values = np.array(hidden["values"], dtype=float)  # (layers, steps)
-    assert values.shape == (8, 8)
+    assert values.shape == (8, 6)
     # Identical hidden states before the injected step; the noise changes every layer's states from step 4.
     assert np.abs(values[:, :4]).max() < 1e-6 and (values[:, 4:] > 1e-4).all()
     assert np.abs(np.array(same["hidden_state_cka_distance"]["values"], dtype=float)).max() < 1e-6
