@@ -7,6 +7,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 import redis
 
 from stepscope import events
@@ -73,20 +74,33 @@ async def _crowd(url: str, job_id: str, viewers: int) -> list[list[tuple]]:
     return await asyncio.gather(*tasks)
 
 
-def test_100_viewers_of_one_running_job_each_get_every_event_in_order(stack: Stack):
-    stack.start_api()
-    stack.start_worker()
+@pytest.fixture(scope="module")
+def short_lived(tmp_path_factory):
+    """API and one tiny worker whose job records and streams live 5 s after a job ends (viewers and TTL tests)."""
+    shared = Stack(tmp_path_factory.mktemp("load"), STEPSCOPE_RESULT_TTL="5")
+    try:
+        shared.start_api()
+        shared.start_worker()
+        yield shared
+    finally:
+        shared.stop()
+
+
+def test_100_viewers_of_one_running_job_each_get_every_event_in_order(short_lived: Stack):
+    stack = short_lived
     rss_before = stack.rss_kib(stack.api)
+    conn = redis.Redis.from_url(stack.redis.url)
     with Client(stack.url) as client:
         job = client.submit({"model": "tiny", "prompt": "watched by a crowd", "steps": 60, "height": 96, "width": 96})
         wait_until(lambda: client.job(job["id"])["status"] == "running", 60, "the job to start")
-        # A thread of its own: a browser test earlier in the session may leave a loop running here.
-        with ThreadPoolExecutor(1) as pool:
+        # A thread of its own: a browser test earlier in the session may leave a loop running here. The reference
+        # is the stream as Redis stores it, read as it is written (the stream expires 5 s after the job ends).
+        with ThreadPoolExecutor(2) as pool:
+            stored = pool.submit(lambda: list(events.follow(conn, job["id"])))
             streams = pool.submit(asyncio.run, _crowd(stack.url, job["id"], 100)).result()
+            reference = [(i, e["type"], e.get("index")) for i, e in stored.result(timeout=120)]
         assert client.job(job["id"])["status"] == "finished"
-    conn = redis.Redis.from_url(stack.redis.url)
-    reference = [(i, e["type"], e.get("index")) for i, e in events.read(conn, job["id"])]
-    assert [t for _, t, _ in reference].count("step") == 60
+    assert [t for _, t, _ in reference].count("step") == 60 and reference[-1][1] == "finished"
     for stream in streams:
         assert stream == reference  # every event, in stream order, once
     # The connections are gone: the API's memory is back within bounds.
@@ -94,29 +108,25 @@ def test_100_viewers_of_one_running_job_each_get_every_event_in_order(stack: Sta
     assert grown_mib < 100, f"API memory grew by {grown_mib:.0f} MiB for 100 viewers"
 
 
-def test_job_records_and_streams_expire_on_the_result_ttl(tmp_path):
-    stack = Stack(tmp_path, STEPSCOPE_RESULT_TTL="5")
-    try:
-        stack.start_api()
-        stack.start_worker()
-        conn = redis.Redis.from_url(stack.redis.url)
-        with Client(stack.url) as client:
-            done = client.submit({"model": "tiny", "prompt": "short-lived", "steps": 2})
-            assert client.wait(done["id"])["status"] == "finished"
-            cancelled = client.submit(QUEUED)
-            client.cancel(cancelled["id"])
-            for job_id in (done["id"], cancelled["id"]):
-                assert 0 < conn.ttl(job_key(job_id)) <= 5
-                assert 0 < conn.ttl(events.stream_key(job_id)) <= 5
-            waiting = client.submit(QUEUED)  # not ended: kept until it is
-            assert conn.ttl(job_key(waiting["id"])) == -1
-            ended = (done["id"], cancelled["id"])
-            # Redis drops them when the TTL runs out; nothing else deletes them.
-            wait_until(lambda: not any(conn.exists(job_key(j), events.stream_key(j)) for j in ended), 30, "the TTL")
-            assert [j["id"] for j in client.jobs()] == [waiting["id"]]
-            # A job cancelled while queued leaves nothing behind; a finished job's run directory stays in the store,
-            # and the API serves it again from its manifest (it adopts stored runs that have no record).
-            assert httpx.get(f"{stack.url}/api/jobs/{cancelled['id']}", timeout=30).status_code == 404
-            assert client.job(done["id"])["status"] == "finished"
-    finally:
-        stack.stop()
+def test_job_records_and_streams_expire_on_the_result_ttl(short_lived: Stack):
+    stack = short_lived
+    conn = redis.Redis.from_url(stack.redis.url)
+    with Client(stack.url) as client:
+        done = client.submit({"model": "tiny", "prompt": "short-lived", "steps": 2})
+        assert client.wait(done["id"])["status"] == "finished"
+        cancelled = client.submit(QUEUED)
+        client.cancel(cancelled["id"])
+        for job_id in (done["id"], cancelled["id"]):
+            assert 0 < conn.ttl(job_key(job_id)) <= 5
+            assert 0 < conn.ttl(events.stream_key(job_id)) <= 5
+        waiting = client.submit(QUEUED)  # not ended: kept until it is
+        assert conn.ttl(job_key(waiting["id"])) == -1
+        ended = (done["id"], cancelled["id"])
+        # Redis drops them when the TTL runs out; nothing else deletes them.
+        wait_until(lambda: not any(conn.exists(job_key(j), events.stream_key(j)) for j in ended), 30, "the TTL")
+        listed = [j["id"] for j in client.jobs()]
+        assert waiting["id"] in listed and not set(ended) & set(listed)
+        # A job cancelled while queued leaves nothing behind; a finished job's run directory stays in the store,
+        # and the API serves it again from its manifest (it adopts stored runs that have no record).
+        assert httpx.get(f"{stack.url}/api/jobs/{cancelled['id']}", timeout=30).status_code == 404
+        assert client.job(done["id"])["status"] == "finished"
