@@ -17,6 +17,7 @@ from PIL import Image
 
 import stepscope
 from stepscope.client import ApiError, Client
+from tests.e2e.helpers import WorkerGate
 from tests.servers import service_env, start_api, wait_until
 
 SPEC = {"model": "tiny", "prompt": "a ball rolls through a maze", "steps": 6}
@@ -57,18 +58,24 @@ def test_reconnect_with_last_event_id_gets_exactly_the_rest(client):
     assert [i for i, _ in rest] == [i for i, _ in full[cut:]]
 
 
-def test_reconnect_mid_stream_while_running(client):
-    job = client.submit({**SPEC, "steps": 40})
-    first = []
-    for event_id, event in client.events(job["id"]):
-        first.append((event_id, event))
-        if event["type"] == "step" and event["index"] == 3:
-            break  # drop the connection mid-run
+def test_reconnect_mid_stream_while_running(client, service):
+    tiny = next(w for w in service.workers if w.log.name == "worker-tiny.log")
+    with WorkerGate(tiny, client) as gate:
+        gate.hold()
+        job = client.submit({**SPEC, "steps": 16})
+        gate.run_to(job["id"], 3)  # the worker is frozen after step 3: the connection drops mid-run for certain
+        first = []
+        for event_id, event in client.events(job["id"]):
+            first.append((event_id, event))
+            if event["type"] == "step" and event["index"] == 3:
+                break  # drop the connection mid-run
+        assert client.job(job["id"])["status"] == "running"
+    # The worker goes on while the client reconnects.
     rest = list(client.events(job["id"], last_event_id=first[-1][0]))
     assert rest[-1][1]["type"] == "finished"
     full = list(client.events(job["id"]))
     assert [i for i, _ in first + rest] == [i for i, _ in full]
-    assert [e["index"] for _, e in first + rest if e["type"] == "step"] == list(range(40))
+    assert [e["index"] for _, e in first + rest if e["type"] == "step"] == list(range(16))
 
 
 def test_late_viewer_gets_the_whole_stream(client):

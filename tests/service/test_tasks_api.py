@@ -1,4 +1,4 @@
-"""GET /api/tasks and /api/tasks/{family} against a real API process (embedded Redis, no worker): the instance it
+"""GET /api/tasks and /api/tasks/{family} against a real API process (the service of conftest.py): the instance it
 serves is exactly stepscope.tasks.generate's, and bad parameters get 404/422 naming the field."""
 
 from __future__ import annotations
@@ -11,23 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stepscope.embedded_redis import EmbeddedRedis
 from stepscope.tasks import family_names, generate, get_family
-from tests.servers import service_env, start_api
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tasks-api")
-    server = EmbeddedRedis(root / "redis", persistence=False).start()
-    proc = None
-    try:
-        proc = start_api(service_env(server.url, str(root / "runs"), str(root / "cache")), root / "api.log")
-        yield proc
-    finally:
-        if proc is not None:
-            proc.stop()
-        server.stop()
+@pytest.fixture
+def api(service):
+    """The API of tests/service's running service: these routes need no worker, only the API process."""
+    return service
 
 
 def decode_data_url(url: str) -> np.ndarray:
