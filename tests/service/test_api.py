@@ -51,8 +51,15 @@ def test_events_name_stored_artifacts_in_step_order(client, service):
     assert client.manifest(job_id)["status"] == "finished"
 
 
-def test_reconnect_with_last_event_id_gets_exactly_the_rest(client):
-    job_id, full = run_to_end(client, SPEC)
+@pytest.fixture(scope="module")
+def spec_run(service) -> tuple[str, list[tuple[str, dict]]]:
+    """One finished run of SPEC and the events its stream sent live, read by several tests (none changes it)."""
+    with Client(service.url) as client:
+        return run_to_end(client, SPEC)
+
+
+def test_reconnect_with_last_event_id_gets_exactly_the_rest(client, spec_run):
+    job_id, full = spec_run
     cut = len(full) // 2
     rest = list(client.events(job_id, last_event_id=full[cut - 1][0]))
     assert [i for i, _ in rest] == [i for i, _ in full[cut:]]
@@ -78,8 +85,8 @@ def test_reconnect_mid_stream_while_running(client, service):
     assert [e["index"] for _, e in first + rest if e["type"] == "step"] == list(range(16))
 
 
-def test_late_viewer_gets_the_whole_stream(client):
-    job_id, live = run_to_end(client, SPEC)
+def test_late_viewer_gets_the_whole_stream(client, spec_run):
+    job_id, live = spec_run
     late = list(client.events(job_id))
     assert late == live
 
@@ -144,7 +151,7 @@ def test_cancel_a_queued_job(service, client):
     assert [e["type"] for _, e in client.events(job["id"])] == ["queued", "cancelled"]
 
 
-def test_a_failing_model_fails_the_job_and_the_worker_goes_on(client):
+def test_a_failing_model_fails_the_job_and_the_worker_goes_on(client, spec_run):
     bad_id, bad = run_to_end(client, {**SPEC, "model": "tiny-faulty", "prompt": "[fault] a maze"})
     assert bad[-1][1]["type"] == "failed"
     assert "CUDA error" in bad[-1][1]["error"]
@@ -153,7 +160,7 @@ def test_a_failing_model_fails_the_job_and_the_worker_goes_on(client):
     assert client.manifest(bad_id)["status"] == "failed"
     good_id, good = run_to_end(client, {**SPEC, "model": "tiny-faulty"})
     assert good[-1][1]["type"] == "finished"
-    ref_id, _ = run_to_end(client, SPEC)  # same weights as tiny-faulty
+    ref_id, _ = spec_run  # tiny: the same weights as tiny-faulty
     final = "trajectories/baseline/final/latents.npy"
     # Two workers on one machine: weights built from one seed, the same shapes and kernels, so bitwise equal.
     np.testing.assert_array_equal(client.array(good_id, final), client.array(ref_id, final))
