@@ -34,11 +34,11 @@ def fresh_sigmas(model, steps: int) -> list[float]:
 def test_noise_in_units_of_sigma_is_strength_times_the_steps_sigma(tiny):
     def noise_l2(units: str, step: int) -> float:
         item = NoiseAtStep(steps=[step], strength=0.5, units=units, seed=7)
-        result = run_trajectory(tiny, inputs(steps=6), perturbations=LatentPerturbations([item]))
+        result = run_trajectory(tiny, inputs(steps=4), perturbations=LatentPerturbations([item]))
         (applied,) = result.perturbations
         return applied["noise_l2"][0]
 
-    sigmas = fresh_sigmas(tiny, 6)
+    sigmas = fresh_sigmas(tiny, 4)
     for step in (0, 3):
         # The same ε: δ_sigma / δ_absolute = (0.5·σ_s) / 0.5.
         assert noise_l2("sigma", step) / noise_l2("absolute", step) == pytest.approx(sigmas[step], rel=1e-5)
