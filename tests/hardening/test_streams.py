@@ -120,7 +120,9 @@ def test_a_viewer_of_a_job_whose_worker_is_killed_gets_failed_on_its_open_connec
     types = [json.loads(line[6:])["type"] for _, line in seen if line.startswith("data: ")]
     assert killed_at is not None and final is not None, types
     assert final["type"] == "failed" and "lost" in final["error"], final
-    assert types == ["queued", "started", "failed"]
+    # The kill lands when `started` reaches the viewer; events the worker sent meanwhile may come before `failed`.
+    assert types[:2] == ["queued", "started"] and types[-1] == "failed", types
+    assert not set(types[2:-1]) & events.TERMINAL, types
     assert record["status"] == "failed" and record["error"] == final["error"]
     # The janitor failed the job LOST_AFTER after the worker's last heartbeat, not before, and within
     # LOST_AFTER + JANITOR_EVERY (5 s more for a loaded machine's scheduling and the event's delivery).
