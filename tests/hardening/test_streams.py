@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from stepscope import events
+from stepscope import events, jobs
 from stepscope.config import Settings
 from tests.hardening.sse import PRODUCTION_HEARTBEAT, SseReader
 from tests.servers import start_api, wait_until
@@ -26,6 +26,7 @@ from tests.servers import start_api, wait_until
 QUEUED = {"model": "tiny-moe", "prompt": "waits in line", "steps": 4}  # no worker serves tiny-moe here
 LOST_AFTER = Settings.model_fields["lost_after"].default
 JANITOR_EVERY = Settings.model_fields["janitor_every"].default
+RESULT_TTL = Settings.model_fields["result_ttl"].default  # tests/hardening/test_load.py waits out a 5 s one
 REDIS_SOCKET_TIMEOUT = 5.0  # redis-py's default socket timeout, which used to cut quiet streams
 
 
@@ -131,3 +132,8 @@ def test_a_viewer_of_a_job_whose_worker_is_killed_gets_failed_on_its_open_connec
     # Meanwhile the open stream stayed quiet past Redis's socket timeout, kept alive by heartbeat comments.
     quiet = [line for arrived, line in seen if arrived > killed_at]
     assert quiet.count(": heartbeat") >= int(LOST_AFTER // PRODUCTION_HEARTBEAT) - 1, quiet
+    # The ended job's record and event stream are kept for the production result TTL (a week), from its end.
+    conn = redis.Redis.from_url(production.redis_url)
+    job_id = record["id"]
+    for key in (jobs.job_key(job_id), events.stream_key(job_id)):
+        assert RESULT_TTL - 300 < conn.ttl(key) <= RESULT_TTL, (key, conn.ttl(key))
