@@ -241,40 +241,29 @@ def test_unknown_model_names_say_what_to_use():
         load_model("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
 
 
-def test_cli_run_writes_a_loadable_run_directory(tmp_path):
-    # The installed `stepscope` entry point in its own process (pyproject's [project.scripts]); other CLI tests call
-    # stepscope.cli.main in-process.
-    entry_point = Path(sys.executable).parent / "stepscope"
-    assert entry_point.is_file(), f"{entry_point}: install the package (pip install -e .) to get the command"
+def test_cli_run_writes_a_loadable_run_directory(tmp_path, capsys):
+    # `stepscope run` in this process: a subprocess would import torch and diffusers again (~9 s); the installed
+    # entry point runs as a process of its own in the test below, and the worker tests run the model stack in fresh
+    # processes.
+    from stepscope import cli
+
     out = tmp_path / "cli-run"
-    proc = subprocess.run(
-        [
-            str(entry_point),
-            "run",
-            "--prompt",
-            "a maze",
-            "--steps",
-            "5",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "finished"
+    assert cli.main(["run", "--prompt", "a maze", "--steps", "5", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary == {"out": str(out), "status": "finished", "trajectories": {"baseline": "finished"}}
     run = stepscope.load_run(str(out))
     assert run.baseline.steps == [0, 1, 2, 3, 4]
     assert run.baseline.layer_norms().shape == (5, 1, 8, 5, 4, 4)
 
 
-def test_cli_models_lists_presets(capsys):
-    from stepscope import cli
-
-    assert cli.main(["models", "--json"]) == 0  # in this process: the test above runs the entry point
-    names = {m["name"] for m in json.loads(capsys.readouterr().out)}
+def test_the_installed_entry_point_lists_the_presets():
+    # The `stepscope` command that pyproject's [project.scripts] installs, in a process of its own (other CLI tests
+    # call stepscope.cli.main in-process); `models` does not import torch, so this takes a second.
+    entry_point = Path(sys.executable).parent / "stepscope"
+    assert entry_point.is_file(), f"{entry_point}: install the package (pip install -e .) to get the command"
+    proc = subprocess.run([str(entry_point), "models", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = {m["name"] for m in json.loads(proc.stdout)}
     assert {"tiny", "wan2.1-t2v-1.3b", "wan2.2-i2v-a14b", "vbvr-wan2.2"} <= names
 
 

@@ -261,7 +261,7 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
 
 
 def test_cli_runs_an_experiment_file(tmp_path, capsys):
-    # `stepscope run` in this process: tests/probe/test_capture.py runs the installed entry point as a subprocess.
+    # `stepscope run` in this process: tests/probe/test_capture.py runs the installed entry point as a process.
     spec = {
         "prompt": "a maze",
         "steps": 5,
