@@ -54,17 +54,33 @@ class Proc:
         return self.log.read_text(errors="replace")[-4000:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        self.signal(sig)
+        self.wait_stopped(timeout)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` once if the process still runs (a second SIGTERM is RQ's cold shutdown: send one)."""
         if self.alive():
             self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+    def wait_stopped(self, timeout: float = 30) -> None:
+        """Wait for the process to exit after a signal, SIGKILL it after `timeout`; close its log."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self._log_handle.close()
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL, timeout=10)
+
+
+def stop_all(procs: list[Proc], timeout: float = 30) -> None:
+    """SIGTERM every process first (the API before the workers), then wait for each: they shut down side by side."""
+    for proc in reversed(procs):
+        proc.signal()
+    for proc in reversed(procs):
+        proc.wait_stopped(timeout)
 
 
 def service_env(redis_url: str, store: str, cache_dir: str, **extra: str) -> dict:
@@ -149,9 +165,17 @@ def running_service(root: Path, store: Path | str, workers: list[tuple[str, str 
             url=api.url, redis_url=server.url, store=store, environment=env, logs=logs, workers=procs[:-1]
         )
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_all(procs)
         server.stop()
 
 
-__all__ = ["EmbeddedRedis", "Proc", "running_service", "service_env", "start_api", "start_worker", "wait_until"]
+__all__ = [
+    "EmbeddedRedis",
+    "Proc",
+    "running_service",
+    "service_env",
+    "start_api",
+    "start_worker",
+    "stop_all",
+    "wait_until",
+]

@@ -11,7 +11,7 @@ import pytest
 
 from stepscope.embedded_redis import EmbeddedRedis, free_port
 from tests.hardening.sse import watch_a_job_whose_worker_is_killed
-from tests.servers import Proc, service_env, start_api, start_worker, wait_until
+from tests.servers import Proc, service_env, start_api, start_worker, stop_all, wait_until
 
 
 class Stack:
@@ -115,6 +115,5 @@ def production(tmp_path_factory):
             # When test_streams.py did not run (-k, one file), the scenario ends here: within the janitor's patience.
             service.killed_worker_viewer.exception(timeout=300)
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_all(procs)
         server.stop()
