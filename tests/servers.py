@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import httpx
 import redis
 
+from stepscope import events
 from stepscope.embedded_redis import EmbeddedRedis, free_port
 from stepscope.jobs import live_workers
 
@@ -169,6 +170,54 @@ def running_service(root: Path, store: Path | str, workers: list[tuple[str, str 
         server.stop()
 
 
+class WorkerGate:
+    """Lets the service's worker run a job only up to a chosen step: SIGSTOP freezes it there, so what a test checks
+    "mid-run" is mid-run for certain, however fast the run is. `hold()` before submitting, `run_to(...)` for each stop;
+    leaving the `with` block lets it go on (also on failure: a frozen worker sends no heartbeat, and the janitor's
+    patience is 30 s).
+    """
+
+    def __init__(self, worker, client):
+        self.pid = worker.pid
+        self.client = client
+        self.stream = None
+        self.stopped = False
+
+    def __enter__(self) -> WorkerGate:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+        if self.stream is not None:
+            self.stream.close()
+
+    def hold(self) -> None:
+        """Freeze the worker now (a job submitted next waits in the queue)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self.stopped = True
+
+    def release(self) -> None:
+        """Let the worker go on (idempotent)."""
+        if self.stopped:
+            os.kill(self.pid, signal.SIGCONT)
+            self.stopped = False
+
+    def run_to(self, job_id: str, step: int, timeout: float = 120) -> dict:
+        """Let the worker run until the job's stream shows baseline step `step` stored, then freeze it; returns that
+        step's event. The worker stops a step or two later at most, which is why callers leave many steps after."""
+        if self.stream is None:
+            self.stream = self.client.events(job_id, timeout=timeout)
+        self.release()
+        deadline = time.monotonic() + timeout
+        for _, event in self.stream:
+            if event["type"] == events.STEP and event["trajectory"] == "baseline" and event["index"] >= step:
+                self.hold()
+                return event
+            assert not events.is_final(event), f"the job ended before step {step}: {event}"
+            assert time.monotonic() < deadline, f"step {step} not reached within {timeout} s"
+        raise AssertionError(f"the stream ended before step {step}")
+
+
 __all__ = [
     "EmbeddedRedis",
     "Proc",
@@ -177,5 +226,6 @@ __all__ = [
     "start_api",
     "start_worker",
     "stop_all",
+    "WorkerGate",
     "wait_until",
 ]

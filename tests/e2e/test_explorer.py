@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from stepscope.tasks import generate
-from tests.e2e.helpers import LONG_SPEC, NOISE_STEP, WorkerGate, open_job, screenshot
-from tests.servers import start_api
+from tests.e2e.helpers import LONG_SPEC, NOISE_STEP, open_job, screenshot
+from tests.servers import WorkerGate, start_api
 
 pytestmark = pytest.mark.browser
 

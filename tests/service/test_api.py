@@ -17,8 +17,7 @@ from PIL import Image
 
 import stepscope
 from stepscope.client import ApiError, Client
-from tests.e2e.helpers import WorkerGate
-from tests.servers import service_env, start_api, wait_until
+from tests.servers import WorkerGate, service_env, start_api, wait_until
 
 SPEC = {"model": "tiny", "prompt": "a ball rolls through a maze", "steps": 6}
 
