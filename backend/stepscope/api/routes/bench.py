@@ -61,8 +61,8 @@ async def submit_bench(request: Request, services: ServicesDep) -> dict | JSONRe
     job_id = new_run_id()
     record = services.jobs.create(job_id, bench.model, bench.to_json(), kind="bench")
     timeout = bench_timeout(services.settings.job_timeout, bench.instance_count)
-    enqueue(services.redis, job_id, bench.model, timeout, services.settings.result_ttl)
-    view = job_view(services, record, queue_positions(services, [record]).get(job_id))
+    position = enqueue(services.redis, job_id, bench.model, timeout, services.settings.result_ttl)
+    view = job_view(services, record, position)
     if not served:
         view["warning"] = f"no running worker serves {bench.model!r} yet: the job waits until one starts"
     return view

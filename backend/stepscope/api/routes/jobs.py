@@ -327,8 +327,10 @@ def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
     decode_id = new_run_id()
     request = {"parent": job_id, "trajectory": body.trajectory, "step": body.step}
     created = services.jobs.create(decode_id, record["model"], request, kind="decode", parent=job_id)
-    enqueue(services.redis, decode_id, record["model"], services.settings.job_timeout, services.settings.result_ttl)
-    return job_view(services, created, queue_positions(services, [created]).get(decode_id))
+    position = enqueue(
+        services.redis, decode_id, record["model"], services.settings.job_timeout, services.settings.result_ttl
+    )
+    return job_view(services, created, position)
 
 
 @router.get(
