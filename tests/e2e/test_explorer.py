@@ -119,7 +119,6 @@ def test_submit_from_the_form_and_watch_steps_arrive_live(page, service, client)
     partial = [(ms, d) for ms, d, t in counts if t == total and 0 < d < total]
     rising = sorted({d for _, d in partial})
     assert len(rising) >= 3, f"the count rose in steps while running: {rising}"
-    assert partial[-1][0] - partial[0][0] > 300, "steps arrived over time, not in one replayed burst"
     assert done[-1] == total == client.job(job_id)["progress"]["done"]
     # Every step of the run is scrubbable, ending at the newest.
     wait_for_data(page, "#frame-canvas", step=str(total - 1))

@@ -62,9 +62,14 @@ def watch_a_job_whose_worker_is_killed(production) -> dict:
     reader = SseReader(production.url, job["id"], timeout=PRODUCTION_HEARTBEAT * 4)
     seen: list[tuple[float, str]] = []
     killed_at = failed_at = final = None
+    # A janitor that never fails the job must fail the test, not hang it: the worker's start (~12 s idle, 30 s
+    # loaded) and LOST_AFTER + JANITOR_EVERY (35 s) fit 3× over in 300 s.
+    deadline = time.monotonic() + 300
     try:
         for arrived, line in reader.lines():
             seen.append((arrived, line))
+            if arrived > deadline:
+                break
             if not line.startswith("data: "):
                 continue
             event = json.loads(line[6:])
