@@ -386,85 +386,91 @@ def main() -> int:
     from stepscope import events
 
     server = start_redis(args.scratch)
-    conn = redis.Redis.from_url(server.url)
-    job = f"bench-{args.config}"
+    try:  # the script's Redis and output file are released also when a run fails halfway
+        conn = redis.Redis.from_url(server.url)
+        job = f"bench-{args.config}"
 
-    decode_seconds: list[float] = []
-    decode_dtypes: list[str] = []
+        decode_seconds: list[float] = []
+        decode_dtypes: list[str] = []
 
-    def publish(event: dict) -> None:
-        events.publish(conn, job, event)
-        if event["type"] == "decode":
-            decode_seconds.append(event["seconds"])
-            decode_dtypes.append(event["dtype"])
+        def publish(event: dict) -> None:
+            events.publish(conn, job, event)
+            if event["type"] == "decode":
+                decode_seconds.append(event["seconds"])
+                decode_dtypes.append(event["dtype"])
 
-    model = build_model(args.config, device)
-    pipe = model.pipe
-    cache_dir = str(Path(args.scratch) / "stepscope-cache")
-    common = {
-        "config": args.config,
-        "steps": args.steps,
-        "frames": args.frames,
-        "height": args.height,
-        "width": args.width,
-        "decode_every": args.decode_every,
-        "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
-        "torch": torch.__version__,
-        "attention_backend": attention_backend(),
-    }
-    emit_line(
-        {"event": "setup", **common, "params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9}, out
-    )
-
-    warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_steps, "decode_every": 1})
-    for baseline in baselines:
-        with baseline_mode(model, baseline):
-            started = time.perf_counter()
-            plain_run(pipe, warm)
-            seconds = round(time.perf_counter() - started, 2)
-            emit_line({"event": "warmup", "baseline": baseline, "seconds": seconds}, out)
-    for mode in modes:
-        with blocks_mode(model, mode):
-            started = time.perf_counter()
-            stepscope_run(model, warm, publish, cache_dir, mode)
-            emit_line({"event": "warmup", "mode": mode, "seconds": round(time.perf_counter() - started, 2)}, out)
-
-    if any(mode.startswith("compiled") or (mode == "default" and default_mode(device)[0]) for mode in modes):
+        model = build_model(args.config, device)
+        pipe = model.pipe
+        cache_dir = str(Path(args.scratch) / "stepscope-cache")
+        common = {
+            "config": args.config,
+            "steps": args.steps,
+            "frames": args.frames,
+            "height": args.height,
+            "width": args.width,
+            "decode_every": args.decode_every,
+            "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
+            "torch": torch.__version__,
+            "attention_backend": attention_backend(),
+        }
         emit_line(
-            {"event": "forward_check", **common, "compiled_vs_eager_rel_l2": compiled_forward_difference(model, args)},
-            out,
+            {"event": "setup", **common, "params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9}, out
         )
 
-    plain: dict[str, list[dict]] = {baseline: [] for baseline in baselines}
-    probed: dict[str, list[dict]] = {mode: [] for mode in modes}
-    for repeat in range(args.repeats):
+        warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_steps, "decode_every": 1})
         for baseline in baselines:
-            clear_memory()
             with baseline_mode(model, baseline):
-                p = plain_run(pipe, args)
-            p["steady_step_seconds"] = steady_step_seconds(p.pop("step_ends"))
-            plain[baseline].append(p)
-            emit_line({"event": "plain", "baseline": baseline, "repeat": repeat, **common, **printable(p)}, out)
+                started = time.perf_counter()
+                plain_run(pipe, warm)
+                seconds = round(time.perf_counter() - started, 2)
+                emit_line({"event": "warmup", "baseline": baseline, "seconds": seconds}, out)
         for mode in modes:
-            clear_memory()
-            decode_seconds.clear()
-            decode_dtypes.clear()
             with blocks_mode(model, mode):
-                r = stepscope_run(model, args, publish, cache_dir, mode)
-            r["decode_seconds"] = list(decode_seconds)
-            r["decode_dtypes"] = list(decode_dtypes)  # the final decode's is the VAE's own
-            r["steady_step_seconds"] = statistics.median(r["step_seconds"][2:])
-            finals = {b: runs[-1]["final_latents"] for b, runs in plain.items()}
-            r["final_rel_l2_vs"] = {b: relative_l2(r["final_latents"], latents) for b, latents in finals.items()}
-            probed[mode].append(r)
-            emit_line({"event": "stepscope", "mode": mode, "repeat": repeat, **common, **printable(r)}, out)
+                started = time.perf_counter()
+                stepscope_run(model, warm, publish, cache_dir, mode)
+                emit_line({"event": "warmup", "mode": mode, "seconds": round(time.perf_counter() - started, 2)}, out)
 
-    for baseline, plain_runs in plain.items():
-        for mode, runs in probed.items():
-            emit_line(ratio_line(baseline, plain_runs, mode, runs, common), out)
-    server.stop()
-    if out:
-        out.close()
+        if any(mode.startswith("compiled") or (mode == "default" and default_mode(device)[0]) for mode in modes):
+            emit_line(
+                {
+                    "event": "forward_check",
+                    **common,
+                    "compiled_vs_eager_rel_l2": compiled_forward_difference(model, args),
+                },
+                out,
+            )
+
+        plain: dict[str, list[dict]] = {baseline: [] for baseline in baselines}
+        probed: dict[str, list[dict]] = {mode: [] for mode in modes}
+        for repeat in range(args.repeats):
+            for baseline in baselines:
+                clear_memory()
+                with baseline_mode(model, baseline):
+                    p = plain_run(pipe, args)
+                p["steady_step_seconds"] = steady_step_seconds(p.pop("step_ends"))
+                plain[baseline].append(p)
+                emit_line({"event": "plain", "baseline": baseline, "repeat": repeat, **common, **printable(p)}, out)
+            for mode in modes:
+                clear_memory()
+                decode_seconds.clear()
+                decode_dtypes.clear()
+                with blocks_mode(model, mode):
+                    r = stepscope_run(model, args, publish, cache_dir, mode)
+                r["decode_seconds"] = list(decode_seconds)
+                r["decode_dtypes"] = list(decode_dtypes)  # the final decode's is the VAE's own
+                r["steady_step_seconds"] = statistics.median(r["step_seconds"][2:])
+                finals = {b: runs[-1]["final_latents"] for b, runs in plain.items()}
+                r["final_rel_l2_vs"] = {b: relative_l2(r["final_latents"], latents) for b, latents in finals.items()}
+                probed[mode].append(r)
+                emit_line({"event": "stepscope", "mode": mode, "repeat": repeat, **common, **printable(r)}, out)
+
+        for baseline, plain_runs in plain.items():
+            for mode, runs in probed.items():
+                emit_line(ratio_line(baseline, plain_runs, mode, runs, common), out)
+    finally:
+        server.stop()
+        if out:
+            out.close()
     return 0
 
 
