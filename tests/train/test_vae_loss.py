@@ -21,3 +21,11 @@ def test_equal_errors_give_the_plain_mean():
     videos = torch.rand(1, 3, 17, 8, 8, generator=generator)
     decoded = videos + 0.5  # the same error in every frame
     assert torch.isclose(latent_frame_mse(decoded, videos), torch.tensor(0.25), rtol=1e-5)
+
+
+def test_a_single_frame_clip_is_its_frames_mean():
+    # The image mix codes single frames as 1-frame clips: one latent frame, no chunk after it (an empty chunk's
+    # mean would be NaN and poison every step).
+    videos = torch.zeros(3, 3, 1, 4, 4)
+    decoded = videos + 0.5
+    assert torch.isclose(latent_frame_mse(decoded, videos), torch.tensor(0.25))

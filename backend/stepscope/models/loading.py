@@ -68,7 +68,33 @@ def _jsonable(config: dict) -> dict:
     return json.loads(json.dumps(config, default=str))
 
 
-def info_from_pipeline(pipe) -> ModelInfo:
+# Beside model_index.json in a saved pipeline: what the pipeline's own configs cannot say (the text length it
+# was trained with). Absent in diffusers' own directories, whose models take the pipelines' defaults.
+MODEL_SETTINGS_FILE = "stepscope_model.json"
+DEFAULT_TEXT_TOKENS = 512  # the Wan pipelines' max_sequence_length
+
+
+def write_model_settings(directory: Path, *, text_tokens: int) -> None:
+    """Record beside a saved pipeline the settings it must be sampled with."""
+    (Path(directory) / MODEL_SETTINGS_FILE).write_text(json.dumps({"text_tokens": int(text_tokens)}, indent=1) + "\n")
+
+
+def read_model_settings(directory: Path) -> dict:
+    """The settings `write_model_settings` wrote, or the defaults; a malformed file is a ModelError naming it."""
+    path = Path(directory) / MODEL_SETTINGS_FILE
+    if not path.is_file():
+        return {"text_tokens": DEFAULT_TEXT_TOKENS}
+    try:
+        settings = json.loads(path.read_text())
+        text_tokens = settings["text_tokens"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f'{path}: expected {{"text_tokens": <int>}}: {exc}') from exc
+    if isinstance(text_tokens, bool) or not isinstance(text_tokens, int) or not 1 <= text_tokens <= 4096:
+        raise ModelError(f"{path}: text_tokens must be an integer from 1 to 4096, got {text_tokens!r}")
+    return {"text_tokens": text_tokens}
+
+
+def info_from_pipeline(pipe, text_tokens: int = DEFAULT_TEXT_TOKENS) -> ModelInfo:
     experts = tuple(n for n in ("transformer", "transformer_2") if getattr(pipe, n, None) is not None)
     first = getattr(pipe, experts[0])
     temporal, spatial = vae_scale_factors(pipe.vae)
@@ -82,6 +108,7 @@ def info_from_pipeline(pipe) -> ModelInfo:
         vae_spatial=spatial,
         latent_channels=pipe.vae.config.z_dim,
         rope_max_seq_len=first.config.rope_max_seq_len,
+        text_tokens=text_tokens,
     )
 
 
@@ -112,6 +139,7 @@ def load_model(
     if step_decode_dtype not in (None, "float32") and offload != "none":
         # Refused before loading: a 14B load should not end in this error.
         raise ModelError(_STEP_VAE_NEEDS_RESIDENT_VAE)
+    text_tokens = DEFAULT_TEXT_TOKENS
     preset = PRESETS.get(name)
     if preset is not None and preset.random is not None:
         if dtype not in (None, "bfloat16"):
@@ -129,13 +157,21 @@ def load_model(
         source = preset.source if preset else name
         dtype = dtype or (preset.dtype if preset else "bfloat16")
         pipe = _from_pretrained(source, DTYPES[dtype])
+        if Path(source).expanduser().is_dir():
+            text_tokens = read_model_settings(Path(source).expanduser())["text_tokens"]
         flow_shift = flow_shift if flow_shift is not None else (preset.flow_shift if preset else None)
     if flow_shift is not None:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=flow_shift)
     _place(pipe, device, offload)
     pipe.set_progress_bar_config(disable=True)
     model = LoadedModel(
-        name=name, pipe=pipe, info=info_from_pipeline(pipe), device=device, dtype=dtype, offload=offload, source=source
+        name=name,
+        pipe=pipe,
+        info=info_from_pipeline(pipe, text_tokens),
+        device=device,
+        dtype=dtype,
+        offload=offload,
+        source=source,
     )
     vae_dtype = next(pipe.vae.parameters()).dtype
     if step_decode_dtype is not None and DTYPES[step_decode_dtype] != vae_dtype:

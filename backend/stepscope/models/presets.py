@@ -63,6 +63,9 @@ class ModelInfo:
     rope_max_seq_len: int = (
         1024  # the transformer's rotary table: at most this many tokens per axis (diffusers' default)
     )
+    # Text tokens the prompt is padded to (the pipeline's max_sequence_length): a model sees at sampling the length
+    # it was trained with. Wan's 512; a model trained here may say less (models/loading.py MODEL_SETTINGS_FILE).
+    text_tokens: int = 512
 
     def to_json(self) -> dict:
         return asdict(self)

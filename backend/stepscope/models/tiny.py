@@ -62,11 +62,19 @@ def build_text_encoder(
 
 
 def wan_transformer(
-    *, heads: int, head_dim: int, ffn_dim: int, num_layers: int, text_dim: int, in_channels: int = 16, **extra
+    *,
+    heads: int,
+    head_dim: int,
+    ffn_dim: int,
+    num_layers: int,
+    text_dim: int,
+    in_channels: int = 16,
+    patch_size: tuple[int, int, int] = (1, 2, 2),
+    **extra,
 ) -> WanTransformer3DModel:
-    """A Wan 2.x transformer of the given size with Wan's fixed choices (2×2 patches, RMS qk-norm)."""
+    """A Wan 2.x transformer of the given size with Wan's fixed choices (RMS qk-norm; Wan's 2×2 patches by default)."""
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
+        patch_size=tuple(patch_size),
         num_attention_heads=heads,
         attention_head_dim=head_dim,
         in_channels=in_channels,

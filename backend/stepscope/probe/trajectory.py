@@ -316,6 +316,7 @@ def run_trajectory(
             width=inputs.width,
             num_frames=inputs.frames,
             num_inference_steps=inputs.steps,
+            max_sequence_length=model.info.text_tokens,
             guidance_scale=inputs.guidance,
             num_videos_per_prompt=len(inputs.seeds),
             latents=latents,

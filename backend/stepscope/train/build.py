@@ -36,7 +36,7 @@ def build_vae_for(
     return AutoencoderKLWan(
         base_dim=cfg.vae.base_dim,
         z_dim=cfg.vae.z_dim,
-        dim_mult=[1, 1, 1, 1],
+        dim_mult=list(cfg.vae.dim_mult),
         num_res_blocks=1,
         temperal_downsample=VAE_TEMPORAL_DOWNSAMPLE,
         **stats,
@@ -54,6 +54,7 @@ def build_transformer_for(cfg: TrainConfig) -> WanTransformer3DModel:
         in_channels=I2V_IN_CHANNELS,
         freq_dim=t.freq_dim,
         rope_max_seq_len=t.rope_max_seq_len,
+        patch_size=t.patch_size,
     )
 
 

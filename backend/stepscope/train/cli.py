@@ -14,9 +14,22 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
     """Add the `fit` and `evaluate` subcommands to `parser` (the `train` parser of the stepscope CLI)."""
     sub = parser.add_subparsers(dest="train_command", required=True)
 
-    fit = sub.add_parser("fit", help="train the VAE, then the transformer; save a diffusers pipeline directory")
+    fit = sub.add_parser(
+        "fit", help="train the VAE and/or the transformer, resumably; save a diffusers pipeline directory"
+    )
     fit.add_argument("--config", choices=["full", "smoke"], default="full")
-    fit.add_argument("--out", required=True, help="output directory (pipeline/, training.json, train_keys.txt)")
+    fit.add_argument("--out", required=True, help="output directory (vae/, pipeline/, checkpoints, records)")
+    fit.add_argument(
+        "--stage",
+        choices=["all", "vae", "transformer"],
+        default="all",
+        help="vae: the VAE stage; transformer: the transformer on --vae; all: both in this process",
+    )
+    fit.add_argument(
+        "--resume", help="a checkpoint directory of this stage (vae-checkpoint/ or transformer-checkpoint/)"
+    )
+    fit.add_argument("--vae", help="the VAE directory the transformer stage trains on (a VAE stage's vae/)")
+    fit.add_argument("--stop-at-step", type=int, help="stop this process before this step, with a checkpoint")
     fit.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 …")
     fit.add_argument("--seed", type=int, help="override the config's seed")
     fit.add_argument(
@@ -29,14 +42,43 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--max-seconds",
         type=float,
-        help="end the whole run within this many seconds (the transformer stage is shortened; weights are saved)",
+        help="end this process within this many seconds, with a checkpoint and everything saved (resume later)",
     )
     fit.set_defaults(func=cmd_fit)
+
+    ceiling = sub.add_parser("vae-ceiling", help="the scorers' pass rate on a VAE's reconstructions of ground truth")
+    ceiling.add_argument("--vae", required=True, help="a VAE directory (a VAE stage's vae/) or a pipeline's vae/")
+    ceiling.add_argument("--config", choices=["full", "smoke"], default="full", help="families, canvas, difficulties")
+    ceiling.add_argument("--split", choices=["validation", "held-out"], default="validation")
+    ceiling.add_argument("--n", type=int, default=500, help="instances per family")
+    ceiling.add_argument("--device", default="cpu")
+    ceiling.add_argument("--batch", type=int, default=100)
+    ceiling.add_argument("--workers", type=int, help="processes scoring videos (default: CPU count − 1; 0: none)")
+    ceiling.add_argument("--json-out", help="also write the JSON record here")
+    ceiling.set_defaults(func=cmd_vae_ceiling)
+
+    export = sub.add_parser("export", help="a pipeline directory from a transformer checkpoint and its VAE")
+    export.add_argument("--checkpoint", required=True, help="a transformer-checkpoint/ directory")
+    export.add_argument("--vae", required=True, help="the VAE directory it was trained on")
+    export.add_argument("--out", required=True, help="the pipeline directory to write")
+    export.set_defaults(func=cmd_export)
+
+    export_vae = sub.add_parser("export-vae", help="a VAE directory from a VAE checkpoint and its vae/config.json")
+    export_vae.add_argument("--checkpoint", required=True, help="a vae-checkpoint/ directory")
+    export_vae.add_argument("--config", required=True, help="the directory of the vae/config.json written with it")
+    export_vae.add_argument("--out", required=True, help="the VAE directory to write")
+    export_vae.set_defaults(func=cmd_export_vae)
 
     ev = sub.add_parser("evaluate", help="success rate per family on held-out instances, with 95%% Wilson intervals")
     ev.add_argument("--model", required=True, help="a saved pipeline directory or a preset name")
     ev.add_argument("--config", choices=["full", "smoke"], default="full", help="families, canvas and difficulties")
-    ev.add_argument("--n", type=int, default=500, help="held-out instances per family")
+    ev.add_argument("--n", type=int, default=500, help="instances per family")
+    ev.add_argument(
+        "--split",
+        choices=["held-out", "validation", "training"],
+        default="held-out",
+        help="which instances (training: the pool's own, needs --train-keys)",
+    )
     ev.add_argument("--steps", type=int, default=20)
     ev.add_argument("--guidance", type=float, default=5.0)
     ev.add_argument("--device", default="cpu")
@@ -90,9 +132,47 @@ def cmd_fit(args) -> int:
     from stepscope.train.run import train
 
     cfg = config_with_overrides(args.config, args.seed, args.set)
-    train(
-        cfg, Path(args.out), device=args.device, log=lambda line: print(line, flush=True), max_seconds=args.max_seconds
+    try:
+        train(
+            cfg,
+            Path(args.out),
+            device=args.device,
+            log=lambda line: print(line, flush=True),
+            max_seconds=args.max_seconds,
+            stage=args.stage,
+            resume=None if args.resume is None else Path(args.resume),
+            vae_dir=None if args.vae is None else Path(args.vae),
+            stop_at_step=args.stop_at_step,
+        )
+    except ValueError as exc:  # a refused resume or stage: say why, no traceback
+        raise SystemExit(f"fit: {exc}") from exc
+    return 0
+
+
+def cmd_vae_ceiling(args) -> int:
+    from stepscope.train.config import CONFIGS
+    from stepscope.train.data import worker_count
+    from stepscope.train.evaluate import vae_ceiling
+    from stepscope.train.run import load_vae
+
+    record = vae_ceiling(
+        load_vae(Path(args.vae), args.device),
+        cfg=CONFIGS[args.config],
+        per_family=args.n,
+        split=args.split,
+        batch=args.batch,
+        workers=worker_count(args.workers),
+        log=lambda line: print(line, flush=True),
     )
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(record, indent=1))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from stepscope.train.run import export_pipeline
+
+    print(export_pipeline(Path(args.checkpoint), Path(args.vae), Path(args.out)))
     return 0
 
 
@@ -117,6 +197,7 @@ def cmd_evaluate(args) -> int:
         train_keys=keys,
         vae_ceiling=args.vae_ceiling,
         chain_of_steps_mazes=args.chain_of_steps,
+        split=args.split,
         workers=worker_count(args.workers),
         log=lambda line: print(line, flush=True),
     )
@@ -130,3 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     add_train_commands(parser)
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def cmd_export_vae(args) -> int:
+    from stepscope.train.run import export_vae
+
+    print(export_vae(Path(args.checkpoint), Path(args.config), Path(args.out)))
+    return 0

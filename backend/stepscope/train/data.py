@@ -5,8 +5,9 @@ Instance seeds are split once, here: training draws seeds from `TRAIN_SEEDS`, ev
 seed seen in training. Two seeds can still give the same task (the pattern and trajectory
 families have small instance spaces: of 300 held-out instances, 210 pattern and 257 trajectory
 ones equal one of 1500 training instances), so training also drops every instance equal to one
-of the first `reserved` held-out instances of its family (`kept_rows`); evaluating up to that
-many per family then scores only tasks the model has not seen.
+of the first `reserved` held-out (and validation) instances of its family (`kept_rows`); evaluating
+up to that many per family then scores only tasks the model has not seen. Validation seeds are a
+third range, for choosing between configurations without looking at held-out instances.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class SeedRange:
 
 TRAIN_SEEDS = SeedRange("training", 0, 1_000_000_000)
 HELD_OUT_SEEDS = SeedRange("held-out", 1_000_000_000, 1_100_000_000)
+# Model selection (which VAE or transformer configuration to go on with) looks at these, never at held-out ones.
+VALIDATION_SEEDS = SeedRange("validation", 1_100_000_000, 1_200_000_000)
+SPLITS = {"training": TRAIN_SEEDS, "held-out": HELD_OUT_SEEDS, "validation": VALIDATION_SEEDS}
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ def training_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_
 
 def held_out_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int) -> list[InstanceRef]:
     return instance_refs(families, difficulties, per_family, HELD_OUT_SEEDS)
+
+
+def validation_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int) -> list[InstanceRef]:
+    return instance_refs(families, difficulties, per_family, VALIDATION_SEEDS)
 
 
 def make_instance(ref: InstanceRef, size: int, frames: int) -> TaskInstance:
@@ -149,8 +157,12 @@ def to_model_range(videos: np.ndarray, device=None):
     """
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(videos)).to(device).permute(0, 4, 1, 2, 3).float()
-    return x / 127.5 - 1.0
+    return model_range(torch.from_numpy(np.ascontiguousarray(videos)).to(device))
+
+
+def model_range(videos):
+    """A uint8 torch tensor (N, T, H, W, 3) → float32 (N, 3, T, H, W) in [−1, 1] on its device (the VAE's input)."""
+    return videos.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
 def to_uint8(video) -> np.ndarray:

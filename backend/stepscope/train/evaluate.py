@@ -1,6 +1,8 @@
-"""Evaluate a saved model on held-out task instances: sample, decode, score with the task suite's rule-based scorers.
+"""Evaluate a saved model on task instances: sample, decode, score with the task suite's rule-based scorers.
 
-Instances come from `HELD_OUT_SEEDS` only. Each instance's starting noise is drawn exactly as
+Instances come from one split (data.SPLITS): `held-out` for what is reported, `validation` for
+choosing between configurations, `training` (restricted to the pool's own tasks by `train_keys`)
+to tell a model that cannot fit from one that cannot generalise. Each instance's starting noise is drawn exactly as
 `stepscope.probe.initial_latents` draws it for a run with seed = the instance's seed, and the
 model is loaded through `stepscope.models.load_model`, as the service loads it. Sampling is
 `batched` (the pipeline's steps for many instances at once; tests/train check it against the
@@ -23,7 +25,15 @@ from diffusers.utils.torch_utils import randn_tensor
 from stepscope.stats import mean_interval
 from stepscope.tasks import candidate_curves
 from stepscope.train.config import TrainConfig
-from stepscope.train.data import InstanceRef, held_out_refs, instance_key, make_instance, to_model_range, to_uint8
+from stepscope.train.data import (
+    SPLITS,
+    held_out_refs,
+    instance_key,
+    instance_refs,
+    make_instance,
+    to_model_range,
+    to_uint8,
+)
 from stepscope.train.flow import condition_latents, decode_normalized, sample_latents
 from stepscope.train.transformer import prompt_embeddings
 
@@ -38,9 +48,11 @@ class FamilyResult:
     mean_score: float
     overlap_with_training: int | None  # held-out instances equal to a training instance (None: not checked)
     vae_ceiling: float | None = None  # success rate of the VAE's reconstructions of the ground truth (None: not run)
+    by_difficulty: dict | None = None  # difficulty → {"n", "passed", "success_rate", "ci95"}
 
     def to_json(self) -> dict:
         return {
+            "by_difficulty": self.by_difficulty,
             "family": self.family,
             "n": self.n,
             "passed": self.passed,
@@ -78,9 +90,10 @@ def sample_batched(model, tasks, *, cfg: TrainConfig, steps: int, guidance: floa
     frames, size = tasks[0].canvas.frames, tasks[0].canvas.size
     condition = condition_latents(pipe.vae, first_frame_batch(tasks, frames).to(device))
     prompts = sorted({t.prompt for t in tasks})
-    table = prompt_embeddings(pipe, prompts, device)
+    text_tokens = model.info.text_tokens
+    table = prompt_embeddings(pipe, prompts, device, text_tokens)
     texts = table[torch.tensor([prompts.index(t.prompt) for t in tasks], device=device)]
-    negative = prompt_embeddings(pipe, [""], device).expand_as(texts)
+    negative = prompt_embeddings(pipe, [""], device, text_tokens).expand_as(texts)
     noise = torch.cat([initial_noise(model, t.seed, frames, size) for t in tasks])
     latents = sample_latents(
         pipe.transformer,
@@ -146,6 +159,7 @@ def sample_with_pipeline(model, task, *, steps: int, guidance: float) -> np.ndar
         width=canvas.size,
         num_frames=canvas.frames,
         num_inference_steps=steps,
+        max_sequence_length=model.info.text_tokens,
         guidance_scale=guidance,
         latents=initial_noise(model, task.seed, canvas.frames, canvas.size),
         output_type="np",
@@ -173,12 +187,89 @@ def score_all(tasks, videos, workers: int = 0) -> list[tuple[float, bool]]:
 
 
 @torch.no_grad()
-def reconstructions(model, tasks) -> list[np.ndarray]:
-    """The VAE's decode of each task's encoded ground truth: what the model could show at best."""
-    vae = model.pipe.vae
-    videos = to_model_range(np.stack([t.ground_truth() for t in tasks]), torch.device(model.device))
+def reconstructions(model_or_vae, tasks) -> list[np.ndarray]:
+    """The VAE's decode of each task's encoded ground truth: what the model could show at best.
+
+    Takes a loaded model (its pipeline's VAE) or an AutoencoderKLWan itself."""
+    vae = getattr(getattr(model_or_vae, "pipe", None), "vae", model_or_vae)
+    device = next(vae.parameters()).device
+    videos = to_model_range(np.stack([t.ground_truth() for t in tasks]), device)
     decoded = vae.decode(vae.encode(videos.to(next(vae.parameters()).dtype)).latent_dist.mode(), return_dict=False)[0]
     return [to_uint8(v) for v in decoded]
+
+
+def split_tasks(cfg: TrainConfig, family: str, split: str, per_family: int, train_keys: set[str] | None = None):
+    """The first `per_family` instances of `family` in `split`; for "training", only the pool's own tasks (those in
+    `train_keys`), so that a training score is a score on instances trained on."""
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {sorted(SPLITS)}, got {split!r}")
+    if split != "training":
+        refs = instance_refs((family,), cfg.difficulties, per_family, SPLITS[split])
+        return [make_instance(r, cfg.size, cfg.frames) for r in refs]
+    if train_keys is None:
+        raise ValueError("split training: train_keys (the run's train_keys.txt) is required")
+    tasks = []
+    for r in instance_refs((family,), cfg.difficulties, per_family * 4, SPLITS[split]):
+        task = make_instance(r, cfg.size, cfg.frames)
+        if instance_key(task) in train_keys:
+            tasks.append(task)
+        if len(tasks) == per_family:
+            break
+    return tasks
+
+
+def rate_by_difficulty(tasks, passed: np.ndarray) -> dict:
+    """Success rate with its 95% Wilson interval for each difficulty among `tasks`."""
+    out = {}
+    for difficulty in sorted({t.difficulty for t in tasks}):
+        mask = np.array([t.difficulty == difficulty for t in tasks])
+        lo, hi = mean_interval(passed[mask])
+        out[str(difficulty)] = {
+            "n": int(mask.sum()),
+            "passed": int(passed[mask].sum()),
+            "success_rate": round(float(passed[mask].mean()), 4),
+            "ci95": [round(lo, 4), round(hi, 4)],
+        }
+    return out
+
+
+def vae_ceiling(vae, *, cfg: TrainConfig, per_family: int, split: str, batch: int = 100, workers: int = 0, log=print):
+    """Pass rate of the VAE's reconstructions of `per_family` ground-truth videos a family of `split`, with 95%
+    Wilson intervals and per-difficulty rates: the VAE's gate (no model can pass where its VAE cannot)."""
+    started = time.perf_counter()
+    families = []
+    for family in cfg.families:
+        tasks = split_tasks(cfg, family, split, per_family)
+        passed, scores = [], []
+        for start in range(0, len(tasks), batch):
+            chunk = tasks[start : start + batch]
+            for score, ok in score_all(chunk, reconstructions(vae, chunk), workers):
+                passed.append(ok)
+                scores.append(score)
+        outcomes = np.array(passed, dtype=np.float64)
+        lo, hi = mean_interval(outcomes)
+        families.append(
+            {
+                "family": family,
+                "n": len(tasks),
+                "passed": int(outcomes.sum()),
+                "pass_rate": round(float(outcomes.mean()), 4),
+                "ci95": [round(lo, 4), round(hi, 4)],
+                "mean_score": round(float(np.mean(scores)), 4),
+                "by_difficulty": rate_by_difficulty(tasks, outcomes),
+            }
+        )
+        count = f"{int(outcomes.sum())}/{len(tasks)}"
+        log(f"{family}: VAE reconstructions pass {outcomes.mean():.4f} [{lo:.4f}, {hi:.4f}] ({count})")
+    record = {
+        "event": "vae_ceiling",
+        "split": split,
+        "per_family": per_family,
+        "families": families,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    log(json.dumps(record))
+    return record
 
 
 def evaluate(
@@ -194,16 +285,16 @@ def evaluate(
     vae_ceiling: bool = False,
     chain_of_steps_mazes: int = 0,
     workers: int = 0,
+    split: str = "held-out",
     log=print,
 ) -> dict:
-    """Success rate per family on `per_family` held-out instances; returns the JSON record (also logged)."""
+    """Success rate per family on `per_family` instances of `split`; returns the JSON record (also logged)."""
     if sampler not in ("batched", "pipeline"):
         raise ValueError(f"sampler: expected 'batched' or 'pipeline', got {sampler!r}")
     started = time.perf_counter()
     results = []
     for family in cfg.families:
-        refs: list[InstanceRef] = held_out_refs((family,), cfg.difficulties, per_family)
-        tasks = [make_instance(r, cfg.size, cfg.frames) for r in refs]
+        tasks = split_tasks(cfg, family, split, per_family, train_keys)
         scores, ceiling = [], []
         for start in range(0, len(tasks), batch):
             chunk = tasks[start : start + batch]
@@ -225,6 +316,7 @@ def evaluate(
             mean_score=float(np.mean([s for s, _ in scores])),
             overlap_with_training=overlap,
             vae_ceiling=float(np.mean(ceiling)) if vae_ceiling else None,
+            by_difficulty=rate_by_difficulty(tasks, passed),
         )
         lo, hi = result.interval
         summary = f"{result.rate:.3f} [{lo:.3f}, {hi:.3f}] ({result.passed}/{result.n})"
@@ -240,6 +332,8 @@ def evaluate(
         "steps": steps,
         "guidance": guidance,
         "per_family": per_family,
+        "split": split,
+        "split_seeds_start": SPLITS[split].start,
         "held_out_seeds_start": held_out_refs(cfg.families[:1], cfg.difficulties, 1)[0].seed,
         "families": [r.to_json() for r in results],
     }

@@ -1,10 +1,12 @@
 """Stage 2: train the WanTransformer3DModel with flow matching on a pool of task instances encoded by the frozen VAE.
 
-The pool (training seeds only) is encoded once: the clean latent x₀ of each ground-truth video
-and its 20 conditioning channels. Every step draws a fresh batch from the pool with fresh
-noise and a fresh σ, so an instance is seen at many noise levels. The prompt embeddings are
-the frozen text encoder's, computed by the pipeline's own `encode_prompt` (512 tokens, zero
-padded), one per family, and the empty prompt's for classifier-free-guidance dropout.
+The pool (training seeds only) is encoded once per process: the clean latent x₀ of each
+ground-truth video and its 20 conditioning channels. Every step draws a fresh batch from the pool
+with fresh noise and a fresh σ, so an instance is seen at many noise levels. The prompt embeddings
+are the frozen text encoder's, computed by the pipeline's own `encode_prompt` at the config's
+`text_tokens` (the pipeline's max_sequence_length, zero padded), one per family, and the empty
+prompt's for classifier-free-guidance dropout. The stage resumes from a checkpoint state (weights,
+optional EMA, optimiser, step, random generator) exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -18,19 +20,18 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from stepscope.train.config import TrainConfig
 from stepscope.train.data import to_model_range
 from stepscope.train.flow import condition_latents, encode_normalized, flow_matching_loss
-from stepscope.train.loop import LoopRecord, run_loop
+from stepscope.train.loop import LoopRecord, Stop, run_loop
 
-MAX_TEXT_TOKENS = 512  # WanImageToVideoPipeline's default max_sequence_length
 ENCODE_BATCH = 128  # videos per VAE encode when building the pool
 
 
 @torch.no_grad()
-def prompt_embeddings(pipe, prompts: list[str], device: torch.device) -> torch.Tensor:
-    """(len(prompts), 512, text_dim) exactly as the pipeline computes them at sampling time."""
+def prompt_embeddings(pipe, prompts: list[str], device: torch.device, text_tokens: int) -> torch.Tensor:
+    """(len(prompts), text_tokens, text_dim) exactly as the pipeline computes them at sampling time."""
     embeds, _ = pipe.encode_prompt(
         prompt=prompts,
         do_classifier_free_guidance=False,
-        max_sequence_length=MAX_TEXT_TOKENS,
+        max_sequence_length=text_tokens,
         device=device,
         dtype=torch.float32,
     )
@@ -83,24 +84,35 @@ def train_transformer(
     negative_text: torch.Tensor,
     device: torch.device,
     log=print,
+    *,
+    resume: dict | None = None,
+    stop: Stop | None = None,
+    save=None,
 ) -> tuple[WanTransformer3DModel, WanTransformer3DModel, LoopRecord]:
-    """Train on the encoded pool; returns (trained, EMA) transformers and the loop's record.
+    """Train on the encoded pool; returns (trained, shipped) transformers and the loop's record.
 
+    The shipped module is the EMA copy when `ema_decay` is set, else the trained module itself (uncompiled
+    weights either way: `compile_repeated_blocks` compiles in place and keeps the state dict's names).
     On CUDA with `compile_blocks` the trained module comes back compiled for the training batch shape.
 
-    `family_index[i]` picks row i's prompt embedding from `texts`; with probability
-    `cfg_dropout` a sample gets `negative_text` (the empty prompt) instead.
+    `family_index[i]` picks row i's prompt embedding from `texts`; with probability `cfg_dropout` a sample gets
+    `negative_text` (the empty prompt) instead. `resume` / `save` as in `stepscope.train.vae.train_vae`.
     """
     tc = cfg.transformer
     transformer = transformer.to(device).train()
-    ema = Ema(transformer, tc.ema_decay)  # copied before compiling: the EMA (what ships) stays a plain module
+    generator = torch.Generator(device).manual_seed(cfg.seed + 21)
+    if resume is not None:
+        transformer.load_state_dict(resume["module"])
+        generator.set_state(resume["generator"].cpu())
+    ema = None if tc.ema_decay is None else Ema(transformer, tc.ema_decay)  # before compiling: the EMA stays plain
+    if ema is not None and resume is not None:
+        ema.shadow.load_state_dict(resume["ema"])
     if compiles_blocks(cfg, device):
         # In place: parameter names and the state dict are unchanged. The first step compiles (~25 s on an H100),
-        # inside the stage's time budget; later steps reuse it (the batch shape never changes).
+        # inside the stage's time; later steps reuse it (the batch shape never changes).
         transformer.compile_repeated_blocks(fullgraph=True)
     x0, condition, family_index = x0.to(device), condition.to(device), family_index.to(device)
     texts, negative_text = texts.to(device), negative_text.to(device)
-    generator = torch.Generator(device).manual_seed(cfg.seed + 21)
 
     def loss_at(step: int) -> torch.Tensor:
         index = torch.randint(len(x0), (tc.batch,), generator=generator, device=device)
@@ -108,6 +120,16 @@ def train_transformer(
         dropped = torch.rand((tc.batch,), generator=generator, device=device) < tc.cfg_dropout
         text = torch.where(dropped.view(-1, 1, 1), negative_text.expand_as(text), text)
         return flow_matching_loss(transformer, x0[index], condition[index], text, cfg=cfg, generator=generator)
+
+    def save_state(loop_state: dict) -> None:
+        save(
+            {
+                "module": transformer.state_dict(),
+                "ema": None if ema is None else ema.shadow.state_dict(),
+                "generator": generator.get_state(),
+                "loop": loop_state,
+            }
+        )
 
     record = run_loop(
         list(transformer.parameters()),
@@ -117,13 +139,17 @@ def train_transformer(
         warmup=tc.warmup,
         max_steps=tc.steps,
         seconds=tc.seconds,
+        decay_fraction=tc.decay_fraction,
         weight_decay=tc.weight_decay,
         grad_clip=tc.grad_clip,
-        after_step=ema.update,
+        after_step=None if ema is None else ema.update,
         log=log,
         name="transformer",
+        resume=None if resume is None else resume["loop"],
+        stop=stop,
+        save=None if save is None else save_state,
     )
-    return transformer.eval(), ema.shadow, record
+    return transformer.eval(), (transformer if ema is None else ema.shadow), record
 
 
 def fixed_batch_loss(

@@ -1,8 +1,10 @@
-"""Stage 1: train the small AutoencoderKLWan on task videos (reconstruction + light KL), then measure latent statistics.
+"""Stage 1: train the small AutoencoderKLWan on task videos and frames (reconstruction + light KL), resumably.
 
-The statistics (per-channel mean and std of the posterior modes over the training videos) go
-into the VAE's config as `latents_mean` / `latents_std`, where every Wan pipeline reads them to
-normalise latents; the transformer is trained on latents normalised the same way.
+Each step codes `batch` whole videos and `image_batch` single frames, each frame alone as a
+1-frame clip (the path frame 0, the conditioning frame, always takes: Wan trains its VAE on images
+and videos). `finish_vae` then measures the latent statistics (per-channel mean and std of the
+posterior modes over training videos) and writes them into a copy's config as `latents_mean` /
+`latents_std`, where every Wan pipeline reads them to normalise latents.
 """
 
 from __future__ import annotations
@@ -12,20 +14,24 @@ from diffusers import AutoencoderKLWan
 
 from stepscope.train.build import build_vae_for
 from stepscope.train.config import TrainConfig
-from stepscope.train.loop import LoopRecord, run_loop
+from stepscope.train.data import model_range
+from stepscope.train.loop import LoopRecord, Stop, run_loop
 
 STATS_BATCH = 64  # videos per encode when measuring the latent statistics
+STATS_VIDEOS = 3000  # at most this many videos for the statistics (spread over the families)
+
+
+def kl_to_standard_normal(posterior) -> torch.Tensor:
+    """Mean KL(posterior ‖ N(0, 1)) per latent element (diffusers' `kl()` sums only over dims 1-3 of 5-D latents)."""
+    return 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).float().mean()
 
 
 def reconstruction_loss(vae: AutoencoderKLWan, videos: torch.Tensor, kl_weight: float, generator) -> torch.Tensor:
     """`latent_frame_mse` between videos in [−1, 1] and the decode of a posterior sample,
     plus `kl_weight`·KL(posterior ‖ N(0, 1))."""
     posterior = vae.encode(videos).latent_dist
-    z = posterior.sample(generator=generator)
-    decoded = vae.decode(z, return_dict=False)[0]
-    # Mean KL per latent element (diffusers' `kl()` sums only over dims 1-3 of 5-D latents).
-    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).float().mean()
-    return latent_frame_mse(decoded, videos) + kl_weight * kl
+    decoded = vae.decode(posterior.sample(generator=generator), return_dict=False)[0]
+    return latent_frame_mse(decoded, videos) + kl_weight * kl_to_standard_normal(posterior)
 
 
 def latent_frame_mse(decoded: torch.Tensor, videos: torch.Tensor) -> torch.Tensor:
@@ -33,7 +39,7 @@ def latent_frame_mse(decoded: torch.Tensor, videos: torch.Tensor) -> torch.Tenso
     then chunks of 4 frames, so frame 0 counts as much as a whole chunk (a plain pixel mean gives it 1/T and the
     trained VAE drew the conditioning frame worst: MSE 0.038 against ≤ 0.014 for every later frame)."""
     per_frame = (decoded.float() - videos.float()).pow(2).mean(dim=(0, 1, 3, 4))
-    chunks = [per_frame[:1], *per_frame[1:].split(4)]
+    chunks = [per_frame[:1], *per_frame[1:].split(4)] if len(per_frame) > 1 else [per_frame]  # a 1-frame clip
     return torch.stack([chunk.mean() for chunk in chunks]).mean()
 
 
@@ -46,31 +52,63 @@ def reconstruction_error(vae: AutoencoderKLWan, videos: torch.Tensor) -> float:
 
 @torch.no_grad()
 def measure_latent_stats(vae: AutoencoderKLWan, videos: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the posterior modes of `videos` (N, 3, T, H, W)."""
-    modes = torch.cat([vae.encode(chunk).latent_dist.mode().float() for chunk in videos.split(STATS_BATCH)])
+    """Per-channel mean and std of the posterior modes of uint8 `videos` (N, T, H, W, 3)."""
+    modes = torch.cat(
+        [vae.encode(model_range(chunk)).latent_dist.mode().float() for chunk in videos.split(STATS_BATCH)]
+    )
     flat = modes.transpose(0, 1).reshape(modes.shape[1], -1)
     return flat.mean(dim=1).tolist(), flat.std(dim=1).clamp_min(1e-4).tolist()
 
 
+def check_clip_frames(cfg: TrainConfig, frames: int) -> int:
+    """The training clip length: whole videos, or windows of 1 + 4k frames no longer than the videos."""
+    clip = frames if cfg.vae.clip_frames is None else cfg.vae.clip_frames
+    if clip > frames or (clip - 1) % 4:
+        raise ValueError(f"vae.clip_frames: {clip} must be 1 + 4k and at most the videos' {frames} frames")
+    return clip
+
+
 def train_vae(
-    cfg: TrainConfig, vae: AutoencoderKLWan, videos: torch.Tensor, device: torch.device, log=print
+    cfg: TrainConfig,
+    vae: AutoencoderKLWan,
+    videos: torch.Tensor,
+    device: torch.device,
+    log=print,
+    *,
+    resume: dict | None = None,
+    stop: Stop | None = None,
+    save=None,
 ) -> tuple[AutoencoderKLWan, LoopRecord]:
-    """Train `vae` on `videos` (N, 3, T, H, W) in [−1, 1] on `device`; return a VAE carrying its latent statistics."""
+    """Train `vae` on uint8 `videos` (N, T, H, W, 3) on `device`; returns it (in training form) and the record.
+
+    `resume` is a checkpoint state this function handed to `save` earlier ({"module", "generator", "loop"});
+    `save(state)` receives the whole state to checkpoint, at least every minute and when the loop ends.
+    """
     vc = cfg.vae
     vae = vae.to(device).train()
     videos = videos.to(device)
     generator = torch.Generator(device).manual_seed(cfg.seed + 11)
-
-    frames = videos.shape[2]
-    clip = frames if vc.clip_frames is None else vc.clip_frames
-    if clip > frames or (clip - 1) % 4:
-        raise ValueError(f"vae.clip_frames: {clip} must be 1 + 4k and at most the videos' {frames} frames")
+    if resume is not None:
+        vae.load_state_dict(resume["module"])
+        generator.set_state(resume["generator"].cpu())
+    frames = videos.shape[1]
+    clip = check_clip_frames(cfg, frames)
 
     def loss_at(step: int) -> torch.Tensor:
         index = torch.randint(len(videos), (vc.batch,), generator=generator, device=device)
         # One window start per step (a batch is one tensor); each step draws a new one.
         start = int(torch.randint(frames - clip + 1, (1,), generator=generator, device=device))
-        return reconstruction_loss(vae, videos[index, :, start : start + clip], vc.kl_weight, generator)
+        clips = model_range(videos[index, start : start + clip])
+        loss = reconstruction_loss(vae, clips, vc.kl_weight, generator)
+        if vc.image_batch:
+            which = torch.randint(len(videos), (vc.image_batch,), generator=generator, device=device)
+            frame = torch.randint(frames, (vc.image_batch,), generator=generator, device=device)
+            images = model_range(videos[which, frame].unsqueeze(1))  # (B, 3, 1, H, W): each frame coded alone
+            loss = loss + reconstruction_loss(vae, images, vc.kl_weight, generator)
+        return loss
+
+    def save_state(loop_state: dict) -> None:
+        save({"module": vae.state_dict(), "generator": generator.get_state(), "loop": loop_state})
 
     record = run_loop(
         list(vae.parameters()),
@@ -80,11 +118,20 @@ def train_vae(
         warmup=vc.warmup,
         max_steps=vc.steps,
         seconds=vc.seconds,
+        decay_fraction=vc.decay_fraction,
         log=log,
         name="vae",
+        resume=None if resume is None else resume["loop"],
+        stop=stop,
+        save=None if save is None else save_state,
     )
-    vae.eval()
-    mean, std = measure_latent_stats(vae, videos)
+    return vae.eval(), record
+
+
+def finish_vae(cfg: TrainConfig, vae: AutoencoderKLWan, videos: torch.Tensor) -> AutoencoderKLWan:
+    """A frozen copy of `vae` carrying the latent statistics of (at most `STATS_VIDEOS` of) uint8 `videos`."""
+    step = max(1, len(videos) // STATS_VIDEOS)
+    mean, std = measure_latent_stats(vae.eval(), videos[::step][:STATS_VIDEOS])
     final = build_vae_for(cfg, latents_mean=mean, latents_std=std)
     final.load_state_dict(vae.state_dict())
-    return final.to(device).eval().requires_grad_(False), record
+    return final.to(next(vae.parameters()).device).eval().requires_grad_(False)
