@@ -2,10 +2,12 @@
 
     python benchmarks/train_speed.py --device cuda --json-out speed.json
 
-Both stages of the `full` config are tiny models (0.25 M and 4.4 M parameters), so a step is
+Both stages of the `full` config are small models (a few million parameters), so a step is
 bound by kernel launches, not arithmetic: a larger batch or fewer launches (regional
 compilation of the repeated transformer blocks, as diffusers documents for Wan) can cost little
-more time per step. This measures it on the machine that will train, with the training code's
+more time per step. The transformer is also timed at each `--text-tokens` length (the
+pipeline's max_sequence_length: Wan's 512 against the longest prompt's 176). This measures it
+on the machine that will train, with the training code's
 own loss functions on rendered task videos, one process, side by side. Prints one JSON line per
 configuration (ms per step, samples per second) and the compile time where there is one.
 """
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae-batches", default="32,128")
     parser.add_argument("--transformer-batches", default="256,1024")
     parser.add_argument("--compile", default="off,blocks", help="off, blocks (compile_repeated_blocks), or both")
+    parser.add_argument("--text-tokens", default=f"512,{FULL.transformer.text_tokens}")
     parser.add_argument("--timed", type=int, default=10)
     parser.add_argument("--videos", type=int, default=400, help="rendered videos per family")
     parser.add_argument("--workers", type=int, default=8)
@@ -107,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     vae.eval().requires_grad_(False)
     x0, condition = encode_pool(vae, videos, torch.arange(len(videos)).numpy(), device)
     pipe = assemble_pipeline(cfg, text_encoder.to(device), vae, transformer)
-    texts = prompt_embeddings(pipe, ["Maze: a prompt"], device)
-    for mode in args.compile.split(","):
+    prompt = "Maze: a prompt"
+    for mode, tokens in [(m, int(t)) for m in args.compile.split(",") for t in args.text_tokens.split(",")]:
+        texts = prompt_embeddings(pipe, [prompt], device, tokens)
         module = seeded_components(cfg)[2].to(device).train()
         compile_seconds = None
         if mode == "blocks":
@@ -135,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     "stage": "transformer",
                     "batch": batch,
                     "compile": mode,
+                    "text_tokens": tokens,
                     "first_step_s": compile_seconds,
                     "ms_per_step": seconds * 1e3,
                     "samples_per_s": batch / seconds,

@@ -160,3 +160,15 @@ def test_a_resumed_stage_with_a_time_budget_ends_its_schedule_without_a_jump():
     total = earliest_resumed_total(500, 520, 20000, warmup, fraction)  # too few: the decay would have begun
     assert decay_start(warmup, total, fraction) >= 500 > decay_start(warmup, total - 3, fraction)  # about the fewest
     assert earliest_resumed_total(500, 520, 20000, warmup, 1.0) == 20000  # a full-length cosine cannot be cut
+
+
+def test_a_fine_tune_starts_from_a_saved_vae_and_refuses_another_size(uninterrupted, tmp_path):
+    saved = json.loads((uninterrupted / "vae.json").read_text())
+    record = train(CFG, tmp_path / "tuned", stage="vae", init_vae=uninterrupted / "vae", stop_at_step=1, **QUIET)
+    # Its first fixed-batch error is the saved VAE's last one (same weights, same videos), not a fresh start's.
+    assert record["fixed_batch_mse"]["before"] == pytest.approx(saved["fixed_batch_mse"]["after"], rel=1e-5)
+    assert record["init"]["digest"] == saved["digest"] and record["loop"]["calls"][0]["from_step"] == 0
+    with pytest.raises(ValueError, match="not a VAE of this config's sizes"):
+        train(
+            CFG.replace(vae={"base_dim": 8}), tmp_path / "other", stage="vae", init_vae=uninterrupted / "vae", **QUIET
+        )

@@ -29,6 +29,7 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
         "--resume", help="a checkpoint directory of this stage (vae-checkpoint/ or transformer-checkpoint/)"
     )
     fit.add_argument("--vae", help="the VAE directory the transformer stage trains on (a VAE stage's vae/)")
+    fit.add_argument("--init-vae", help="vae stage: start a new schedule from this saved VAE's weights (a fine-tune)")
     fit.add_argument("--stop-at-step", type=int, help="stop this process before this step, with a checkpoint")
     fit.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 …")
     fit.add_argument("--seed", type=int, help="override the config's seed")
@@ -143,6 +144,7 @@ def cmd_fit(args) -> int:
             resume=None if args.resume is None else Path(args.resume),
             vae_dir=None if args.vae is None else Path(args.vae),
             stop_at_step=args.stop_at_step,
+            init_vae=None if args.init_vae is None else Path(args.init_vae),
         )
     except ValueError as exc:  # a refused resume or stage: say why, no traceback
         raise SystemExit(f"fit: {exc}") from exc
@@ -206,15 +208,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stepscope.train", description=__doc__)
-    add_train_commands(parser)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
 def cmd_export_vae(args) -> int:
     from stepscope.train.run import export_vae
 
     print(export_vae(Path(args.checkpoint), Path(args.config), Path(args.out)))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stepscope.train", description=__doc__)
+    add_train_commands(parser)
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -180,8 +180,13 @@ def fit_vae(
     resume: Path | None = None,
     log=print,
     pool: Pool | None = None,
+    init: Path | None = None,
 ) -> tuple[torch.nn.Module, dict]:
-    """Train (or go on training) the VAE; save its checkpoint and the VAE with statistics; return (VAE, record)."""
+    """Train (or go on training) the VAE; save its checkpoint and the VAE with statistics; return (VAE, record).
+
+    `init` starts a new schedule from the weights of a saved VAE of the same architecture (a fine-tune, e.g. after
+    the pictures changed) instead of the seeded initialisation; a resume needs none (its weights are the
+    checkpoint's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
@@ -199,7 +204,15 @@ def fit_vae(
     probe = to_model_range(pool.videos[probe_rows], dev)
     torch.manual_seed(cfg.seed + 1)
     vae = build_vae_for(cfg).to(dev)
+    if init is not None and state is None:
+        try:
+            vae.load_state_dict(load_vae(Path(init), device).state_dict())
+        except RuntimeError as exc:  # another architecture: say so, not a tensor-shape traceback
+            raise ValueError(f"init: {init} is not a VAE of this config's sizes: {exc}") from exc
+        log(f"vae: starting from the weights of {init}")
     extra = dict(state["extra"]) if state else {"vae_mse_before": reconstruction_error(vae, probe)}
+    if state is None:
+        extra["init"] = None if init is None else {"from": str(init), "digest": module_digest(vae)}
     extra.update(dropped_as_reserved_duplicates=pool.dropped, vae_videos=len(rows))
     vae, record = train_vae(
         cfg,
@@ -222,6 +235,7 @@ def fit_vae(
         "torch": torch.__version__,
         "parameters": parameter_counts(cfg)["vae"],
         "videos": len(rows),
+        "init": extra.get("init"),
         "dropped_as_reserved_duplicates": pool.dropped,
         "loop": record.to_json(),
         "finished": record.finished,
@@ -370,6 +384,7 @@ def train(
     resume: Path | None = None,
     vae_dir: Path | None = None,
     stop_at_step: int | None = None,
+    init_vae: Path | None = None,
 ) -> dict:
     """Run `stage` ("vae", "transformer" or "all") in this process; returns the record written last.
 
@@ -384,7 +399,7 @@ def train(
         torch.backends.cudnn.benchmark = True  # every stage's shapes repeat; the VAE's small 3-D convolutions gain
     log(f"parameters {parameter_counts(cfg)}, {shipped_bytes(cfg) / 2**20:.1f} MiB in float32")
     if stage == "vae":
-        return fit_vae(cfg, out, device, budget, resume, log)[1]
+        return fit_vae(cfg, out, device, budget, resume, log, init=init_vae)[1]
     if stage == "transformer":
         if vae_dir is None:
             raise ValueError("stage transformer: --vae DIR (a VAE saved by the VAE stage) is required")
@@ -392,7 +407,7 @@ def train(
     if stage != "all":
         raise ValueError(f"stage: expected 'vae', 'transformer' or 'all', got {stage!r}")
     pool = render_pool(cfg, max(cfg.vae.videos_per_family, cfg.transformer.instances_per_family), log)
-    vae, vae_record = fit_vae(cfg, out, device, budget, resume, log, pool=pool)
+    vae, vae_record = fit_vae(cfg, out, device, budget, resume, log, pool=pool, init=init_vae)
     if not vae_record["finished"]:
         log("all: the VAE stage did not finish in this process; resume it with --stage vae before the transformer")
         return vae_record
