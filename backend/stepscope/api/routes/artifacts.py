@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import ast
 import mimetypes
-import os
-import posixpath
-import stat
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
@@ -47,27 +44,13 @@ def open_run(services, job_id: str, require_manifest: bool = True) -> RunDir:
         raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
 
 
-def is_regular_file(run: RunDir, rel: str) -> bool:
-    """Whether `rel` is a regular file of the run reached without following any symlink."""
-    local = run.local_path(rel)
-    if local is None:  # object stores have no symlinks
-        return run.fs.isfile(posixpath.join(run.path, safe_relpath(rel)))
-    try:
-        if not stat.S_ISREG(os.lstat(local).st_mode):
-            return False
-    except OSError:
-        return False
-    # No component between the run directory and the file may be a symlink either.
-    return os.path.realpath(local) == os.path.join(os.path.realpath(run.path), *rel.split("/"))
-
-
 def regular_files(run: RunDir) -> Iterator[str]:
-    """The run's files (relative paths) that may be served: regular files, no symlinks."""
-    return (rel for rel in run.files() if is_regular_file(run, rel))
+    """The run's files (relative paths) that may be served: regular files, no symlinks (RunDir.files)."""
+    return run.files()
 
 
 def require_regular_file(run: RunDir, rel: str) -> None:
-    if not is_regular_file(run, rel):
+    if not run.is_regular_file(rel):
         raise ApiError(404, f"no artifact {rel}", "path")
 
 
@@ -88,7 +71,11 @@ def npy_header(head: bytes) -> tuple[str, list[int]] | None:
 def manifest(job_id: str, services: ServicesDep) -> Response:
     run = open_run(services, job_id)
     require_regular_file(run, MANIFEST)
-    return Response(run.read_bytes(MANIFEST), media_type="application/json", headers={"Cache-Control": "no-cache"})
+    headers = {"Cache-Control": "no-cache"}
+    local = run.local_path(MANIFEST)
+    if local is not None:  # served as a file, never read whole into memory (a manifest's size is not the API's)
+        return FileResponse(local, media_type="application/json", headers=headers)
+    return Response(run.read_bytes(MANIFEST), media_type="application/json", headers=headers)
 
 
 @router.get("/{job_id}/files", summary="Every file of the run directory", responses=responses(404))
