@@ -112,7 +112,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect):
         # Nothing to fix and nobody to answer: one line in the log, no traceback.
-        log.info("client disconnected before its %s %s was read", request.method, request.url.path)
+        log.warning("client disconnected before its %s %s was read", request.method, request.url.path)
         return error(400, "body: the client disconnected before sending it whole", "body")
 
     @app.exception_handler(Exception)
