@@ -123,18 +123,27 @@ def _font(size: int):
 
 
 def _preview(run: RunDir, rel: str) -> Image.Image:
-    """A stored preview (read like /artifacts reads it: a regular file of the run), or a 409 naming it."""
+    """A stored preview, opened (header read, pixels not yet) like /artifacts reads it: a regular file of the run; a
+    409 naming it if it is missing, not an image, or over MAX_SIDE either side."""
     try:
         image = Image.open(io.BytesIO(run.read_bytes(rel)))
-        if image.width > MAX_SIDE or image.height > MAX_SIDE:  # checked before its pixels are decoded
-            raise ApiError(409, f"job_id: the preview {rel} is {image.width}×{image.height}, over {MAX_SIDE}", "job_id")
-        image.load()
     except NotFound:
         detail = f"job_id: the manifest names a preview {rel} that the run does not hold"
         raise ApiError(409, detail, "job_id") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ApiError(409, f"job_id: the preview {rel} is not a readable image ({exc})", "job_id") from None
+    if image.width > MAX_SIDE or image.height > MAX_SIDE:  # checked before its pixels are decoded
+        raise ApiError(409, f"job_id: the preview {rel} is {image.width}×{image.height}, over {MAX_SIDE}", "job_id")
     return image
+
+
+def _pixels(run: RunDir, rel: str, size: tuple[int, int]) -> Image.Image:
+    """A preview's pixels in RGB; once the animation is streaming no error can be answered any more, so a preview
+    that stopped being readable since the check is drawn as an empty strip of the same size."""
+    try:
+        return _preview(run, rel).convert("RGB")
+    except (ApiError, OSError, ValueError, Image.DecompressionBombError):
+        return Image.new("RGB", size, BACKGROUND)
 
 
 def grid_frames(run: RunDir, manifest: Manifest, names: list[str], scale: int | None) -> Iterator[np.ndarray]:
@@ -145,7 +154,11 @@ def grid_frames(run: RunDir, manifest: Manifest, names: list[str], scale: int | 
     if not steps:
         raise ApiError(409, "job_id: no step has been captured for these trajectories yet", "job_id")
     records = {n: {s.index: s for s in manifest.trajectories[n].steps} for n in names}
+    # Every preview is checked before the first byte is sent (headers only): after it, only a 200 can be given.
     first = [_preview(run, records[n][steps[0]].artifacts["preview"]) for n in names]
+    for name in names:
+        for step in steps[1:]:
+            _preview(run, records[name][step].artifacts["preview"]).close()
     strip_w = max(im.width for im in first)
     rows_h = sum(im.height for im in first)
     if scale is None:
@@ -172,9 +185,9 @@ def grid_frames(run: RunDir, manifest: Manifest, names: list[str], scale: int | 
         draw = ImageDraw.Draw(canvas)
         y = 0
         for name in names:
-            strip = _preview(run, records[name][step].artifacts["preview"]).convert("RGB")
-            # Rows are as the first step's: a preview of another size is fitted, never allowed to grow the frame.
             shape = first[names.index(name)]
+            strip = _pixels(run, records[name][step].artifacts["preview"], shape.size)
+            # Rows are as the first step's: a preview of another size is fitted, never allowed to grow the frame.
             strip = strip.resize((shape.width * scale, shape.height * scale), Image.Resampling.NEAREST)
             canvas.paste(strip, (left, y))
             # Separators over the last pixel row/column of a block: between members, trajectories, frames.
