@@ -182,10 +182,10 @@ class Store:
         self.url = str(root)
         self.fs, self.root = filesystem(self.url, **storage_options)
         self.local = isinstance(self.fs, LocalFileSystem)
-        # The root is the operator's choice (it may be a symlink itself); below it, nothing is followed.
-        self.real_root = os.path.realpath(self.root) if self.local else None
         if self.local:
             self.fs.makedirs(self.root, exist_ok=True)
+        # The root is the operator's choice (it may be a symlink itself); below it, nothing is followed.
+        self.real_root = os.path.realpath(self.root) if self.local else None
 
     def run_path(self, run_id: str) -> str:
         return posixpath.join(self.root, check_run_id(run_id))
