@@ -302,3 +302,45 @@ def test_a_client_that_drops_a_post_mid_body_leaves_no_traceback(api):
         time.sleep(0.1)
     assert httpx.get(f"{api.url}/api/health", timeout=30).status_code == 200
     assert "Traceback" not in api.log.read_text(errors="replace")
+
+
+def test_a_crafted_npy_header_gets_no_array_headers_and_no_error(api):
+    job_id = "npy-" + os.urandom(4).hex()
+    run = api.runs / job_id
+    write_run(run, 2, 32)
+    headers = {
+        "evil.npy": b"{'descr': '<f4\\r\\nX-Injected: 1', 'fortran_order': False, 'shape': (2,)}",
+        "deep.npy": b"[" * 500 + b"]" * 500,
+        "junk.npy": b"{'descr': __import__('os')}",
+    }
+    for name, meta in headers.items():
+        (run / name).write_bytes(b"\x93NUMPY\x01\x00" + len(meta).to_bytes(2, "little") + meta)
+        r = httpx.get(f"{api.url}/api/jobs/{job_id}/artifacts/{name}", timeout=30)
+        assert r.status_code == 200 and "x-dtype" not in r.headers and "x-injected" not in r.headers, name
+
+
+def test_a_bench_summary_that_is_not_json_is_a_409_naming_it(api):
+    job_id = "bench-" + os.urandom(4).hex()
+    (api.runs / job_id).mkdir()
+    Jobs(api.conn).create(job_id, "tiny", {"model": "tiny"}, kind="bench")
+    for summary in (b'{"rate": NaN}', b"\xff\xfe", b"[" * 100_000):
+        (api.runs / job_id / rf.BENCH_SUMMARY).write_bytes(summary)
+        r = httpx.get(f"{api.url}/api/bench/{job_id}", timeout=30)
+        assert r.status_code == 409 and "bench summary" in r.json()["detail"], (summary[:10], r.text[:200])
+
+
+def test_a_manifest_replaced_while_it_is_served_is_served_whole(api):
+    """The manifest is streamed from the file it opened: a writer replacing it (as every step does) cannot make the
+    response announce one size and send another."""
+    job_id = "streamed-" + os.urandom(4).hex()
+    data = write_run(api.runs / job_id, 2, 32)
+    path = api.runs / job_id / "manifest.json"
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        for size in (10, 5000, 10, 200_000, 10):
+            data["warnings"] = ["x" * size]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(path)
+            for route in (f"/api/jobs/{job_id}/manifest", f"/api/jobs/{job_id}/artifacts/manifest.json"):
+                assert http.get(route).json()["warnings"] == ["x" * size]
+            assert http.head(f"/api/jobs/{job_id}/artifacts/manifest.json").status_code == 200

@@ -3,8 +3,9 @@ directory is ever served.
 
 Hypothesis generates a run directory — a valid manifest with one value somewhere replaced by arbitrary JSON, or a
 manifest that is arbitrary JSON, or bytes; previews that are PNGs, garbage, directories, FIFOs or symlinks (into the
-run, or to a file outside the data directory holding a marker) — with or without a job record, and every job route is
-asked about it. A fixed seed (derandomize) and a modest example count keep it deterministic and well under a minute.
+run, or to a file outside the data directory holding a marker); a bench summary that is JSON, NaN or not text — with no
+job record, or one of an experiment or a bench, and every job route is asked about it. A fixed seed (derandomize)
+and a modest example count keep it deterministic and well under a minute.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def run_directories(draw):
         data = draw(json_values)
     raw = draw(st.binary(max_size=64)) if shape == "bytes" else json.dumps(data).encode()
     previews = draw(st.lists(st.sampled_from(PREVIEW_KINDS), min_size=steps, max_size=steps))
-    return raw, previews, draw(st.booleans()), draw(st.booleans()) and shape == "valid"
+    record = draw(st.sampled_from([None, "experiment", "bench"]))
+    summary = draw(st.sampled_from([None, b'{"complete": false}', b'{"rate": NaN}', b"\xff\xfe not json"]))
+    return raw, previews, record, draw(st.booleans()) and shape == "valid", summary
 
 
 def png(side: int, colour=(40, 90, 160)) -> bytes:
@@ -111,9 +114,12 @@ def api(tmp_path_factory):
         server.stop()
 
 
-def build(api, job_id: str, raw: bytes, previews: list[str], manifest_outside: bool) -> None:
+def build(api, job_id: str, raw: bytes, previews: list[str], manifest_outside: bool, summary: bytes | None) -> None:
     run = api.runs / job_id
     run.mkdir(parents=True)
+    if summary is not None:  # a bench job's summary and table, as the worker writes them or not
+        (run / rf.BENCH_SUMMARY).write_bytes(summary)
+        (run / rf.BENCH_TABLE).write_bytes(summary)
     if manifest_outside:
         (run / "manifest.json").symlink_to(api.outside / "manifest.json")
     else:
@@ -164,11 +170,11 @@ ROUTES = [
 )
 @given(case=run_directories())
 def test_no_route_answers_5xx_or_serves_what_is_outside(api, case):
-    raw, previews, with_record, manifest_outside = case
+    raw, previews, record, manifest_outside, summary = case
     job_id = uuid.uuid4().hex
-    build(api, job_id, raw, previews, manifest_outside)
-    if with_record:
-        Jobs(api.conn).create(job_id, "tiny", {"model": "tiny"})
+    build(api, job_id, raw, previews, manifest_outside, summary)
+    if record is not None:
+        Jobs(api.conn).create(job_id, "tiny", {"model": "tiny"}, kind=record)
     answers = []
     with httpx.Client(base_url=api.url, timeout=60) as http:
         for method, suffix, options in ROUTES:
