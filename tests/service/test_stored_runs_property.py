@@ -87,10 +87,14 @@ def run_directories(draw):
     return raw, previews, record, draw(st.booleans()) and shape == "valid", summary
 
 
-def png(side: int, colour=(40, 90, 160)) -> bytes:
+def png_of_size(width: int, height: int, colour=(40, 90, 160)) -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", (side, side), colour).save(buf, "PNG")
+    Image.new("RGB", (width, height), colour).save(buf, "PNG")
     return buf.getvalue()
+
+
+def png(side: int, colour=(40, 90, 160)) -> bytes:
+    return png_of_size(side, side, colour)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +144,7 @@ def build(api, job_id: str, raw: bytes, previews: list[str], manifest_outside: b
         elif kind == "symlink-inside":
             path.symlink_to(run / "manifest.json")
         elif kind == "huge-png":
-            path.write_bytes(png(5000))  # over the export's 4096-pixel side
+            path.write_bytes(png_of_size(5000, 1))  # wider than the export's 4096-pixel side
 
 
 ROUTES = [
@@ -162,7 +166,7 @@ ROUTES = [
 
 
 @settings(
-    max_examples=30,
+    max_examples=50,
     derandomize=True,
     deadline=None,
     database=None,
