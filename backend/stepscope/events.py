@@ -57,7 +57,7 @@ EVENT_TYPES = (
     BENCH_INSTANCE,
     *FINAL_STATUSES,
 )
-STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+STREAM_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"  # ASCII digits only (\d would take "１-0")
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
 MAX_ID_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit integers
 
@@ -149,7 +149,7 @@ def is_final(event: dict) -> bool:
 # -- stream ids -------------------------------------------------------------------------------
 def parse_stream_id(value: str) -> tuple[int, int] | None:
     """(milliseconds, sequence) of a stream id, or None if it is not one Redis could have made."""
-    if not _STREAM_ID.match(value):
+    if not isinstance(value, str) or not _STREAM_ID.fullmatch(value):  # fullmatch: "$" would let "1-0\n" in
         return None
     ms, seq = (int(part) for part in value.split("-"))
     if ms > MAX_ID_PART or seq > MAX_ID_PART:

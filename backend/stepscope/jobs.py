@@ -2,15 +2,21 @@
 
 A job record is a hash `stepscope:job:<id>`; `stepscope:jobs` (a sorted set by creation time)
 lists them. Status moves queued → running → finished | failed | cancelled, each move done
-atomically in Redis (a Lua script), and the first terminal status wins: a worker that comes
-back after its job was declared lost cannot overwrite that. The terminal event is published
-by the same call that sets the terminal status, so the stream and the record always agree.
+atomically in Redis (a Lua script), and the first terminal status wins. The terminal event is
+appended by the same script that sets the terminal status, so the stream and the record always agree.
+
+Fencing: the worker that claims a job gets a lease (a random token in the record's `lease`). Its
+events, progress and heartbeats are written by scripts that check the lease in the same atomic step
+(`publish_as`, `progress`, `heartbeat`), and its run directory's writes check it through the store's
+`Fence`. Any terminal move deletes the lease: a worker the janitor declared lost that wakes up again
+writes nothing more (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -46,6 +52,47 @@ for _, s in ipairs(allowed) do
   end
 end
 return status
+"""
+
+
+# A terminal move, its event and the clean-up in one step. KEYS: job, stream, running set, cancel flag. ARGV: allowed
+# statuses, fields to set, the event's data, ttl (0: none), the lease it needs ('' any), a heartbeat cutoff ('' none:
+# the move happens only if the last heartbeat is older), the job id.
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+local allowed = false
+for _, s in ipairs(cjson.decode(ARGV[1])) do
+  if s == status then allowed = true end
+end
+if not allowed then return status end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[5] then return 'revoked' end
+if ARGV[6] ~= '' and tonumber(redis.call('HGET', KEYS[1], 'heartbeat') or '0') >= tonumber(ARGV[6]) then
+  return 'alive'
+end
+for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('HDEL', KEYS[1], 'lease')
+redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+redis.call('ZREM', KEYS[3], ARGV[7])
+redis.call('DEL', KEYS[4])
+return 'ok'
+"""
+
+# A lease holder's write: only while the job runs under that lease. KEYS: job, stream. ARGV: lease, event data ('' no
+# event), then field/value pairs to set on the record. Returns the event's id (or 'ok'), or false if not held.
+_AS_HOLDER = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then
+  return false
+end
+local id = 'ok'
+if ARGV[2] ~= '' then id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[2]) end
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+return id
 """
 
 
@@ -96,6 +143,8 @@ class Jobs:
 
     def __post_init__(self) -> None:
         self._transition = self.conn.register_script(_TRANSITION)
+        self._finish = self.conn.register_script(_FINISH)
+        self._as_holder = self.conn.register_script(_AS_HOLDER)
 
     # -- records --------------------------------------------------------------------------
     def create(self, job_id: str, model: str, spec: dict, kind: str = "experiment", parent: str | None = None) -> dict:
@@ -216,45 +265,88 @@ class Jobs:
         result = self._transition(keys=[job_key(job_id)], args=[json.dumps(list(allowed)), json.dumps(fields)])
         return result.decode() if isinstance(result, bytes) else result
 
-    def start(self, job_id: str, worker: str) -> bool:
-        """queued → running, unless a cancel was asked for first."""
+    def start(self, job_id: str, worker: str) -> str | None:
+        """queued → running, unless a cancel was asked for first: the new lease (the writer's token), or None."""
         if self.cancel_requested(job_id):
             self.finish(job_id, "cancelled", "cancelled before it started")
-            return False
-        ok = (
-            self.transition(
-                job_id, ("queued",), status="running", started=now_iso(), worker=worker, heartbeat=time.time()
-            )
-            == "ok"
-        )
-        if ok:
-            self.conn.zadd(RUNNING, {job_id: time.time()})
-        return ok
+            return None
+        lease = secrets.token_hex(16)
+        fields = {"status": "running", "started": now_iso(), "worker": worker, "heartbeat": time.time(), "lease": lease}
+        if self.transition(job_id, ("queued",), **fields) != "ok":
+            return None
+        self.conn.zadd(RUNNING, {job_id: time.time()})
+        return lease
 
-    def progress(self, job_id: str, done: int, total: int) -> None:
-        self.conn.hset(
-            job_key(job_id), mapping={"progress_done": done, "progress_total": total, "heartbeat": time.time()}
-        )
+    def _holder_write(self, job_id: str, lease: str, event: dict | None, fields: dict) -> str | None:
+        args = [lease, events.encode(event)["data"] if event is not None else ""]
+        for key, value in fields.items():
+            args += [key, value]
+        result = self._as_holder(keys=[job_key(job_id), events.stream_key(job_id)], args=args)
+        return result.decode() if isinstance(result, bytes) else result
 
-    def heartbeat(self, job_id: str) -> None:
-        self.conn.hset(job_key(job_id), "heartbeat", time.time())
+    def publish_as(self, job_id: str, lease: str, event: dict) -> str | None:
+        """Append the lease holder's event (and copy its progress into the record) in one atomic step; its stream id,
+        or None if `lease` no longer holds the job (nothing is written then)."""
+        if event.get("type") not in events.EVENT_TYPES or events.is_final(event):
+            raise ValueError(f"type: {event.get('type')!r} is not an event a running job's writer publishes")
+        fields = {}
+        progress = event.get("progress")
+        if isinstance(progress, dict) and "done" in progress and "total" in progress:
+            fields = {"progress_done": progress["done"], "progress_total": progress["total"], "heartbeat": time.time()}
+        return self._holder_write(job_id, lease, event, fields)
 
-    def finish(self, job_id: str, status: str, error: str | None = None, **event_fields) -> bool:
-        """Move to a terminal status and publish its event; False if it was terminal already."""
+    def progress(self, job_id: str, done: int, total: int, lease: str) -> bool:
+        """Record progress (and a heartbeat) if `lease` still holds the job."""
+        fields = {"progress_done": done, "progress_total": total, "heartbeat": time.time()}
+        return self._holder_write(job_id, lease, None, fields) is not None
+
+    def heartbeat(self, job_id: str, lease: str) -> bool:
+        """Refresh the job's heartbeat if `lease` still holds it."""
+        return self._holder_write(job_id, lease, None, {"heartbeat": time.time()}) is not None
+
+    def holds(self, job_id: str, lease: str) -> bool:
+        """Whether `lease` still holds the job (it is running under that lease)."""
+        status, held = self.conn.hmget(job_key(job_id), ["status", "lease"])
+        return status == b"running" and held == lease.encode()
+
+    def control(self, job_id: str, lease: str) -> tuple[bool, bool]:
+        """(whether `lease` still holds the job, whether a cancel was asked for) in one round trip."""
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.hmget(job_key(job_id), ["status", "lease"])
+        pipe.exists(cancel_key(job_id))
+        (status, held), cancel = pipe.execute()
+        return status == b"running" and held == lease.encode(), bool(cancel)
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        lease: str | None = None,
+        silent_before: float | None = None,
+        **event_fields,
+    ) -> bool:
+        """Move to a terminal status and append its event, in one atomic step; False if it was terminal already,
+        if `lease` is given and no longer holds the job, or if `silent_before` is given and the job heart-beat since.
+        The lease is deleted: its holder writes nothing more."""
         assert status in TERMINAL
         fields = {"status": status, "finished": now_iso()}
         if error:
             fields["error"] = error[:4000]
-        if self.transition(job_id, ("queued", "running"), **fields) != "ok":
-            return False
         event = events.final_event(status, job_id, error[:4000] if error else None, **event_fields)
-        events.publish(self.conn, job_id, event, ttl=self.ttl)
-        pipe = self.conn.pipeline()
-        pipe.expire(job_key(job_id), self.ttl)
-        pipe.zrem(RUNNING, job_id)
-        pipe.delete(cancel_key(job_id))
-        pipe.execute()
-        return True
+        keys = [job_key(job_id), events.stream_key(job_id), RUNNING, cancel_key(job_id)]
+        args = [
+            json.dumps(["queued", "running"]),
+            json.dumps(fields),
+            events.encode(event)["data"],
+            self.ttl or 0,
+            lease or "",
+            "" if silent_before is None else repr(silent_before),
+            job_id,
+        ]
+        result = self._finish(keys=keys, args=args)
+        return (result.decode() if isinstance(result, bytes) else result) == "ok"
 
     def delete(self, job_id: str) -> None:
         pipe = self.conn.pipeline()
@@ -271,24 +363,39 @@ class Jobs:
         return bool(self.conn.exists(cancel_key(job_id)))
 
     # -- lost workers ---------------------------------------------------------------------
-    def fail_lost(self, lost_after: float = LOST_AFTER) -> list[str]:
-        """Fail running jobs whose worker stopped heart-beating; returns their ids."""
-        failed = []
+    def lost(self, lost_after: float = LOST_AFTER) -> list[str]:
+        """Running jobs whose worker has been silent for more than `lost_after` seconds."""
         # Silence is counted from when Redis last started too: after a Redis restart every
         # heartbeat looks old until the workers have had time to send a new one.
         uptime = float(self.conn.info("server").get("uptime_in_seconds", 0))
+        if uptime <= lost_after:
+            return []
+        found = []
         for raw_id in self.conn.zrange(RUNNING, 0, -1):
             job_id = raw_id.decode()
             record = self.get(job_id)
             if record is None or record["status"] != "running":
                 self.conn.zrem(RUNNING, job_id)
                 continue
-            silent = min(time.time() - record.get("heartbeat", 0.0), uptime)
-            if silent > lost_after:
-                reason = f"worker {record.get('worker', '?')} lost: no heartbeat for {silent:.0f} s"
-                if self.finish(job_id, "failed", reason, lost_worker=record.get("worker")):
-                    failed.append(job_id)
-        return failed
+            if time.time() - record.get("heartbeat", 0.0) > lost_after:
+                found.append(job_id)
+        return found
+
+    def fail_lost_job(self, job_id: str, lost_after: float = LOST_AFTER) -> bool:
+        """Fail a running job whose worker is silent past `lost_after` seconds (checked again in the same atomic step
+        as the move, so a heartbeat that came meanwhile keeps it running); revokes the worker's lease."""
+        record = self.get(job_id)
+        if record is None or record["status"] != "running":
+            return False
+        silent = time.time() - record.get("heartbeat", 0.0)
+        reason = f"worker {record.get('worker', '?')} lost: no heartbeat for {silent:.0f} s"
+        cutoff = time.time() - lost_after
+        return self.finish(job_id, "failed", reason, silent_before=cutoff, lost_worker=record.get("worker"))
+
+    def fail_lost(self, lost_after: float = LOST_AFTER) -> list[str]:
+        """Fail every running job whose worker stopped heart-beating; returns their ids. (The API's janitor does this
+        one job at a time under the run's write lock: stepscope.api.app.fail_lost_job.)"""
+        return [job_id for job_id in self.lost(lost_after) if self.fail_lost_job(job_id, lost_after)]
 
 
 WORKERS = f"{PREFIX}:workers"  # hash: worker name → JSON presence, with the time it was last seen

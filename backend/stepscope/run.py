@@ -59,9 +59,24 @@ def existing_decode(run: RunDir, manifest: Manifest, trajectory: str, step: int)
         if entry.step == step:
             return entry.model_dump(mode="json")
     try:
-        return run.read_json(rf.decode_record_path(trajectory, step))
+        return _decode_record(run, rf.decode_record_path(trajectory, step))
     except NotFound:
         return None
+
+
+def _decode_record(run: RunDir, rel: str) -> dict:
+    """A decode.json as stored; NotFound if it is missing or not a decode record (an object naming its trajectory
+    and its step), so one bad file cannot break the listing."""
+    try:
+        entry = run.read_json(rel)
+    except (ValueError, RecursionError):  # not JSON, or not a regular file of the run
+        raise NotFound(f"no decode record {rel}") from None
+    step = entry.get("step") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("trajectory"), str):
+        raise NotFound(f"no decode record {rel}")
+    if not (step == "final" or (isinstance(step, int) and not isinstance(step, bool))):
+        raise NotFound(f"no decode record {rel}")
+    return entry
 
 
 def list_decodes(run: RunDir, manifest: Manifest) -> list[dict]:
@@ -72,7 +87,10 @@ def list_decodes(run: RunDir, manifest: Manifest) -> list[dict]:
         for entry in traj.decodes:
             found[(name, str(entry.step))] = {"trajectory": name, **entry.model_dump(mode="json")}
     for rel in run.glob(rf.DECODE_RECORDS_GLOB):
-        entry = run.read_json(rel)
+        try:
+            entry = _decode_record(run, rel)
+        except NotFound:
+            continue
         found.setdefault((entry["trajectory"], str(entry["step"])), entry)
     return sorted(found.values(), key=lambda d: (d["trajectory"], str(d["step"])))
 

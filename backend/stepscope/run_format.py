@@ -459,10 +459,10 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "schema" / "manifes
 def format_version_of(data: dict) -> int:
     """The format version of a manifest's JSON, or RunFormatError naming what this code reads."""
     fmt = data.get("format") if isinstance(data, dict) else None
-    if fmt not in READABLE_FORMATS:
+    if not isinstance(fmt, str) or fmt not in READABLE_FORMATS:
         readable = ", ".join(READABLE_FORMATS)
         raise RunFormatError(
-            f"manifest.json: run format {fmt!r} is not one this stepscope reads ({readable}); "
+            f"manifest.json: run format {str(fmt)[:80]!r} is not one this stepscope reads ({readable}); "
             "open it with the stepscope version that wrote it"
         )
     return READABLE_FORMATS[fmt]

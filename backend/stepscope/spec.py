@@ -8,6 +8,7 @@ Every error names the field it is about, as a dotted path such as `variants.0.in
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal, get_args
 
@@ -533,6 +534,9 @@ def spec_error_from(exc: ValidationError) -> SpecError:
     if isinstance(ctx_error, SpecError):  # raised by a nested model's validator: its field is relative to it
         return SpecError(".".join([*parts, ctx_error.field]), ctx_error.message) if parts else ctx_error
     message = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN/Infinity fail a bound, but are no number
+        message = f"must be a finite number, got {value}"
     return SpecError(".".join(parts) or "spec", message)
 
 

@@ -5,11 +5,14 @@ model's queue with an RQ `SimpleWorker`: jobs run in this process (no fork: CUDA
 not survive one and a 14B model must not be reloaded per job). Job payloads are JSON
 (`stepscope.worker.execute_job(job_id)`); the spec itself lives in the job record.
 
-Per job: claim it (queued → running), run the experiment through the probe engine into the
-store, publish every event after its artifact is stored, check for cancellation at every
-step, stop at the job's deadline, and clean up (hooks are removed by the engine; caches are
-freed here) so the next job starts from the same resident model. A bench job (kind `bench`)
-runs `stepscope.tasks.bench.run_request`, the code of `stepscope bench`, into the job's directory.
+Per job: claim it (queued → running, which gives this worker the job's lease), run the experiment
+through the probe engine into the store, publish every event after its artifact is stored, check
+for cancellation at every step, stop at the job's deadline, and clean up (hooks are removed by the
+engine; caches are freed here) so the next job starts from the same resident model. Every event,
+progress update, heartbeat and write into the run directory checks the lease first (jobs.py,
+store.Fence): a worker whose job the janitor failed while it was frozen stops at its next write.
+A bench job (kind `bench`) runs `stepscope.tasks.bench.run_request`, the code of `stepscope bench`,
+into the job's directory.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from stepscope.probe import Cancelled, run_experiment
 from stepscope.probe.decode import decode_step
 from stepscope.run_format import BENCH_RESULT
 from stepscope.spec import check_against_model, parse_spec
-from stepscope.store import Store
+from stepscope.store import Fence, Revoked, Store
 from stepscope.tasks.bench import parse_bench_request, run_request
 
 log = logging.getLogger("stepscope.worker")
@@ -132,6 +135,7 @@ class Heartbeat:
         self.name = name
         self.info = info
         self.job_id: str | None = None
+        self.lease: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stepscope-heartbeat", daemon=True)
 
@@ -141,9 +145,10 @@ class Heartbeat:
         return self
 
     def _beat(self) -> None:
-        announce_worker(self.conn, self.name, {**self.info, "job": self.job_id})
-        if self.job_id is not None:
-            Jobs(self.conn).heartbeat(self.job_id)
+        job_id, lease = self.job_id, self.lease
+        announce_worker(self.conn, self.name, {**self.info, "job": job_id})
+        if job_id is not None and lease is not None:
+            Jobs(self.conn).heartbeat(job_id, lease)  # a no-op once the lease is revoked
 
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_EVERY):
@@ -176,88 +181,103 @@ class ResidentRunner:
     def _redis(self, call, what: str):
         return through_outage(call, what, self.settings.redis_patience)
 
-    def _publish(self, job_id: str, event: dict) -> None:
-        self._redis(lambda: events.publish(self.conn, job_id, event), f"event of job {job_id}")
+    def _publish(self, job_id: str, lease: str, event: dict) -> None:
+        """Publish an event (and its progress) as the job's lease holder; Revoked if the lease is gone."""
+        if self._redis(lambda: self.jobs.publish_as(job_id, lease, event), f"event of job {job_id}") is None:
+            raise Revoked(f"job {job_id}: its lease was revoked (the job was failed); no more events")
 
-    def _finish(self, job_id: str, status: str, error: str | None = None, **fields) -> None:
-        self._redis(lambda: self.jobs.finish(job_id, status, error, **fields), f"finishing job {job_id}")
+    def _finish(self, job_id: str, lease: str, status: str, error: str | None = None, **fields) -> None:
+        self._redis(lambda: self.jobs.finish(job_id, status, error, lease=lease, **fields), f"finishing job {job_id}")
+
+    def _fence(self, job_id: str, lease: str) -> Fence:
+        """The fence every write of this job's run goes through: it holds while the lease does."""
+        return self.store.fence(job_id, lambda: self._redis(lambda: self.jobs.holds(job_id, lease), "lease"))
 
     def run(self, job_id: str) -> str:
         record = self._redis(lambda: self.jobs.get(job_id), f"reading job {job_id}")
         if record is None:
             return "missing"
-        if not self._redis(lambda: self.jobs.start(job_id, self.name), f"starting job {job_id}"):
+        lease = self._redis(lambda: self.jobs.start(job_id, self.name), f"starting job {job_id}")
+        if lease is None:
             return (self.jobs.get(job_id) or {}).get("status", "missing")
-        self.heartbeat.job_id = job_id
-        self._publish(job_id, events.started_event(job_id, self.name, self.model.name, self.model.device))
+        self.heartbeat.job_id, self.heartbeat.lease = job_id, lease
         try:
+            self._publish(job_id, lease, events.started_event(job_id, self.name, self.model.name, self.model.device))
             if record.get("kind") == "decode":
-                return self._decode(job_id, record)
+                return self._decode(job_id, lease, record)
             if record.get("kind") == "bench":
-                return self._bench(job_id, record)
-            return self._run_claimed(job_id, record)
+                return self._bench(job_id, lease, record)
+            return self._run_claimed(job_id, lease, record)
+        except Revoked as exc:
+            log.warning("job %s: %s", job_id, exc)
+            return "revoked"
         finally:
-            self.heartbeat.job_id = None
+            self.heartbeat.job_id = self.heartbeat.lease = None
             self._cleanup()
 
-    def _stop_check(self, job_id: str, deadline: Deadline):
-        """The engine's `should_stop` for a job: true once a cancel is asked for; raises on worker shutdown and past
-        the deadline."""
+    def _stop_check(self, job_id: str, lease: str, deadline: Deadline):
+        """The engine's `should_stop` for a job: true once a cancel is asked for; raises on worker shutdown, past
+        the deadline, and once the job's lease is revoked."""
 
         def should_stop() -> bool:
             if SHUTDOWN.is_set():
                 raise WorkerShutdown(f"worker {self.name} was stopped (SIGTERM) while the job ran")
             deadline.check()
             try:
-                return self.jobs.cancel_requested(job_id)
+                holds, cancel = self.jobs.control(job_id, lease)
             except redis.RedisError:
-                return False  # Redis is away: nobody can have asked; keep denoising
+                return False  # Redis is away: nobody can have asked; keep denoising (writes wait for it)
+            if not holds:
+                raise Revoked(f"job {job_id}: its lease was revoked (the job was failed); stopping")
+            return cancel
 
         return should_stop
 
-    def _emitter(self, job_id: str):
-        """The engine's `emit` for a job: publish the event, and copy its progress into the job record."""
+    def _emitter(self, job_id: str, lease: str):
+        """The engine's `emit` for a job: publish the event and its progress as the lease holder."""
 
         def emit(event: dict) -> None:
             # Runs on the writer thread: an outage stalls the events, not the denoising loop.
-            self._publish(job_id, event)
-            progress = event.get("progress")
-            if progress:
-                self._redis(lambda: self.jobs.progress(job_id, progress["done"], progress["total"]), "progress")
+            self._publish(job_id, lease, event)
 
         return emit
 
-    def _ended(self, job_id: str, what: str, body) -> str:
+    def _ended(self, job_id: str, lease: str, what: str, body) -> str:
         """Run `body()` (which returns the fields of the `finished` event) and end the job as it went: finished,
-        cancelled, or failed with the exception named; the worker and its model carry on either way."""
+        cancelled, or failed with the exception named; the worker and its model carry on either way. A revoked lease
+        ends it without a word: the job was failed by the janitor already."""
         try:
             fields = body()
+        except Revoked:
+            raise
         except Cancelled as exc:
-            self._finish(job_id, "cancelled", str(exc))
+            self._finish(job_id, lease, "cancelled", str(exc))
             return "cancelled"
         except Exception as exc:
+            if isinstance(exc.__context__, Revoked) or isinstance(exc.__cause__, Revoked):
+                raise Revoked(str(exc)) from exc
             log.exception("%s %s failed", what, job_id)
-            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish(job_id, lease, "failed", f"{type(exc).__name__}: {exc}")
             return "failed"
-        self._finish(job_id, "finished", **fields)
+        self._finish(job_id, lease, "finished", **fields)
         return "finished"
 
-    def _run_claimed(self, job_id: str, record: dict) -> str:
-        should_stop = self._stop_check(job_id, Deadline(self.settings.job_timeout))
-        emit = self._emitter(job_id)
+    def _run_claimed(self, job_id: str, lease: str, record: dict) -> str:
+        should_stop = self._stop_check(job_id, lease, Deadline(self.settings.job_timeout))
+        emit = self._emitter(job_id, lease)
 
         def body() -> dict:
             spec = parse_spec(record["spec"])
             check_against_model(spec, self.model.info)
-            run = self.store.create(job_id)
+            run = self.store.create(job_id, fence=self._fence(job_id, lease))
             manifest = run_experiment(
                 self.model, spec, run, emit=emit, should_stop=should_stop, cache_dir=self.settings.cache_dir
             )
             return {"manifest": "manifest.json", "seconds": manifest["timings"].get("total_seconds")}
 
-        return self._ended(job_id, "job", body)
+        return self._ended(job_id, lease, "job", body)
 
-    def _bench(self, job_id: str, record: dict) -> str:
+    def _bench(self, job_id: str, lease: str, record: dict) -> str:
         """A task benchmark (`stepscope bench` as a job): every instance's run, bench.json and bench.md in the job's
         directory; one `bench_instance` event per scored instance. Each instance may run `job_timeout` seconds
         (`bench_deadline`)."""
@@ -265,32 +285,35 @@ class ResidentRunner:
         def body() -> dict:
             request = parse_bench_request(record["spec"])
             deadline = bench_deadline(self.settings, request.instance_count)
-            should_stop = self._stop_check(job_id, deadline)
-            self._redis(lambda: self.jobs.progress(job_id, 0, request.run_count), "progress")
+            should_stop = self._stop_check(job_id, lease, deadline)
+            if not self._redis(lambda: self.jobs.progress(job_id, 0, request.run_count, lease), "progress"):
+                raise Revoked(f"job {job_id}: its lease was revoked (the job was failed)")
             report = run_request(
                 self.model,
                 request,
-                self.store.create(job_id),
-                emit=rearming(self._emitter(job_id), deadline),
+                self.store.create(job_id, fence=self._fence(job_id, lease)),
+                emit=rearming(self._emitter(job_id, lease), deadline),
                 should_stop=should_stop,
                 cache_dir=self.settings.cache_dir,
             )
             return {"result": BENCH_RESULT, "success_rate": report["success_rate"]}
 
-        return self._ended(job_id, "bench job", body)
+        return self._ended(job_id, lease, "bench job", body)
 
-    def _decode(self, job_id: str, record: dict) -> str:
-        """A full-quality decode of one stored step of another job's run."""
+    def _decode(self, job_id: str, lease: str, record: dict) -> str:
+        """A full-quality decode of one stored step of another job's run (its writes fenced by this job's lease)."""
         request = record["spec"]
         try:
-            run = self.store.open(request["parent"])
+            run = self.store.open(request["parent"], fence=self._fence(job_id, lease))
             entry = decode_step(self.model, run, request["trajectory"], request["step"])
+        except Revoked:
+            raise
         except Exception as exc:
             log.exception("decode job %s failed", job_id)
-            self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish(job_id, lease, "failed", f"{type(exc).__name__}: {exc}")
             return "failed"
-        self._publish(job_id, events.decode_event(job=request["parent"], **entry))
-        self._finish(job_id, "finished", parent=request["parent"])
+        self._publish(job_id, lease, events.decode_event(job=request["parent"], **entry))
+        self._finish(job_id, lease, "finished", parent=request["parent"])
         return "finished"
 
     def _cleanup(self) -> None:

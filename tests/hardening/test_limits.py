@@ -4,7 +4,6 @@ nested 1,000 deep, symlinks inside a run directory. The API runs with production
 from __future__ import annotations
 
 import io
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import redis
 from PIL import Image
 
 from stepscope.jobs import Jobs
+from tests.runs import write_run
 from tests.servers import start_api
 
 MIB = 1 << 20
@@ -33,23 +33,7 @@ def synthetic_run(production, steps: int, side: int) -> tuple[str, Path]:
     job_id = os.urandom(16).hex()
     Jobs(redis.Redis.from_url(production.redis_url)).create(job_id, "tiny", {"model": "tiny", "steps": steps})
     run = Path(production.env["STEPSCOPE_STORE"]) / job_id
-    rng = np.random.default_rng(0)
-    records = []
-    for index in range(steps):
-        rel = f"trajectories/baseline/preview/step_{index:03d}.png"
-        (run / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(run / rel, compress_level=1)
-        sigma = 1 - index / steps
-        records.append(
-            {"index": index, "sigma": sigma, "t": 1000 * sigma, "expert": "transformer", "artifacts": {"preview": rel}}
-        )
-    manifest = {
-        "status": "finished",
-        "spec": {"steps": steps},
-        "shapes": {"latent": [16, 1, side // 8, side // 8]},
-        "trajectories": {"baseline": {"status": "finished", "steps": records}},
-    }
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    write_run(run, steps, side)
     return job_id, run
 
 

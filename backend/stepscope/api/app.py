@@ -72,6 +72,25 @@ def close_streams_on_signal(hub: EventHub, loop: asyncio.AbstractEventLoop) -> d
     return previous
 
 
+# Seconds the janitor waits for a lost job's writer to finish a write in progress before it tries again next round.
+WRITE_LOCK_WAIT = 5.0
+
+
+def fail_lost_job(services: Services, job_id: str) -> bool:
+    """Fail one job whose worker went silent, fenced: holding the job's write lock exclusively (no write of its worker
+    is half done), revoke the worker's lease with the `failed` move (jobs.Jobs.fail_lost_job) and label its run; a
+    worker that wakes up afterwards finds its lease gone at its next write and stops. False if it was not failed (it
+    heart-beat again, or its writer is stopped in the middle of a write: then next round)."""
+    with services.store.exclusive(job_id, WRITE_LOCK_WAIT) as held:
+        if not held:
+            log.warning("job %s: its silent worker is in the middle of a write; trying again next round", job_id)
+            return False
+        if not services.jobs.fail_lost_job(job_id, services.settings.lost_after):
+            return False
+        label_lost_run(services, job_id)
+    return True
+
+
 def label_lost_run(services: Services, job_id: str) -> None:
     """Mark a lost job's partial run directory as failed; its artifacts stay. A bench job's instance runs that
     were still running are marked the same way."""
@@ -81,10 +100,9 @@ def label_lost_run(services: Services, job_id: str) -> None:
         if record.get("kind") == "bench":
             root = services.store.open(job_id, require_manifest=False)
             for rel in root.glob(f"*/*/{MANIFEST}"):
-                instance = posixpath.join(root.path, posixpath.dirname(rel))
                 # Finished instances stay finished: only the one the worker was running is partial.
-                mark_failed(RunDir(root.fs, instance, posixpath.basename(instance)), error, only_running=True)
-        else:
+                mark_failed(root.subdir(posixpath.dirname(rel)), error, only_running=True)
+        elif record.get("kind", "experiment") == "experiment":
             mark_failed(services.store.open(job_id), error)
     except NotFound:
         return
@@ -92,15 +110,20 @@ def label_lost_run(services: Services, job_id: str) -> None:
 
 def mark_failed(run: RunDir, error: str, only_running: bool = False) -> None:
     """A lost worker's run: failed and partial, with every running trajectory failed (with `only_running`, only if
-    the run itself is still marked running)."""
-    manifest = run.manifest()
-    if only_running and manifest.get("status") != "running":
+    the run itself is still marked running). A manifest that is not a run's (not an object) is left as it is."""
+    try:
+        manifest = run.manifest()
+    except (ValueError, RecursionError):  # not JSON, or over the size limit: nothing of ours to label
+        log.warning("run %s: its manifest cannot be read; not labelled failed", run.path)
+        return
+    if not isinstance(manifest, dict) or (only_running and manifest.get("status") != "running"):
         return
     manifest["status"] = "failed"
     manifest["error"] = error
     manifest["partial"] = True
-    for traj in manifest.get("trajectories", {}).values():
-        if traj.get("status") == "running":
+    trajectories = manifest.get("trajectories")
+    for traj in trajectories.values() if isinstance(trajectories, dict) else ():
+        if isinstance(traj, dict) and traj.get("status") == "running":
             traj["status"] = "failed"
     run.write_manifest(manifest)
 
@@ -110,9 +133,9 @@ async def janitor(services: Services, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         try:
-            for job_id in await asyncio.to_thread(services.jobs.fail_lost, services.settings.lost_after):
-                log.warning("job %s failed: its worker was lost", job_id)
-                await asyncio.to_thread(label_lost_run, services, job_id)
+            for job_id in await asyncio.to_thread(services.jobs.lost, services.settings.lost_after):
+                if await asyncio.to_thread(fail_lost_job, services, job_id):
+                    log.warning("job %s failed: its worker was lost", job_id)
         except Exception as exc:  # Redis down: try again next round
             log.debug("janitor skipped a round: %s", exc)
 

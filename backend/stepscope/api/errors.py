@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from stepscope.images import ImageError
 from stepscope.spec import SpecError
@@ -88,6 +89,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         first = exc.errors()[0]
+        if first.get("type") == "json_invalid":  # FastAPI's own body parsing: malformed JSON is a 400, as elsewhere
+            return error(400, f"body is not valid JSON: {first.get('ctx', {}).get('error', 'malformed')}", "body")
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
         field = ".".join(loc) or "request"
         return error(422, f"{field}: {first.get('msg', 'invalid')}", field)
@@ -105,6 +108,12 @@ def install(app: FastAPI) -> None:
             f"Redis is unreachable or failing ({type(exc).__name__}: {exc}); retry shortly",
             headers={"Retry-After": "2"},
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        # Nothing to fix and nobody to answer: one line in the log, no traceback.
+        log.warning("client disconnected before its %s %s was read", request.method, request.url.path)
+        return error(400, "body: the client disconnected before sending it whole", "body")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -20,7 +20,6 @@ import base64
 import datetime as dt
 import json
 import logging
-import posixpath
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +29,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stepscope import events
+from stepscope.images import ImageError, decode_data_url, is_data_url
 from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE, bench_instance_dir
 from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, parse_spec, spec_error_from
 from stepscope.stats import mean_interval
-from stepscope.store import RunDir
+from stepscope.store import Revoked, RunDir
 from stepscope.tasks.core import (
     DIFFICULTIES,
     MAX_FRAMES,
@@ -329,10 +329,18 @@ def check_request(request: BenchRequest, info) -> None:
     variants = [v.model_dump(mode="json") for v in request.variants]
     data = instance_spec(instance, request.model, info.task, request.resolved_steps(), variants, request.curves)
     try:
-        check_against_model(parse_spec(data), info)
+        spec = parse_spec(data)
+        check_against_model(spec, info)
     except SpecError as exc:
         field = "size" if exc.field in ("height", "width") else exc.field  # the spec's names for the canvas
         raise SpecError(field, exc.message) from None
+    for field, value in spec.images():
+        # A variant's image (a layer swap's source) travels in the request: a data URL, as a job's images. A path
+        # or anything else would be accepted here and fail in the worker; the first frame is the instance's own.
+        if field != "image" and not is_data_url(value):
+            raise ImageError(f"{field}: must be a data:image/...;base64 URL (a bench request carries its images)")
+        if field != "image":
+            decode_data_url(value, field)  # refuses a malformed or oversized image now, naming the field
 
 
 def run_bench(
@@ -418,7 +426,7 @@ def run_bench(
                 spec = parse_spec(instance_spec(instance, model.name, model.info.task, steps, variants, curves))
                 check_against_model(spec, model.info)
                 rel = bench_instance_dir(family, instance.seed)
-                run = RunDir(root.fs, posixpath.join(root.path, rel), posixpath.basename(rel))
+                run = root.subdir(rel)
                 run_experiment(model, spec, run, should_stop=should_stop, cache_dir=cache_dir)
                 scored = score_run(instance, run, curves, stored=True)  # the run scored itself
                 instances.append(
@@ -443,6 +451,8 @@ def run_bench(
         if instances:  # keep what finished; never let this hide the error that stopped the bench
             try:
                 store_all(summary(complete=False))
+            except Revoked:
+                pass  # the job was failed by the janitor: its writer may write nothing more
             except Exception:
                 _logger.exception("could not store the partial bench result")
         raise

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import ast
 import mimetypes
-import os
-import posixpath
-import stat
+import re
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
@@ -47,48 +45,60 @@ def open_run(services, job_id: str, require_manifest: bool = True) -> RunDir:
         raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
 
 
-def is_regular_file(run: RunDir, rel: str) -> bool:
-    """Whether `rel` is a regular file of the run reached without following any symlink."""
-    local = run.local_path(rel)
-    if local is None:  # object stores have no symlinks
-        return run.fs.isfile(posixpath.join(run.path, safe_relpath(rel)))
-    try:
-        if not stat.S_ISREG(os.lstat(local).st_mode):
-            return False
-    except OSError:
-        return False
-    # No component between the run directory and the file may be a symlink either.
-    return os.path.realpath(local) == os.path.join(os.path.realpath(run.path), *rel.split("/"))
-
-
 def regular_files(run: RunDir) -> Iterator[str]:
-    """The run's files (relative paths) that may be served: regular files, no symlinks."""
-    return (rel for rel in run.files() if is_regular_file(run, rel))
+    """The run's files (relative paths) that may be served: regular files, no symlinks (RunDir.files)."""
+    return run.files()
 
 
 def require_regular_file(run: RunDir, rel: str) -> None:
-    if not is_regular_file(run, rel):
+    if not run.is_regular_file(rel):
         raise ApiError(404, f"no artifact {rel}", "path")
 
 
+_DTYPE = re.compile(r"^[<>|=]?[A-Za-z][0-9]{0,3}$")
+
+
 def npy_header(head: bytes) -> tuple[str, list[int]] | None:
-    """(dtype, shape) from the first bytes of a .npy file (format 1.0 / 2.0)."""
-    if not head.startswith(b"\x93NUMPY"):
+    """(dtype, shape) from the first bytes of a .npy file (format 1.0 / 2.0); None for anything else (a file that
+    only looks like one gets no X-Dtype/X-Shape, never an error)."""
+    if not head.startswith(b"\x93NUMPY") or len(head) < 12:
         return None
     major = head[6]
     if major == 1:
         length, start = int.from_bytes(head[8:10], "little"), 10
     else:
         length, start = int.from_bytes(head[8:12], "little"), 12
-    meta = ast.literal_eval(head[start : start + length].decode("latin1"))
-    return meta["descr"], list(meta["shape"])
+    try:
+        meta = ast.literal_eval(head[start : start + length].decode("latin1"))
+        descr, shape = meta["descr"], list(meta["shape"])
+    except (ValueError, SyntaxError, TypeError, KeyError, MemoryError, RecursionError):
+        return None
+    if not isinstance(descr, str) or not _DTYPE.match(descr):
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        return None
+    return descr, shape
+
+
+def stream_file(run: RunDir, rel: str, media: str, headers: dict) -> StreamingResponse:
+    """The file streamed from one open descriptor: a manifest replaced while it is sent is sent as it was opened
+    (a FileResponse would announce one size and read another file)."""
+    handle = run.open_file(rel)
+
+    def chunks():
+        with handle:
+            while block := handle.read(1 << 20):
+                yield block
+
+    return StreamingResponse(chunks(), media_type=media, headers=headers)
 
 
 @router.get("/{job_id}/manifest", summary="The run's manifest.json (updated as the run goes)", responses=responses(404))
 def manifest(job_id: str, services: ServicesDep) -> Response:
     run = open_run(services, job_id)
     require_regular_file(run, MANIFEST)
-    return Response(run.read_bytes(MANIFEST), media_type="application/json", headers={"Cache-Control": "no-cache"})
+    # Streamed, never read whole into memory: a manifest's size is the writer's, not the API's.
+    return stream_file(run, MANIFEST, "application/json", {"Cache-Control": "no-cache"})
 
 
 @router.get("/{job_id}/files", summary="Every file of the run directory", responses=responses(404))
@@ -135,13 +145,6 @@ def artifact(job_id: str, path: str, services: ServicesDep) -> Response:
             headers["X-Shape"] = ",".join(str(s) for s in shape)
             headers["Access-Control-Expose-Headers"] = "X-Dtype, X-Shape"
     local = run.local_path(rel)
-    if local is not None:
+    if local is not None and rel != MANIFEST:  # artifacts never change: served as files (with ranges)
         return FileResponse(local, media_type=media, headers=headers)
-    handle = run.open_file(rel)
-
-    def chunks():
-        with handle:
-            while block := handle.read(1 << 20):
-                yield block
-
-    return StreamingResponse(chunks(), media_type=media, headers=headers)
+    return stream_file(run, rel, media, headers)

@@ -12,7 +12,7 @@ from stepscope.api.errors import ApiError, responses
 from stepscope.api.routes.jobs import job_view, limited_body, model_info_for, queue_full, queue_positions
 from stepscope.jobs import bench_timeout, enqueue
 from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE
-from stepscope.store import NotFound, new_run_id
+from stepscope.store import MAX_MANIFEST_BYTES, NotFound, new_run_id
 from stepscope.tasks.bench import check_request, parse_bench_request
 
 router = APIRouter(prefix="/api/bench", tags=["bench"])
@@ -39,6 +39,23 @@ async def read_json_body(request: Request) -> object:
         return json.loads(bytes(body))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", "body") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's parser takes NaN/Infinity; no JSON response can hold them
+
+
+def _summary(run, job_id: str) -> tuple[object, str | None]:
+    """bench-summary.json (bounded by the request, not by the instances) and bench.md, or a 409 naming the file that
+    is not what the worker writes."""
+    try:
+        result = json.loads(run.read_bytes(BENCH_SUMMARY, limit=MAX_MANIFEST_BYTES), parse_constant=_no_constant)
+        table = run.read_bytes(BENCH_TABLE, limit=MAX_MANIFEST_BYTES).decode() if run.exists(BENCH_TABLE) else None
+    except NotFound:
+        return None, None  # replaced between the check and the read: as before the first instance
+    except (ValueError, RecursionError) as exc:  # not JSON / UTF-8, or over the limit
+        raise ApiError(409, f"job {job_id}: its bench summary cannot be read ({exc})", "job_id") from None
+    return result, table
 
 
 @router.post(
@@ -87,8 +104,7 @@ def bench_result(job_id: str, services: ServicesDep) -> Response:
     try:
         run = services.store.open(job_id, require_manifest=False)
         if run.exists(BENCH_SUMMARY):
-            result = run.read_json(BENCH_SUMMARY)  # bounded by the request, not by the instances
-            table = run.read_bytes(BENCH_TABLE).decode() if run.exists(BENCH_TABLE) else None
+            result, table = _summary(run, job_id)
         if run.exists(BENCH_RESULT):
             full = f"/api/jobs/{job_id}/artifacts/{BENCH_RESULT}"
     except NotFound:

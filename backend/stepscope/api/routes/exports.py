@@ -26,10 +26,11 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont
 
-from stepscope.api.deps import ServicesDep
+from stepscope.api.deps import ServicesDep, typed_manifest
 from stepscope.api.errors import ApiError, responses
 from stepscope.api.routes.artifacts import open_run, regular_files
-from stepscope.store import RunDir
+from stepscope.run_format import Manifest
+from stepscope.store import NotFound, RunDir
 
 router = APIRouter(prefix="/api/jobs", tags=["exports"])
 
@@ -94,13 +95,13 @@ def bundle(job_id: str, services: ServicesDep) -> StreamingResponse:
     return StreamingResponse(zip_stream(run, f"stepscope-{job_id}"), media_type="application/zip", headers=headers)
 
 
-def parse_trajectories(value: str, manifest: dict) -> list[str]:
+def parse_trajectories(value: str, manifest: Manifest) -> list[str]:
     names = [n.strip() for n in value.split(",") if n.strip()]
     if not names:
         raise ApiError(422, "trajectories: name at least one trajectory", "trajectories")
     if len(names) != len(set(names)):
         raise ApiError(422, "trajectories: a trajectory is named twice", "trajectories")
-    known = manifest.get("trajectories", {})
+    known = manifest.trajectories
     for name in names:
         if name not in known:
             has = ", ".join(known) or "none yet"
@@ -108,9 +109,9 @@ def parse_trajectories(value: str, manifest: dict) -> list[str]:
     return names
 
 
-def common_steps(manifest: dict, names: list[str]) -> list[int]:
+def common_steps(manifest: Manifest, names: list[str]) -> list[int]:
     """Captured steps that every chosen trajectory has a preview for, in order."""
-    sets = [{s["index"] for s in manifest["trajectories"][n]["steps"] if "preview" in s["artifacts"]} for n in names]
+    sets = [{s.index for s in manifest.trajectories[n].steps if "preview" in s.artifacts} for n in names]
     return sorted(set.intersection(*sets)) if sets else []
 
 
@@ -121,15 +122,43 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def grid_frames(run: RunDir, manifest: dict, names: list[str], scale: int | None) -> Iterator[np.ndarray]:
+def _preview(run: RunDir, rel: str) -> Image.Image:
+    """A stored preview, opened (header read, pixels not yet) like /artifacts reads it: a regular file of the run; a
+    409 naming it if it is missing, not an image, or over MAX_SIDE either side."""
+    try:
+        image = Image.open(io.BytesIO(run.read_bytes(rel)))
+    except NotFound:
+        detail = f"job_id: the manifest names a preview {rel} that the run does not hold"
+        raise ApiError(409, detail, "job_id") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(409, f"job_id: the preview {rel} is not a readable image ({exc})", "job_id") from None
+    if image.width > MAX_SIDE or image.height > MAX_SIDE:  # checked before its pixels are decoded
+        raise ApiError(409, f"job_id: the preview {rel} is {image.width}×{image.height}, over {MAX_SIDE}", "job_id")
+    return image
+
+
+def _pixels(run: RunDir, rel: str, size: tuple[int, int]) -> Image.Image:
+    """A preview's pixels in RGB; once the animation is streaming no error can be answered any more, so a preview
+    that stopped being readable since the check is drawn as an empty strip of the same size."""
+    try:
+        return _preview(run, rel).convert("RGB")
+    except (ApiError, OSError, ValueError, Image.DecompressionBombError):
+        return Image.new("RGB", size, BACKGROUND)
+
+
+def grid_frames(run: RunDir, manifest: Manifest, names: list[str], scale: int | None) -> Iterator[np.ndarray]:
     """One RGB frame per common captured step: the chosen trajectories' strips stacked, upscaled, captioned.
 
     Checks the request before it yields (raises ApiError at once), then draws each frame as it is asked for."""
     steps = common_steps(manifest, names)
     if not steps:
         raise ApiError(409, "job_id: no step has been captured for these trajectories yet", "job_id")
-    records = {n: {s["index"]: s for s in manifest["trajectories"][n]["steps"]} for n in names}
-    first = [Image.open(io.BytesIO(run.read_bytes(records[n][steps[0]]["artifacts"]["preview"]))) for n in names]
+    records = {n: {s.index: s for s in manifest.trajectories[n].steps} for n in names}
+    # Every preview is checked before the first byte is sent (headers only): after it, only a 200 can be given.
+    first = [_preview(run, records[n][steps[0]].artifacts["preview"]) for n in names]
+    for name in names:
+        for step in steps[1:]:
+            _preview(run, records[name][step].artifacts["preview"]).close()
     strip_w = max(im.width for im in first)
     rows_h = sum(im.height for im in first)
     if scale is None:
@@ -142,8 +171,9 @@ def grid_frames(run: RunDir, manifest: dict, names: list[str], scale: int | None
             422, f"scale: {scale}× makes {width}×{height} pixel frames, over the {MAX_SIDE} pixel limit", "scale"
         )
     font = _font(12)
-    total = manifest.get("spec", {}).get("steps", steps[-1] + 1)
-    latent_frames = manifest["shapes"]["latent"][1]
+    total = manifest.spec.get("steps") if isinstance(manifest.spec.get("steps"), int) else steps[-1] + 1
+    total = max(total, steps[-1] + 1)
+    latent_frames = max(1, manifest.shapes.latent[1] if len(manifest.shapes.latent) > 1 else 1)
     left = LABEL_W if labels else 0
 
     def draw_frames() -> Iterator[np.ndarray]:
@@ -155,11 +185,13 @@ def grid_frames(run: RunDir, manifest: dict, names: list[str], scale: int | None
         draw = ImageDraw.Draw(canvas)
         y = 0
         for name in names:
-            strip = Image.open(io.BytesIO(run.read_bytes(records[name][step]["artifacts"]["preview"]))).convert("RGB")
-            strip = strip.resize((strip.width * scale, strip.height * scale), Image.Resampling.NEAREST)
+            shape = first[names.index(name)]
+            strip = _pixels(run, records[name][step].artifacts["preview"], shape.size)
+            # Rows are as the first step's: a preview of another size is fitted, never allowed to grow the frame.
+            strip = strip.resize((shape.width * scale, shape.height * scale), Image.Resampling.NEAREST)
             canvas.paste(strip, (left, y))
             # Separators over the last pixel row/column of a block: between members, trajectories, frames.
-            members = len(manifest["trajectories"][name].get("seeds") or [0])
+            members = max(1, len(manifest.trajectories[name].seeds))
             for m in range(1, members + 1):
                 row = y + m * strip.height // members - 1
                 draw.line((left if m < members else 0, row, width, row), BACKGROUND)
@@ -170,8 +202,8 @@ def grid_frames(run: RunDir, manifest: dict, names: list[str], scale: int | None
             x = left + f * (strip_w * scale) // latent_frames - 1
             draw.line((x, 0, x, y - 1), BACKGROUND)
         record = records[names[0]][step]
-        caption = f"step {step}/{total - 1}  sigma={record['sigma']:.3f}  t={record['t']:.0f}  {record['expert']}"
-        draw.text((4, height - CAPTION_H + 3), caption, fill=TEXT, font=font)
+        caption = f"step {step}/{total - 1}  sigma={record.sigma:.3f}  t={record.t:.0f}  {record.expert}"
+        draw.text((4, height - CAPTION_H + 3), caption[:200], fill=TEXT, font=font)
         # A progress bar along the bottom also keeps consecutive frames distinct (GIF writers merge equal ones).
         bar = round((width - 1) * (step + 1) / max(total, 1))
         draw.rectangle((0, height - 2, bar, height - 1), fill=(94, 200, 255))
@@ -224,7 +256,7 @@ def mp4_stream(frames: Iterator[np.ndarray], fps: int) -> Iterator[bytes]:
 
 def _grid(job_id: str, services, trajectories: str, scale: int | None) -> tuple[Iterator[np.ndarray], str]:
     run = open_run(services, job_id)
-    manifest = run.manifest()
+    manifest = typed_manifest(services, run, job_id)
     names = parse_trajectories(trajectories, manifest)
     return grid_frames(run, manifest, names, scale), "-".join(names)
 

@@ -34,6 +34,7 @@ def health(services: ServicesDep, request: Request):
                 "supervised": supervised,
             },
             status_code=503,
+            headers={"Retry-After": "2"},  # as every other 503 (errors.py)
         )
     queues: dict[str, dict] = {}
     for w in workers:

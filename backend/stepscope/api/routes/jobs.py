@@ -13,13 +13,13 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from stepscope import events
-from stepscope.api.deps import Services, ServicesDep, job_record
+from stepscope.api.deps import Services, ServicesDep, job_record, typed_manifest
 from stepscope.api.errors import ApiError, error, responses
 from stepscope.images import ImageError, decode_data_url, decode_image, encode_png, is_data_url
 from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
 from stepscope.models import PRESETS, ModelInfo
-from stepscope.run import existing_decode, list_decodes, read_manifest, x0_artifact
-from stepscope.run_format import RunFormatError, input_image_path, run_ref
+from stepscope.run import existing_decode, list_decodes, x0_artifact
+from stepscope.run_format import input_image_path, run_ref
 from stepscope.spec import ExperimentSpec, SpecError, check_against_model, parse_spec
 from stepscope.store import NotFound, new_run_id
 
@@ -300,7 +300,8 @@ class DecodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trajectory: str = Field("baseline", min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    step: int = Field(ge=0, le=10_000)
+    # Strict: `true` or "3" is not a step (JSON numbers only).
+    step: int = Field(ge=0, le=10_000, strict=True)
 
 
 @router.post(
@@ -319,7 +320,7 @@ def request_decode(job_id: str, body: DecodeRequest, services: ServicesDep):
         run = services.store.open(job_id)
     except NotFound:
         raise ApiError(404, f"job {job_id} has no run directory yet (it has not started)", "job_id") from None
-    manifest = _typed_manifest(run, job_id)
+    manifest = typed_manifest(services, run, job_id)
     done = existing_decode(run, manifest, body.trajectory, body.step)
     if done is not None:
         return JSONResponse({"decode": done}, status_code=200)
@@ -344,11 +345,4 @@ def decodes(job_id: str, services: ServicesDep) -> dict:
         run = services.store.open(job_id)
     except NotFound:
         return {"decodes": []}
-    return {"decodes": list_decodes(run, _typed_manifest(run, job_id))}
-
-
-def _typed_manifest(run, job_id: str):
-    try:
-        return read_manifest(run)
-    except RunFormatError as exc:
-        raise ApiError(409, f"job {job_id}: {exc}", "job_id") from None
+    return {"decodes": list_decodes(run, typed_manifest(services, run, job_id))}
