@@ -39,6 +39,7 @@ from stepscope.train.data import (
     instance_keys,
     kept_rows,
     render_all,
+    to_model_range,
     training_refs,
     validation_refs,
     worker_count,
@@ -199,8 +200,6 @@ def fit_vae(
     rows = pool.rows(cfg.families, cfg.vae.videos_per_family)
     videos = torch.from_numpy(pool.videos[np.array(rows)]).to(dev)
     probe_rows = np.array(rows[:: max(1, len(rows) // FIXED_BATCH)][:FIXED_BATCH])
-    from stepscope.train.data import to_model_range
-
     probe = to_model_range(pool.videos[probe_rows], dev)
     torch.manual_seed(cfg.seed + 1)
     vae = build_vae_for(cfg).to(dev)
