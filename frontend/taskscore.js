@@ -68,8 +68,11 @@ export function candidateChanceText(candidates) {
   if (!Number.isFinite(chance)) return null;
   const withWinner = winner.filter((w) => w !== null && w !== undefined).length;
   const answerWins = winner.filter((w) => w === answer).length;
+  const here = withWinner
+    ? `here the winner is the answer at ${answerWins} of the ${withWinner} step(s) with a winner`
+    : "here no step has a live winner";
   return `chance ${chance.toFixed(3)} (1 of ${labels.length} candidates): a winner picked at random is the answer `
-    + `this often · here the winner is the answer at ${answerWins} of the ${withWinner} step(s) with a winner`;
+    + `this often · ${here}`;
 }
 
 /**

@@ -38,6 +38,7 @@ test("the chance level beside a candidate curve is the manifest's, and absent wi
   );
   // The number is read, not computed here: whatever the manifest says is shown.
   assert.match(candidateChanceText({ ...candidates, chance: 0.3 }), /^chance 0\.300 /);
+  assert.match(candidateChanceText({ ...candidates, winner: [null, null, null] }), / · here no step has a live winner$/);
   assert.equal(candidateChanceText({ ...candidates, chance: undefined }), null);
   assert.equal(candidateChanceText({ ...candidates, chance: null }), null);
 });

@@ -1,7 +1,7 @@
 """Is a candidate measure blind to the answer? Measure videos that carry no answer and compare how often the winner
 is the answer with chance (`curves.answer_win_shares`).
 
-    python -m stepscope.tasks.calibration --n 2000 [--families maze,...] [--bench DIR] [--json]
+    python -m stepscope.tasks.calibration --n 3000 [--families maze,...] [--bench DIR] [--json]
 
 Answer-free videos, one per instance and condition (instance i: difficulty 1 + i % 3, seed first_seed + i):
 uniform noise (every channel of every pixel uniform in 0..255) and grey noise (normal around 0.5 with σ 0.3 on a
@@ -27,7 +27,7 @@ import numpy as np
 
 from stepscope.stats import mean_interval
 from stepscope.tasks.core import CELL, Canvas, TaskInstance, family_names, generate
-from stepscope.tasks.curves import answer_win_shares
+from stepscope.tasks.curves import answer_win_shares, candidate_curves, chance_level
 
 TOLERANCE = 0.05  # |share whose winner is the answer − chance| a measure blind to the answer stays within
 MIN_WINNERS = 300  # a share among measures with a winner is judged on at least this many (standard error ≤ 0.029)
@@ -129,8 +129,6 @@ def noise_curves(family: str, n: int, steps: int = 20, first_seed: int = 0) -> d
     """What the curves say about a model that draws nothing: per instance, `steps` independent uniform-noise
     previews as its steps' estimates. The share of curves that explored then committed, and the share that
     committed to the answer beside its chance (the mean of [explored then committed] / K)."""
-    from stepscope.tasks.curves import candidate_curves, chance_level
-
     committed, to_answer, chance = [], [], []
     for i in range(n):
         instance = generate(family, 1 + i % 3, first_seed + i)
@@ -241,7 +239,7 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: prints the table (or one JSON object); exit status 1 when a share is off chance."""
     parser = argparse.ArgumentParser(prog="python -m stepscope.tasks.calibration", description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="instances (answer-free videos a condition) per family")
+    parser.add_argument("--n", type=int, default=3000, help="instances (answer-free videos a condition) per family")
     parser.add_argument("--families", default=",".join(family_names()), help="comma-separated families")
     parser.add_argument("--first-seed", type=int, default=0, help="instance i uses seed first_seed + i")
     parser.add_argument("--bench", help="a stored bench directory whose baseline videos and previews to measure too")
