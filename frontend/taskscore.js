@@ -57,6 +57,25 @@ export function candidateSeries(candidates) {
 }
 
 /**
+ * The chance level beside a candidate curve, in words, or null where the manifest has none (runs stored before it
+ * was kept). The chance level is the manifest's (`candidates.chance`, computed by the task code): a winner picked at
+ * random among the candidates is the answer this often, and a measure blind to the answer does no better.
+ * @param {{labels: string[], answer: number, winner: (number|null)[], chance?: number|null}} candidates
+ * @returns {string|null}
+ */
+export function candidateChanceText(candidates) {
+  const { chance, labels, answer, winner } = candidates;
+  if (!Number.isFinite(chance)) return null;
+  const withWinner = winner.filter((w) => w !== null && w !== undefined).length;
+  const answerWins = winner.filter((w) => w === answer).length;
+  const here = withWinner
+    ? `here the winner is the answer at ${answerWins} of the ${withWinner} step(s) with a winner`
+    : "here no step has a live winner";
+  return `chance ${chance.toFixed(3)} (1 of ${labels.length} candidates): a winner picked at random is the answer `
+    + `this often · ${here}`;
+}
+
+/**
  * Draw the candidate curve into an <svg>; returns lineChart's handle (setCursor) for the step slider.
  * @param {SVGSVGElement} svg
  * @param {object} candidates the trajectory's manifest `candidates`

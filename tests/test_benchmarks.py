@@ -83,3 +83,20 @@ def test_throughput_benchmark_runs_every_job_once(tmp_path):
     (result,) = [line for line in lines if line["event"] == "throughput"]
     assert result["all_finished"] and result["run_twice"] == [] and result["jobs_per_worker"] == {"gpu0": 3}
     assert len([line for line in lines if line["event"] == "job"]) == 3 and result["jobs_per_minute"] > 0
+
+
+def test_candidate_calibration_benchmark_writes_its_results(tmp_path):
+    # The smallest run: one family, few videos; the numbers themselves are checked in tests/tasks/test_calibration.py.
+    done = subprocess.run(
+        [sys.executable, "benchmarks/candidate_calibration.py", "--n", "30", "--curves", "4", "--families",
+         "trajectory,maze", "--label", "small", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: a share off chance, which 30 videos cannot settle
+    record = json.loads((tmp_path / "small.json").read_text())
+    assert [r["family"] for r in record["noise"]] == ["trajectory", "maze"]
+    assert all(r["n"] == 30 for r in record["noise"]) and record["maze_structure"]["answer"]["count"] == 30
+    assert [c["n"] for c in record["noise_curves"]] == [4, 4]
+    text = (tmp_path / "small.md").read_text()
+    assert "| maze | uniform_full | 30 |" in text and "| trajectory | all | 120 |" in text
+    assert done.stdout.strip() == text.strip()

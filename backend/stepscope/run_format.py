@@ -277,6 +277,11 @@ class TaskCandidates(_Record):
     masses: list[list[float]] = Field(description="masses[i][j]: candidate j's mass at steps[i]")
     live: list[int] = Field(description="live candidates at each step")
     winner: list[int | None] = Field(description="the strongest live candidate at each step, or null")
+    chance: float | None = Field(
+        None,
+        description="the chance level of winner == answer at a step with a winner: 1 / the number of candidates "
+        "(`tasks.curves.chance_level`; runs stored before it was kept have none)",
+    )
 
 
 class TrajectoryEntry(_Record):

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { candidateSeries, taskScoreText } from "../taskscore.js";
+import { candidateChanceText, candidateSeries, taskScoreText } from "../taskscore.js";
 
 test("a task score reads pass or fail, the score and the reason", () => {
   assert.equal(taskScoreText({ score: 0.8333, passed: true, reason: "reached the exit" }), "pass · score 0.83 · reached the exit");
@@ -27,4 +27,18 @@ test("candidate series: masses per candidate, live per step, winners against the
   assert.deepEqual(s.winners.map((w) => [w.winner, w.isAnswer]), [[2, false], [1, true], [null, false]]);
   assert.equal(s.maxMass, 0.9);
   assert.equal(s.maxLive, 3);
+});
+
+test("the chance level beside a candidate curve is the manifest's, and absent without one", () => {
+  const candidates = { steps: [0, 1, 2], labels: ["A", "B", "C", "D"], answer: 1, winner: [null, 2, 1], chance: 0.25 };
+  assert.equal(
+    candidateChanceText(candidates),
+    "chance 0.250 (1 of 4 candidates): a winner picked at random is the answer this often · "
+      + "here the winner is the answer at 1 of the 2 step(s) with a winner",
+  );
+  // The number is read, not computed here: whatever the manifest says is shown.
+  assert.match(candidateChanceText({ ...candidates, chance: 0.3 }), /^chance 0\.300 /);
+  assert.match(candidateChanceText({ ...candidates, winner: [null, null, null] }), / · here no step has a live winner$/);
+  assert.equal(candidateChanceText({ ...candidates, chance: undefined }), null);
+  assert.equal(candidateChanceText({ ...candidates, chance: null }), null);
 });

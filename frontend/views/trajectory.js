@@ -9,7 +9,7 @@ import { decodedFramePath, videoFramesLabel, videoFramesOfLatent } from "../fram
 import { JobStream } from "../jobstream.js";
 import { drawFrame, drawPlaceholder, gridCellSize, pixelCanvas } from "../preview.js";
 import { channelMeanAbsDiff } from "../xdiff.js";
-import { candidateChart, taskScoreBadge } from "../taskscore.js";
+import { candidateChanceText, candidateChart, taskScoreBadge } from "../taskscore.js";
 import { RunView } from "./runview.js";
 
 const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"];
@@ -77,9 +77,10 @@ export class TrajectoryView extends RunView {
     this.candidateSvg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     this.candidateSvg.id = "candidate-chart";
     this.candidateSvg.classList.add("chart");
+    this.candidateChance = h("p", { class: "muted small", id: "candidate-chance" });
     this.taskPanel = h("section", { class: "panel-box", id: "task-panel", hidden: true },
       h("h3", {}, "Task · the scorer's verdict on the final video, and the candidate answers' mass per step (member 0's preview)"),
-      this.taskScore, this.candidateSvg);
+      this.taskScore, this.candidateSvg, this.candidateChance);
     this.gridOverlay.addEventListener("click", (e) => this.pickGrid(e));
     this.stripOverlay.addEventListener("click", (e) => this.pickStrip(e));
 
@@ -162,6 +163,9 @@ export class TrajectoryView extends RunView {
     this.taskPanel.hidden = !meta.task_score && !meta.candidates;
     fill(this.taskScore, taskScoreBadge(meta.task_score));
     this.candidateSvg.style.display = meta.candidates ? "" : "none";
+    const chance = meta.candidates ? candidateChanceText(meta.candidates) : null;
+    this.candidateChance.textContent = chance ?? "";
+    this.candidateChance.hidden = chance === null;
     this.candidateChart = meta.candidates && !this.taskPanel.hidden
       ? candidateChart(this.candidateSvg, meta.candidates, this.run.totalSteps, this.scrubber.step)
       : null;

@@ -50,6 +50,19 @@ def test_task_score_and_candidate_curve_of_each_trajectory(page, service, client
     answer_dots = f"#candidate-chart g.points[data-series='{answer} (answer)'] circle"
     answer_mass = page.eval_on_selector_all(answer_dots, "els => els.map(e => Number(e.dataset.value))")
     assert answer_mass == pytest.approx([m[candidates["answer"]] for m in candidates["masses"]])
+    # Beside the curve, the chance level the manifest stores: 1 / the number of candidates.
+    assert candidates["chance"] == pytest.approx(1 / len(candidates["labels"]))
+    with_winner = sum(w is not None for w in candidates["winner"])
+    answer_wins = sum(w == candidates["answer"] for w in candidates["winner"])
+    here = (
+        f"here the winner is the answer at {answer_wins} of the {with_winner} step(s) with a winner"
+        if with_winner
+        else "here no step has a live winner"
+    )
+    assert page.locator("#candidate-chance").inner_text() == (
+        f"chance {candidates['chance']:.3f} (1 of {len(candidates['labels'])} candidates): a winner picked at random "
+        f"is the answer this often · {here}"
+    )
     # The cursor follows the global step: the last one on opening, then one back with the arrow key.
     last = max(s["index"] for s in baseline["steps"])
     cursor_at = "s => document.getElementById('candidate-chart').dataset.cursor === String(s)"

@@ -169,6 +169,7 @@ def _curve(steps: list[int], live: list[int], final_winner_is_answer: bool, fina
         "steps": steps,
         "live": live,
         "answer_wins": [final_winner_is_answer] * len(steps),
+        "has_winner": [n > 0 for n in live],
         "explored_then_committed": False,
         "final_winner_is_answer": final_winner_is_answer,
         "final_winner_live": final_live,
@@ -191,7 +192,15 @@ def test_candidate_summary_says_which_runs_its_means_are_over():
     assert summary["final_winner_live"]["mean"] == 0.75
     when_live = summary["final_winner_is_answer_when_live"]
     assert when_live["n"] == 3 and when_live["mean"] == pytest.approx(1 / 3)
-    assert summary["chance"] == pytest.approx(0.25)
+    # Chance beside each share: a winner picked at random among the 4 candidates, where there is a winner.
+    assert summary["chance"] == pytest.approx(3 / 4 * 0.25)  # of all 4 runs, 3 with a live final winner
+    assert summary["chance_when_live"] == pytest.approx(0.25)
+    # Per step over the 3 runs with the first run's steps: winners at step 0 in 2 of them, at step 2 in 2.
+    assert summary["answer_wins_chance"] == pytest.approx([2 / 3 * 0.25, 2 / 3 * 0.25, 2 / 3 * 0.25])
+    older = [{k: v for k, v in c.items() if k not in ("has_winner", "candidate_count")} for c in curves]
+    rows = [{"family": "maze", "trajectory": {"candidates": c}} for c in older]
+    summary = an.summarize_candidates(rows, ("maze",))["maze"]  # findings stored before the chance was kept
+    assert summary["answer_wins_chance"] is None and summary["chance"] is None and summary["chance_when_live"] is None
 
 
 def test_layer_bands_are_thirds_of_any_depth():
@@ -272,7 +281,14 @@ def test_findings_have_every_analysis_with_sample_sizes_and_intervals(reproduced
     assert "REDUCED" in text and "n = 1" in text
     assert "Wilson score interval" in text and "percentile bootstrap (2,000 resamples" in text
     assert "third quarter of the depth" in text and "middle half" not in text
-    assert "chance" in text and "green goal colour" in text
+    assert "chance" in text and "read every candidate alike" in text and "green goal colour" not in text
+    assert "| source answer wins | chance | target answer wins | chance |" in text
+    for group in (*FAMILIES, "all"):
+        candidates, swap = a["candidates"][group], a["layer_swap"][group]
+        assert len(candidates["answer_wins_chance"]) == len(candidates["steps"])
+        assert all(0 <= c <= 1 for c in candidates["answer_wins_chance"] + swap["target_answer_wins_chance"])
+        assert candidates["chance_when_live"] is None or 0 < candidates["chance_when_live"] <= 0.5
+    assert (out / "fig6_answer_wins.svg").exists() and "fig6_answer_wins.svg" in text
     experts = a["layer_energy"]["all"]["experts"]  # tiny-i2v: two experts, both run within 4 steps
     assert experts[0] == "transformer" and experts[-1] == "transformer_2" and "Experts by step (steps 0–" in text
 
@@ -299,7 +315,7 @@ def test_every_link_opens_a_stored_run_in_a_tab_the_explorer_has(reproduced):
 def test_figures_are_svg(reproduced):
     out, _ = reproduced
     figures = sorted(out.glob("*.svg"))
-    assert len(figures) == 7
+    assert len(figures) == 8  # fig6 twice: live candidates, and the winner beside its chance
     for path in figures:
         root = ET.parse(path).getroot()
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
@@ -376,6 +392,10 @@ def test_candidate_curves_match_the_stored_previews(reproduced):
         assert stored["steps"] == list(range(STEPS))
         assert [r["mean"] for r in stored["mean_live"]] == [float(v) for v in curves.live]
         assert stored["explored_then_committed"]["mean"] == float(curves.explored_then_committed())
+        # One run a family: chance at a step is 1 / K where it has a winner, else 0.
+        k = len(instance.candidates)
+        assert stored["answer_wins_chance"] == pytest.approx([(w is not None) / k for w in curves.winner])
+        assert stored["chance"] == pytest.approx((curves.winner[-1] is not None) / k)
 
 
 def test_ensemble_and_swap_read_their_own_trajectories(reproduced):

@@ -14,7 +14,7 @@ from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY
 from stepscope.stats import wilson_interval
 from stepscope.store import RunDir
 from stepscope.tasks import TaskInstance, family_names
-from stepscope.tasks.bench import add_arguments, main, score_run
+from stepscope.tasks.bench import add_arguments, main, score_run, summarize, table
 
 NOISE = {"name": "noise8", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 1.0}]}
 
@@ -68,6 +68,28 @@ def test_bench_json_summary_and_report(bench, capsys):
             assert curves["steps"] == [0, 1]
             assert all(len(m) == len(instance.candidates) for m in curves["masses"])
             assert curves["answer"] == instance.answer
+
+
+def test_the_calibration_re_measures_a_stored_bench(bench):
+    # What `benchmarks/candidate_calibration.py --bench DIR` reports: every baseline's final video and step previews.
+    from stepscope.tasks.calibration import calibrate_bench
+
+    out, _ = bench
+    report = json.loads((out / BENCH_RESULT).read_text())
+    found = calibrate_bench(str(out))
+    assert found["bench"]["model"] == "tiny-i2v" and set(found["families"]) == {"maze"}
+    finals, previews = [], []
+    for row in report["instances"]:
+        instance = TaskInstance.from_json(row["instance"])
+        baseline = load_run(str(out / row["dir"])).baseline
+        k = len(instance.candidates)
+        finals.append((instance.measure_candidates(baseline.video).winner, instance.answer, k))
+        previews += [(instance.measure_candidates(m[0]).winner, instance.answer, k) for m in baseline.previews]
+    for source, measured in (("final_video", finals), ("step_previews", previews)):
+        shares = found["families"]["maze"][source]
+        assert shares["n"] == len(measured) == (2 if source == "final_video" else 2 * 2)
+        assert shares["answer_wins"] == pytest.approx(sum(w == a for w, a, _ in measured) / len(measured))
+        assert shares["chance"] == pytest.approx(sum((w is not None) / k for w, _, k in measured) / len(measured))
 
 
 def test_ground_truth_written_into_a_run_scores_one(bench):
@@ -159,3 +181,36 @@ def test_the_summary_is_stored_after_every_instance(tmp_path):
     assert seen == [(0, False, 1, False), (1, False, 2, False)]
     assert report["complete"] is True and json.loads((tmp_path / BENCH_SUMMARY).read_text())["complete"] is True
     assert len(json.loads((tmp_path / BENCH_RESULT).read_text())["instances"]) == 2
+
+
+def test_the_summary_puts_chance_beside_each_candidate_curve():
+    def row(answer: int, labels: int, winners: list) -> dict:
+        curves = {
+            "steps": [0, 1],
+            "labels": [f"c{j}" for j in range(labels)],
+            "answer": answer,
+            "masses": [[0.0] * labels] * 2,
+            "live": [int(w is not None) for w in winners],
+            "winner": winners,
+        }
+        result = {"passed": False, "score": 0.0, "explored_then_committed": False, "curves": curves}
+        return {"family": "maze", "trajectories": {"baseline": result}}
+
+    rows = [row(0, 2, [None, 0]), row(1, 4, [2, 1]), row(2, 5, [None, None])]
+    curve = summarize(rows, ["maze"], ["baseline"])["curves"]["maze"]["baseline"]
+    assert curve["answer_wins"] == pytest.approx([0, 2 / 3])
+    # Chance: a winner picked at random among each run's candidates, where the run has a winner at that step.
+    assert curve["answer_wins_chance"] == pytest.approx([(0 + 1 / 4 + 0) / 3, (1 / 2 + 1 / 4 + 0) / 3])
+    final = curve["final"]
+    assert final["answer_wins"] == pytest.approx(2 / 3) and final["chance"] == pytest.approx((1 / 2 + 1 / 4) / 3)
+    assert final["answer_wins_when_winner"] == 1.0 and final["chance_when_winner"] == pytest.approx(3 / 8)
+    summary = {
+        "success_rate": {"maze": {"baseline": 0.0}},
+        "interval": {"maze": {"baseline": [0.0, 0.56]}},
+        "count": {"maze": {"baseline": 3}},
+        "mean_score": {"maze": {"baseline": 0.0}},
+        "curves": {"maze": {"baseline": curve}},
+    }
+    text = table(summary)
+    lo, hi = final["answer_wins_interval"]
+    assert f"| 0.000 | 0.667 [{lo:.3f}, {hi:.3f}] | 0.250 |" in text and "*Chance*" in text

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from stepscope.tasks import Canvas, TaskError, TaskInstance, candidate_curves, corrupt, family_names, generate
-from stepscope.tasks.core import CELL, PALETTE
+from stepscope.tasks.core import CELL, PALETTE, fill_cell
+from stepscope.tasks.families.maze import agent_index
+from stepscope.tasks.families.trajectory import ball_position
 from stepscope.tasks.validate import validate_family
 
 FAMILIES = family_names()
@@ -166,3 +168,82 @@ def test_tasks_do_not_import_the_model_stack():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- every frame is judged -----------------------------------------------------------------------------------------
+def _wall_cells(task) -> list[tuple[int, int]]:
+    return [(int(r), int(c)) for r, c in zip(*np.nonzero(~np.asarray(task.params["open"], dtype=bool)), strict=True)]
+
+
+def _maze_second_agent_on_a_wall(task, video, frame, rng):
+    """A wall cell painted the agent's colour: two agent cells, so the agent is not located in that frame."""
+    fill_cell(video[frame], *_wall_cells(task)[rng.integers(len(_wall_cells(task)))], PALETTE["agent"])
+
+
+def _maze_trail_on_a_wall_agent_missing(task, video, frame, rng):
+    """The agent left out of a frame (its cell floor) and a wall cell painted the trail's colour."""
+    route = [tuple(c) for c in task.params["route"]]
+    fill_cell(video[frame], *route[agent_index(frame, task.canvas.frames, len(route) - 1)], PALETTE["floor"])
+    fill_cell(video[frame], *_wall_cells(task)[rng.integers(len(_wall_cells(task)))], PALETTE["trail"])
+
+
+def _trajectory_second_ball_in_the_floor(task, video, frame, rng):
+    """A second ball painted into the floor, two cells or more from the ball: two blobs, the ball not located."""
+    size = task.canvas.size
+    ball_x, _ = ball_position(task.params, task.canvas, frame)
+    x = int(rng.choice([x for x in range(CELL, size - 2 * CELL) if abs(x - ball_x) >= 2 * CELL]))
+    video[frame, size - CELL :, x : x + CELL] = PALETTE["agent"]
+
+
+def _trajectory_ball_missing_streak_in_a_wall(task, video, frame, rng):
+    """The ball left out of a frame (only the scene there) and its colour streaked down inside a side wall: too
+    long to be one ball, so nothing is located in that frame."""
+    video[frame] = video[0]
+    video[frame, : 2 * CELL] = task.ground_truth()[-1, : 2 * CELL]  # the top rows without ball or ghost
+    x = 1 if rng.random() < 0.5 else task.canvas.size - 5
+    video[frame, 2 * CELL : task.canvas.size - 2 * CELL, x : x + 4] = PALETTE["agent"]
+
+
+FRAME_RULE_BREAKS = {
+    "maze": [_maze_second_agent_on_a_wall, _maze_trail_on_a_wall_agent_missing],
+    "trajectory": [_trajectory_second_ball_in_the_floor, _trajectory_ball_missing_streak_in_a_wall],
+}
+
+
+@pytest.mark.parametrize(
+    "family, breaker",
+    [(family, breaker) for family, breakers in FRAME_RULE_BREAKS.items() for breaker in breakers],
+    ids=lambda v: v if isinstance(v, str) else v.__name__.lstrip("_"),
+)
+def test_a_frame_rule_broken_where_the_object_is_not_located_fails(family, breaker):
+    # The object is not located in the broken frame, and the rule is judged there all the same.
+    rng = np.random.default_rng(0)
+    for seed in range(30):
+        task = generate(family, 1 + seed % 3, seed)
+        video = task.ground_truth().copy()
+        frame = int(rng.integers(1, task.canvas.frames - 1))
+        breaker(task, video, frame, rng)
+        result = task.score(video)
+        info = result.frames[frame]
+        assert info.get("agent", info.get("ball")) is None, (seed, frame, info)  # not located ...
+        assert "illegal" in info and not result.passed, (seed, frame, result.reason)  # ... and judged
+        assert result.reason.startswith(f"illegal frame {frame}:" if family == "maze" else f"frame {frame}:")
+        assert result.score == pytest.approx(0.5 * (task.canvas.frames - 1) / task.canvas.frames + 0.5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_unlocated_frame_counts_against_the_video_as_the_docs_say(family):
+    # docs/tasks.md: a missed frame is never legal (score − 0.5/T); one in 17 is tolerated, two are not.
+    task = generate(family, 2, 3)
+    truth = task.ground_truth()
+    frames = task.canvas.frames
+    one = truth.copy()
+    one[8] = 255  # all floor: no agent, ball or shape, and no rule broken
+    result = task.score(one)
+    assert result.passed and result.frames[8].get("illegal") is None
+    assert result.score == pytest.approx(1 - 0.5 / frames)
+    two = one.copy()
+    two[9] = 255
+    result = task.score(two)
+    assert not result.passed and "15/17" in result.reason
+    assert result.score == pytest.approx(1 - 1.0 / frames)

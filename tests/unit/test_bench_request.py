@@ -76,7 +76,7 @@ def row(family: str, seed: int, passed: dict[str, bool], score: dict[str, float]
                 "passed": passed[name],
                 "score": score[name],
                 "explored_then_committed": winners[name] == [None, 1],
-                "curves": {"steps": [0, 1], "live": [0, 1], "winner": winners[name], "answer": 1},
+                "curves": {"steps": [0, 1], "labels": ["a", "b"], "live": [0, 1], "winner": winners[name], "answer": 1},
             }
             for name in passed
         },
@@ -110,6 +110,9 @@ def test_the_summary_of_mixed_outcomes():
     curves = summary["curves"]["maze"]
     assert curves["baseline"]["answer_wins"] == [0.25, 0.75] and curves["v"]["answer_wins"] == [0.5, 0.5]
     assert curves["baseline"]["explored_then_committed"] == 0.5 and curves["v"]["explored_then_committed"] == 0.25
+    # Chance beside each: 1/2 for every run with a winner at that step (2 of 4 at step 0, all at step 1).
+    assert curves["baseline"]["answer_wins_chance"] == [0.25, 0.5] and curves["v"]["answer_wins_chance"] == [0.375, 0.5]
+    assert curves["baseline"]["final"]["answer_wins"] == 0.75 and curves["baseline"]["final"]["chance"] == 0.5
     text = table(summary)
     assert "| maze | baseline | 4 | 0.750 | [0.301, 0.954] |" in text and "| maze | v | 4 | 0.250 |" in text
     assert "pattern" not in text

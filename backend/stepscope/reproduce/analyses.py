@@ -26,7 +26,7 @@ from stepscope.reproduce.config import NOISE_UNITS, ReproduceConfig
 from stepscope.reproduce.instances import foreground_pixels, token_foreground
 from stepscope.stats import RESAMPLES, bootstrap_interval, mean_interval
 from stepscope.tasks import TaskInstance
-from stepscope.tasks.curves import CandidateCurves
+from stepscope.tasks.curves import CandidateCurves, chance_level
 
 RUN_KINDS = ("noise", "steps", "swap", "trajectory")
 ENSEMBLE = "ensemble"
@@ -228,6 +228,8 @@ def follows(video: np.ndarray, target: TaskInstance, source: TaskInstance) -> di
             "passed": bool(verdict.passed),
             "score": float(verdict.score),
             "answer_wins": measure.winner == instance.answer,
+            # what a winner picked at random among the candidates would score: [a winner exists] / K
+            "answer_wins_chance": (measure.winner is not None) * chance_level(len(instance.candidates)),
         }
     return out
 
@@ -281,6 +283,7 @@ def measure_trajectory(run, instance: TaskInstance, info) -> dict:
             "steps": curve.steps,
             "live": curve.live,
             "answer_wins": [w == curve.answer for w in curve.winner],
+            "has_winner": [w is not None for w in curve.winner],
             "explored_then_committed": curve.explored_then_committed(),
             "final_winner_is_answer": curve.final_winner == curve.answer,
             "final_winner_live": curve.final_winner is not None,
@@ -419,13 +422,19 @@ def summarize_energy(rows: list[dict], families: tuple[str, ...], num_layers: in
 
 def summarize_swap(rows: list[dict], families: tuple[str, ...]) -> dict:
     """Per swapped layer: the share of outputs that pass the source's scorer, the target's, and whose winning
-    candidate is the source's or the target's answer."""
+    candidate is the source's or the target's answer, beside the chance level of each (`curves.answer_win_shares`:
+    the mean of [a winner exists] / the number of candidates)."""
     out = {}
     for group, members in _groups(rows, families).items():
         layers = members[0]["swap"]["layers"]
 
         def share(getter, i, members=members):
             return rate([float(getter(r["swap"]["outputs"][i])) for r in members])
+
+        def chance(getter, i, members=members):
+            # Older findings (before the chance was kept) leave it out.
+            values = [getter(r["swap"]["outputs"][i]).get("answer_wins_chance") for r in members]
+            return None if None in values else float(np.mean(values))
 
         def reference(key, members=members):
             items = [r["swap"][key] for r in members if r["swap"][key] is not None]
@@ -440,6 +449,8 @@ def summarize_swap(rows: list[dict], families: tuple[str, ...]) -> dict:
             "follows_target": [share(lambda o: o["target"]["passed"], i) for i in range(len(layers))],
             "source_answer_wins": [share(lambda o: o["source"]["answer_wins"], i) for i in range(len(layers))],
             "target_answer_wins": [share(lambda o: o["target"]["answer_wins"], i) for i in range(len(layers))],
+            "source_answer_wins_chance": [chance(lambda o: o["source"], i) for i in range(len(layers))],
+            "target_answer_wins_chance": [chance(lambda o: o["target"], i) for i in range(len(layers))],
             "baseline": reference("baseline"),
             "source_run": reference("source_run"),
         }
@@ -466,8 +477,10 @@ def summarize_ensemble(rows: list[dict], families: tuple[str, ...]) -> dict:
 
 
 def summarize_candidates(rows: list[dict], families: tuple[str, ...]) -> dict:
-    """Mean live candidates and the share of answer wins per step; share explored then committed; the final
-    winner's share among all runs and among runs with a live final winner, beside the chance level.
+    """Mean live candidates and the share of answer wins per step beside its chance level; share explored then
+    committed; the final winner's share among all runs and among runs with a live final winner, each beside its
+    chance level (what a winner picked at random among the candidates would score: the mean of [a winner exists] /
+    the number of candidates, and the mean of 1 / the number of candidates over the runs with a winner).
 
     `n` counts the runs with candidate curves (the whole-run shares are over them); `n_per_step` those whose
     steps are the first run's, which the per-step means are over."""
@@ -479,19 +492,33 @@ def summarize_candidates(rows: list[dict], families: tuple[str, ...]) -> dict:
             continue
         steps = curves[0]["steps"]
         same = [c for c in curves if c["steps"] == steps]
-        # Older findings (before these keys) count every run as live and leave the chance level out.
+        # Older findings (before these keys) count every run as live and leave the chance levels out.
         live = [c for c in curves if c.get("final_winner_live", True)]
-        counts = [c["candidate_count"] for c in curves if c.get("candidate_count")]
+        counted = all(c.get("candidate_count") for c in curves)
+        per_step = all("has_winner" in c for c in same) and counted
         out[group] = {
             "n": len(curves),
             "n_per_step": len(same),
             "steps": steps,
             "mean_live": [average([c["live"][i] for c in same]) for i in range(len(steps))],
             "answer_wins": [rate([float(c["answer_wins"][i]) for c in same]) for i in range(len(steps))],
+            "answer_wins_chance": [
+                float(np.mean([c["has_winner"][i] * chance_level(c["candidate_count"]) for c in same]))
+                for i in range(len(steps))
+            ]
+            if per_step
+            else None,
             "explored_then_committed": rate([float(c["explored_then_committed"]) for c in curves]),
             "final_winner_is_answer": rate([float(c["final_winner_is_answer"]) for c in curves]),
             "final_winner_live": rate([float(c.get("final_winner_live", True)) for c in curves]),
             "final_winner_is_answer_when_live": rate([float(c["final_winner_is_answer"]) for c in live]),
-            "chance": float(np.mean([1 / k for k in counts])) if counts else None,
+            "chance": float(
+                np.mean([c.get("final_winner_live", True) * chance_level(c["candidate_count"]) for c in curves])
+            )
+            if counted
+            else None,
+            "chance_when_live": float(np.mean([chance_level(c["candidate_count"]) for c in live]))
+            if counted and live
+            else None,
         }
     return out

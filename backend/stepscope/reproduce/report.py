@@ -25,6 +25,7 @@ FIGURES = {
     "energy_steps": "fig3_energy_per_step.svg",
     "swap": "fig4_layer_swap.svg",
     "candidates": "fig6_live_candidates.svg",
+    "answer_wins": "fig6_answer_wins.svg",
 }
 
 PAPER = {
@@ -131,6 +132,11 @@ def figures(findings: dict) -> dict[str, str]:
             _series("follows target", swap["layers"], swap["follows_target"]),
             _series("source answer wins", swap["layers"], swap["source_answer_wins"], dashed=True),
             _series("target answer wins", swap["layers"], swap["target_answer_wins"], dashed=True),
+            *[
+                Series(f"chance, {role} answer", list(swap["layers"]), chance, None, True, "#8c8c8c")
+                for role in ("source", "target")
+                if (chance := swap.get(f"{role}_answer_wins_chance")) is not None
+            ],
         ],
         y_range=(0, 1),
     )
@@ -139,6 +145,20 @@ def figures(findings: dict) -> dict[str, str]:
         "step",
         "mean live candidates",
         [_series(g, e["steps"], e["mean_live"], colour=colours.get(g)) for g, e in a["candidates"].items() if e["n"]],
+    )
+    wins = []
+    for g, e in a["candidates"].items():
+        if not e["n"]:
+            continue
+        wins.append(_series(f"{g}: answer wins", e["steps"], e["answer_wins"], colour=colours.get(g)))
+        if e.get("answer_wins_chance") is not None:
+            wins.append(Series(f"{g}: chance", list(e["steps"]), e["answer_wins_chance"], None, True, colours.get(g)))
+    out[FIGURES["answer_wins"]] = line_chart(
+        "6. Winner is the answer per step (solid) beside chance (dashed)",
+        "step",
+        "share of runs",
+        wins,
+        y_range=(0, 1),
     )
     return out
 
@@ -342,6 +362,12 @@ def _section_energy(findings: dict, summary: dict, bands: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _chance(values: list[float] | float | None, i: int | None = None) -> str:
+    """A chance level as the tables print it ('—' where older findings have none)."""
+    value = values[i] if isinstance(values, list) and i is not None else values
+    return "—" if value is None else f"{value:.3f}"
+
+
 def _section_swap(findings: dict, summary: dict, bands: dict) -> list[str]:
     cfg = findings["config"]
     lines = [
@@ -355,7 +381,9 @@ def _section_swap(findings: dict, summary: dict, bands: dict) -> list[str]:
         f"{', '.join(map(str, cfg['swap_frames']))} (frame 0 holds A's given image), in both CFG passes, at every "
         "step. An output *follows the source* when B's scorer passes it (with frame 0 replaced by B's given "
         "image: the first frame is the input, not the answer) and *follows the target* when A's scorer does; "
-        "*answer wins*: the instance's right answer is the winning candidate of the final video.",
+        "*answer wins*: the instance's right answer is the winning candidate of the final video; *chance* beside "
+        "it: what a winner picked at random among the candidates would score (the mean of [a winner exists] / the "
+        "number of candidates).",
         "",
         _links(findings, "swap", "sweeps"),
         "",
@@ -369,13 +397,15 @@ def _section_swap(findings: dict, summary: dict, bands: dict) -> list[str]:
             f"unswapped A: follows target {fmt(e['baseline']['follows_target'])}; "
             f"run B itself: follows source {fmt(e['source_run']['follows_source'])})",
             "",
-            "| layer | band | follows source | follows target | source answer wins | target answer wins |",
-            "|---|---|---|---|---|---|",
+            "| layer | band | follows source | follows target | source answer wins | chance "
+            "| target answer wins | chance |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for i, layer in enumerate(e["layers"]):
             lines.append(
                 f"| {layer} | {_band_of(layer, bands)} | {fmt(e['follows_source'][i])} | {fmt(e['follows_target'][i])} "
-                f"| {fmt(e['source_answer_wins'][i])} | {fmt(e['target_answer_wins'][i])} |"
+                f"| {fmt(e['source_answer_wins'][i])} | {_chance(e.get('source_answer_wins_chance'), i)} "
+                f"| {fmt(e['target_answer_wins'][i])} | {_chance(e.get('target_answer_wins_chance'), i)} |"
             )
         lines.append("")
     return lines
@@ -422,33 +452,37 @@ def _section_candidates(findings: dict, summary: dict) -> list[str]:
         "",
         f"![live candidates]({FIGURES['candidates']})",
         "",
-        "*Final winner is the answer* counts a run with no live candidate at the last step as a miss; *…, when "
-        "live* is over the runs with a live final winner; *chance* is 1 / the number of candidates (mean over "
-        "runs). The maze measure compares the goal cell with the green goal colour and every other route cell "
-        "with the floor, so a noisy or off-colour final video can lend the goal's route mass it did not draw: "
-        "on maze the winner shares (here and *answer wins* in analysis 4) can exceed chance without the model "
-        "drawing the route to the goal; read them beside chance and the success rate.",
+        f"![winner is the answer, beside chance]({FIGURES['answer_wins']})",
         "",
-        "| family | n | explored then committed | final winner is the answer | final winner live "
+        "*Final winner is the answer* counts a run with no live candidate at the last step as a miss; *…, when "
+        "live* is over the runs with a live final winner. Each *chance* is what a winner picked at random among "
+        "the candidates would score on the same runs: the mean of [a live final winner] / the number of "
+        "candidates beside the first, the mean of 1 / the number of candidates over the runs with a live final "
+        "winner beside the second (the dashed curves of the figure: the same per step). The candidate measures "
+        "read every candidate alike, so on videos that carry no answer they score chance "
+        "(docs/tasks.md, *Chance level*); a share above chance is the model's, not the measure's.",
+        "",
+        "| family | n | explored then committed | final winner is the answer | chance | final winner live "
         "| final winner is the answer, when live | chance | mean live, first step | mean live, last step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in _groups(summary):
         e = summary[g]
         if not e["n"]:
-            lines.append(f"| {g} | 0 | — | — | — | — | — | — | — |")
+            lines.append(f"| {g} | 0 | — | — | — | — | — | — | — | — |")
             continue
-        chance = "—" if e.get("chance") is None else f"{e['chance']:.3f}"
         lines.append(
             f"| {g} | {e['n']} | {fmt(e['explored_then_committed'])} | {fmt(e['final_winner_is_answer'])} | "
-            f"{fmt(e.get('final_winner_live'))} | {fmt(e.get('final_winner_is_answer_when_live'))} | {chance} | "
+            f"{_chance(e.get('chance'))} | {fmt(e.get('final_winner_live'))} | "
+            f"{fmt(e.get('final_winner_is_answer_when_live'))} | {_chance(e.get('chance_when_live'))} | "
             f"{fmt(e['mean_live'][0])} | {fmt(e['mean_live'][-1])} |"
         )
     left_out = {g: summary[g]["n"] - summary[g].get("n_per_step", summary[g]["n"]) for g in _groups(summary)}
     if any(left_out.values()):
         lines += [
             "",
-            "Per-step means (mean live, the figure) are over the runs with the first run's steps only: "
+            "Per-step means (mean live, winner is the answer and its chance: the figures) are over the runs with the "
+            "first run's steps only: "
             + "; ".join(f"{g}: {summary[g]['n_per_step']} of {summary[g]['n']}" for g, k in left_out.items() if k)
             + ".",
         ]

@@ -46,7 +46,7 @@ from stepscope.tasks.core import (
     family_names,
     generate,
 )
-from stepscope.tasks.curves import CandidateCurves, candidate_curves
+from stepscope.tasks.curves import CandidateCurves, answer_win_shares, candidate_curves
 
 CURVE_SOURCES = ("preview", "decode")
 MAX_N = 500  # instances per family in one bench
@@ -142,18 +142,24 @@ def summarize(instances: list[dict], families: list[str], trajectory_names: list
             interval[family][name] = mean_interval(passed)
             mean_score[family][name] = float(np.mean([x["score"] for x in results]))
             lengths = {len(x["curves"]["live"]) for x in results}
+            answers = [x["curves"]["answer"] for x in results]
+            counts = [len(x["curves"]["labels"]) for x in results]
             entry: dict = {
                 "explored_then_committed": float(np.mean([x["explored_then_committed"] for x in results])),
+                # The last step's winners against chance (`curves.answer_win_shares`), with 95% Wilson intervals.
+                "final": answer_win_shares([_last(x["curves"]["winner"]) for x in results], answers, counts),
             }
             if len(lengths) == 1:  # same steps in every run: average step by step
                 live = np.asarray([x["curves"]["live"] for x in results], dtype=np.float64)
-                wins = np.asarray(
-                    [[w == x["curves"]["answer"] for w in x["curves"]["winner"]] for x in results], dtype=np.float64
-                )
+                per_step = [
+                    answer_win_shares([x["curves"]["winner"][i] for x in results], answers, counts)
+                    for i in range(lengths.pop())
+                ]
                 entry.update(
                     steps=results[0]["curves"]["steps"],
                     mean_live=live.mean(axis=0).tolist(),
-                    answer_wins=wins.mean(axis=0).tolist(),
+                    answer_wins=[s["answer_wins"] for s in per_step],
+                    answer_wins_chance=[s["chance"] for s in per_step],
                 )
             curves[family][name] = entry
     return {
@@ -165,22 +171,40 @@ def summarize(instances: list[dict], families: list[str], trajectory_names: list
     }
 
 
+def _last(values: list):
+    return values[-1] if values else None
+
+
 def table(summary: dict) -> str:
     """The summary as a Markdown table; `n` is the instances each row counts (fewer than asked in a partial bench)."""
     lines = [
-        "| family | trajectory | n | success | 95% interval (Wilson) | mean score | explored then committed |",
-        "|---|---|---|---|---|---|---|",
+        "| family | trajectory | n | success | 95% interval (Wilson) | mean score | explored then committed "
+        "| last step: winner is the answer [95%] | chance |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for family, by_name in summary["success_rate"].items():
         for name, rate in by_name.items():
             lo, hi = summary["interval"][family][name]
             count = summary["count"][family][name]
             score = summary["mean_score"][family][name]
-            etc = summary["curves"][family][name]["explored_then_committed"]
-            lines.append(
-                f"| {family} | {name} | {count} | {rate:.3f} | [{lo:.3f}, {hi:.3f}] | {score:.3f} | {etc:.3f} |"
+            curve = summary["curves"][family][name]
+            final = curve.get("final")
+            wins = (
+                "—"
+                if final is None
+                else f"{final['answer_wins']:.3f} [{final['answer_wins_interval'][0]:.3f}, "
+                f"{final['answer_wins_interval'][1]:.3f}]"
             )
-    return "\n".join(lines)
+            chance = "—" if final is None else f"{final['chance']:.3f}"
+            lines.append(
+                f"| {family} | {name} | {count} | {rate:.3f} | [{lo:.3f}, {hi:.3f}] | {score:.3f} | "
+                f"{curve['explored_then_committed']:.3f} | {wins} | {chance} |"
+            )
+    note = (
+        "\n\n*Chance*: the share a winner picked at random among each run's candidates would score (the mean of "
+        "[a winner exists] / the number of candidates); a measure blind to the answer scores about this."
+    )
+    return "\n".join(lines) + note
 
 
 def load_variants(path: str | None) -> list:

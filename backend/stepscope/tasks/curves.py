@@ -1,6 +1,7 @@
 """Candidate curves along the denoising steps: for each step's video estimate, the mass on every candidate answer.
 
-"Several paths explored, then one" becomes numbers: `live[s]` candidates at step s and `winner[s]`.
+"Several paths explored, then one" becomes numbers: `live[s]` candidates at step s and `winner[s]`. Beside them,
+the chance level: how often a measure that cannot see the answer would name it (`chance_level`, `answer_win_shares`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from stepscope.stats import mean_interval
 from stepscope.tasks.core import TaskInstance
+
+
+def chance_level(candidate_count: int) -> float:
+    """How often a winner is the answer by chance: 1 / the number of candidates (a winner picked at random)."""
+    if candidate_count < 1:
+        raise ValueError(f"candidate_count: need at least one candidate, got {candidate_count}")
+    return 1.0 / candidate_count
 
 
 @dataclass
@@ -23,8 +32,14 @@ class CandidateCurves:
     live: list[int]
     winner: list[int | None]
 
+    @property
+    def chance(self) -> float:
+        """The chance level of `winner[s] == answer` at a step with a winner: 1 / the number of candidates."""
+        return chance_level(len(self.labels))
+
     def to_json(self) -> dict:
-        return asdict(self)
+        """The fields and `chance` (a reader gets the chance level without knowing how it is computed)."""
+        return {**asdict(self), "chance": self.chance}
 
     @classmethod
     def from_record(cls, record) -> CandidateCurves:
@@ -60,3 +75,38 @@ def candidate_curves(
         live=[m.live for m in measures],
         winner=[m.winner for m in measures],
     )
+
+
+def answer_win_shares(winners: list[int | None], answers: list[int], counts: list[int]) -> dict:
+    """How often the winner is the answer over a set of measures (one per video: its winner, answer and number of
+    candidates), beside the chance level: what a winner picked at random among the candidates would score.
+
+    * `answer_wins`: share of all measures whose winner is the answer; `chance`: the mean of [a winner exists] / K;
+    * `answer_wins_when_winner`: the same share among the measures with a winner; `chance_when_winner`: the mean of
+      1 / K over them (None without a winner).
+    The shares carry their 95% Wilson score intervals (`*_interval`); `n` and `with_winner` count the measures."""
+    if not (len(winners) == len(answers) == len(counts)) or not winners:
+        raise ValueError(
+            f"winners, answers, counts: need equal non-zero lengths, got {len(winners)}, {len(answers)}, {len(counts)}"
+        )
+    has = [w is not None for w in winners]
+    wins = [float(w is not None and w == a) for w, a in zip(winners, answers, strict=True)]
+    picked = [i for i, h in enumerate(has) if h]
+    out = {
+        "n": len(winners),
+        "with_winner": len(picked),
+        "answer_wins": float(np.mean(wins)),
+        "answer_wins_interval": mean_interval(wins),
+        "chance": float(np.mean([h * chance_level(k) for h, k in zip(has, counts, strict=True)])),
+        "answer_wins_when_winner": None,
+        "answer_wins_when_winner_interval": None,
+        "chance_when_winner": None,
+    }
+    if picked:
+        when = [wins[i] for i in picked]
+        out.update(
+            answer_wins_when_winner=float(np.mean(when)),
+            answer_wins_when_winner_interval=mean_interval(when),
+            chance_when_winner=float(np.mean([chance_level(counts[i]) for i in picked])),
+        )
+    return out

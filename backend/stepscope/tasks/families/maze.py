@@ -236,20 +236,20 @@ class Maze(Family):
         classes = classify(cell_means(video), CLASSES)  # (T, G, G)
         agent_class, trail_class = CLASSES.index("agent"), CLASSES.index("trail")
         per_frame = []
-        located = 0
-        illegal = 0
+        located = legal = illegal = 0
         last: Cell | None = None
         last_t = 0
         reach: dict[Cell, np.ndarray] = {}  # corridor distances from each cell the agent was seen on
         for t in range(frames):
             cells = [(int(r), int(c)) for r, c in zip(*np.nonzero(classes[t] == agent_class), strict=True)]
+            # Judged in every frame, the agent located or not: a second agent or a trail on a wall is illegal anyway.
             painted_walls = int(np.sum(~opened & ((classes[t] == agent_class) | (classes[t] == trail_class))))
             info: dict = {"frame": t, "agent": None, "agent_cells": len(cells), "painted_walls": painted_walls}
+            problem = None
             if len(cells) == 1:
                 cell = cells[0]
                 info["agent"] = list(cell)
                 located += 1
-                problem = None
                 if not opened[cell]:
                     problem = "agent on a wall"
                 elif last is not None:
@@ -259,15 +259,17 @@ class Maze(Family):
                     info["moved"] = gap
                     if gap > max_jump * (t - last_t):
                         problem = f"jumped {gap} cells in {t - last_t} frame(s)"
-                if problem is None and painted_walls:
-                    problem = f"{painted_walls} wall cell(s) painted as agent or trail"
-                if problem:
-                    info["illegal"] = problem
-                    illegal += 1
                 last, last_t = cell, t
+            if problem is None and painted_walls:
+                problem = f"{painted_walls} wall cell(s) painted as agent or trail"
+            if problem:
+                info["illegal"] = problem
+                illegal += 1
+            elif info["agent"] is not None:
+                legal += 1
             per_frame.append(info)
         located_fraction = located / frames
-        legal_fraction = (located - illegal) / frames
+        legal_fraction = legal / frames
         at_start = per_frame[0]["agent"] == list(start)
         at_goal = per_frame[-1]["agent"] == list(goal)
         passed = at_start and at_goal and illegal == 0 and located_fraction >= MIN_VALID_FRACTION
@@ -277,13 +279,13 @@ class Maze(Family):
             reason = "the agent is not at its start in the first frame"
         elif illegal:
             first = next(f for f in per_frame if "illegal" in f)
-            reason = f"illegal move in frame {first['frame']}: {first['illegal']}"
+            reason = f"illegal frame {first['frame']}: {first['illegal']}"
         elif not at_goal:
             reason = f"the agent ends at {per_frame[-1]['agent']}, not at the goal {list(goal)}"
         else:
             reason = f"the agent was located in only {located}/{frames} frames"
         score = 0.5 * legal_fraction + 0.5 * float(at_goal)
-        details = {"located_fraction": located_fraction, "illegal_moves": illegal, "reached_goal": at_goal}
+        details = {"located_fraction": located_fraction, "illegal_frames": illegal, "reached_goal": at_goal}
         return ScoreResult(score=float(score), passed=bool(passed), reason=reason, frames=per_frame, details=details)
 
     # -- candidates -----------------------------------------------------------------------
@@ -300,15 +302,18 @@ class Maze(Family):
         return out
 
     def candidates(self, instance: TaskInstance, video: np.ndarray) -> CandidateMeasure:
-        """Mass on each branch: how much agent-or-trail colour its own cells show, at the frame where most.
+        """Mass on each candidate end: how much its own cells show a finished walk to it in the last frame.
 
-        Each cell's mean colour is compared with the agent and trail colours on the floor (on green
-        at the goal cell), so a half-drawn branch counts about one half."""
-        means = cell_means(video)  # (T, G, G, 3)
-        per_cell = np.maximum(likeness(means, AGENT), likeness(means, TRAIL))
-        goal = tuple(instance.params["goal"])
-        on_goal = means[:, goal[0], goal[1]]
-        per_cell[:, goal[0], goal[1]] = np.maximum(likeness(on_goal, AGENT, GOAL), likeness(on_goal, TRAIL, GOAL))
-        strongest = per_cell.max(axis=0)  # (G, G)
-        masses = [float(np.mean([strongest[c] for c in cells])) for cells in self.exclusive_cells(instance)]
+        Every candidate is read the same way, whichever is the goal: its end cell by its likeness to the agent
+        over the floor or over the goal green (the larger: an end is one or the other, and the answer's own end is
+        the goal), each other own cell by its likeness to the agent or the trail over the floor; the mass is the
+        mean over the own cells. So a half-drawn walk counts about one half at any end, and a video with no walk in
+        it names the answer no more often than any other candidate (`stepscope.tasks.calibration`)."""
+        last = cell_means(video[-1])  # (G, G, 3): the last frame shows the whole walk
+        on_route = np.maximum(likeness(last, AGENT), likeness(last, TRAIL))
+        at_end = np.maximum(likeness(last, AGENT), likeness(last, AGENT, GOAL))
+        masses = []
+        for cells, end in zip(self.exclusive_cells(instance), instance.params["ends"], strict=True):
+            end = tuple(end)
+            masses.append(float(np.mean([at_end[c] if c == end else on_route[c] for c in cells])))
         return measure_from_masses(instance.candidates, masses, instance.answer)

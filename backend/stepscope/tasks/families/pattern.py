@@ -34,6 +34,7 @@ from stepscope.tasks.core import (
 BOX = 4  # the shape's box, in cells
 MATCH_IOU = 0.6  # a frame shows an orientation when its soft IoU with it reaches this
 SHAPE_CELLS = {1: 4, 2: 5, 3: 6}
+MAX_TURNS = 3  # the candidates are 0..MAX_TURNS quarter turns; an instance's answer is 1..MAX_TURNS
 MAX_ATTEMPTS = 200
 
 
@@ -48,6 +49,11 @@ def rotate(cells: list[tuple[int, int]], turns: int) -> list[tuple[int, int]]:
 def orientation_at(frame: int, frames: int, turns: int) -> int:
     """Quarter turns done by a frame: the clip is split into turns+1 equal parts."""
     return min(turns, frame * (turns + 1) // frames)
+
+
+def settled_frame(frames: int) -> int:
+    """The first frame in which every candidate (0 to 3 quarter turns) shows its last orientation."""
+    return math.ceil(MAX_TURNS * frames / (MAX_TURNS + 1))
 
 
 def box_origin(canvas: Canvas) -> int:
@@ -98,13 +104,13 @@ class Pattern(Family):
                 break
         else:
             raise RuntimeError(f"no shape with four distinct orientations in {MAX_ATTEMPTS} attempts")
-        turns = int(rng.integers(1, 4))
+        turns = int(rng.integers(1, MAX_TURNS + 1))
         params = {"shape": [list(c) for c in shape], "turns": turns}
         prompt = (
             "Pattern: the blue shape turns clockwise by a quarter turn once for each red square in the top-left "
             "corner, then stays still."
         )
-        labels = [f"{j} quarter turn(s) clockwise" for j in range(4)]
+        labels = [f"{j} quarter turn(s) clockwise" for j in range(MAX_TURNS + 1)]
         return {"params": params, "candidates": labels, "answer": turns, "prompt": prompt}
 
     # -- pictures -------------------------------------------------------------------------
@@ -190,12 +196,10 @@ class Pattern(Family):
 
     # -- candidates -----------------------------------------------------------------------
     def candidates(self, instance: TaskInstance, video: np.ndarray) -> CandidateMeasure:
-        """Weight of each orientation in the answer frames: non-negative least squares of the box's shape mass
-        on the four orientation masks (a superposition of two gives both a weight)."""
-        turns = instance.params["turns"]
-        frames = video.shape[0]
-        first_answer = math.ceil(turns * frames / (turns + 1))
-        mass = self.box_mass(instance, video)[first_answer:].mean(axis=0)
+        """Weight of each orientation in the frames where every candidate has settled (the same frames whatever
+        the answer): non-negative least squares of the box's shape mass on the four orientation masks (a
+        superposition of two gives both a weight)."""
+        mass = self.box_mass(instance, video)[settled_frame(video.shape[0]) :].mean(axis=0)
         basis = masks([tuple(c) for c in instance.params["shape"]]).reshape(4, -1)
         weights = nonnegative_weights(mass.reshape(-1), basis)
         return measure_from_masses(instance.candidates, weights.tolist(), instance.answer)

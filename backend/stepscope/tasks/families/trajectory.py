@@ -37,6 +37,7 @@ START_Y = CELL  # the ball's top edge in the first frame
 TOLERANCE = 3.0  # pixels of slack on every position check
 BALL_MIN_PIXELS, BALL_MAX_PIXELS = 24, 160  # an 8×8 ball has 64; a blob outside this is not one ball
 BALL_MAX_SPREAD = 4.5  # std of the blob's pixel coordinates (the 8×8 ball: 2.3)
+BALL_LIKENESS = 0.5  # a ball pixel: likeness to the ball's colour above this, after the 3×3 box average
 
 
 def land_frame(frames: int) -> int:
@@ -165,7 +166,7 @@ class Trajectory(Family):
     # -- scoring --------------------------------------------------------------------------
     def locate(self, ball: np.ndarray) -> tuple[float, float] | None:
         """Left/top edge of the one ball in a ball-likeness map; None when there is no single compact ball."""
-        ys, xs = np.nonzero(ball > 0.5)
+        ys, xs = np.nonzero(ball > BALL_LIKENESS)
         if not (BALL_MIN_PIXELS <= len(xs) <= BALL_MAX_PIXELS):
             return None
         if xs.std() > BALL_MAX_SPREAD or ys.std() > BALL_MAX_SPREAD:
@@ -180,16 +181,17 @@ class Trajectory(Family):
         vx = abs(p["travel"]) / land
         vy = (canvas.size - 2 * CELL - START_Y) / land
         rest_y = canvas.size - 2 * CELL
-        per_frame, located, illegal = [], 0, 0
+        in_walls = buried_mask(canvas)
+        per_frame, located, legal, illegal = [], 0, 0, 0
         last, last_t = None, 0
         ball = likeness(box_average(video), AGENT)
         for t in range(frames):
             pos = self.locate(ball[t])
             info: dict = {"frame": t, "ball": None if pos is None else [round(pos[0], 2), round(pos[1], 2)]}
+            problem = None
             if pos is not None:
                 located += 1
                 x, y = pos
-                problem = None
                 if not (lo - TOLERANCE <= x <= hi + TOLERANCE) or y > rest_y + TOLERANCE:
                     problem = "the ball is inside a wall or the floor"
                 elif last is not None:
@@ -199,10 +201,18 @@ class Trajectory(Family):
                         problem = f"the ball rose by {-dy:.1f} px"
                     elif dy > gap * vy + TOLERANCE or abs(dx) > gap * vx + TOLERANCE:
                         problem = f"the ball moved ({dx:.1f}, {dy:.1f}) px in {gap} frame(s), faster than launched"
-                if problem:
-                    info["illegal"] = problem
-                    illegal += 1
                 last, last_t = pos, t
+            # Judged in every frame, the ball located or not: a ball's worth of its colour deep in a wall or the
+            # floor is illegal anyway (fewer pixels are noise: a located ball needs BALL_MIN_PIXELS).
+            buried = int(np.sum(in_walls & (ball[t] > BALL_LIKENESS)))
+            info["ball_pixels_in_walls"] = buried
+            if problem is None and buried >= BALL_MIN_PIXELS:
+                problem = f"{buried} ball pixels more than {TOLERANCE:g} px inside a wall or the floor"
+            if problem:
+                info["illegal"] = problem
+                illegal += 1
+            elif pos is not None:
+                legal += 1
             per_frame.append(info)
         first, final = per_frame[0]["ball"], per_frame[-1]["ball"]
         at_start = first is not None and abs(first[0] - p["x0"]) <= TOLERANCE and abs(first[1] - START_Y) <= TOLERANCE
@@ -226,12 +236,12 @@ class Trajectory(Family):
             reason = f"the ball rests on {where}, not on column {p['landing_column']}"
         else:
             reason = f"the ball was located in only {located}/{frames} frames"
-        legal_fraction = (located - illegal) / frames
+        legal_fraction = legal / frames
         details = {
             "landed_column": landed_column,
             "landed_slot": p["slots"].index(landed_column) if landed_column is not None else None,
             "located_fraction": located_fraction,
-            "illegal_moves": illegal,
+            "illegal_frames": illegal,
         }
         score = 0.5 * legal_fraction + 0.5 * float(landed_right)
         return ScoreResult(score=float(score), passed=bool(passed), reason=reason, frames=per_frame, details=details)
@@ -245,6 +255,14 @@ class Trajectory(Family):
         row = canvas.grid - 2
         masses = [float(ball[:, row * CELL : (row + 1) * CELL, c * CELL : (c + 1) * CELL].mean()) for c in p["slots"]]
         return measure_from_masses(instance.candidates, masses, instance.answer)
+
+
+def buried_mask(canvas: Canvas) -> np.ndarray:
+    """(S, S) bool: pixels more than TOLERANCE px inside a side wall or the floor, where no legal ball reaches
+    (the ball's left edge stays in [8 − TOLERANCE, S − 16 + TOLERANCE], its top edge ≤ S − 16 + TOLERANCE)."""
+    size, depth = canvas.size, CELL - int(TOLERANCE)
+    ys, xs = np.mgrid[0:size, 0:size]
+    return (xs < depth) | (xs >= size - depth) | (ys >= size - depth)
 
 
 def box_average(video: np.ndarray) -> np.ndarray:
