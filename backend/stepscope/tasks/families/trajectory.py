@@ -2,7 +2,9 @@
 
 The first frame shows the ball and, in pink, where it was one frame earlier: together they give
 its velocity. The floor has several amber landing places; the ball lands on exactly one. The ball
-falls at constant vertical speed, reflects off the side walls (angle in = angle out), touches the
+moves from cell to cell (whole cells a frame, as the maze agent does: an 8×-spatial, 4×-temporal
+VAE codes objects that fill their cells exactly, and lost a ball that moved by half cells), falls at
+a constant number of rows a frame, reflects off the side walls (angle in = angle out), touches the
 floor at the landing frame and stays there.
 """
 
@@ -32,16 +34,27 @@ from stepscope.tasks.core import (
     register,
 )
 
-LAND_FRACTION = 0.625  # the ball touches the floor at this fraction of the clip (frame 10 of 17)
-START_Y = CELL  # the ball's top edge in the first frame
+LAND_FRACTION = 0.625  # the ball should touch the floor by this fraction of the clip (frame 10 of 17)
 TOLERANCE = 3.0  # pixels of slack on every position check
 BALL_MIN_PIXELS, BALL_MAX_PIXELS = 24, 160  # an 8×8 ball has 64; a blob outside this is not one ball
 BALL_MAX_SPREAD = 4.5  # std of the blob's pixel coordinates (the 8×8 ball: 2.3)
 BALL_LIKENESS = 0.5  # a ball pixel: likeness to the ball's colour above this, after the 3×3 box average
 
 
-def land_frame(frames: int) -> int:
-    return math.ceil(LAND_FRACTION * (frames - 1))
+def fall_rows(canvas: Canvas) -> int:
+    """Rows the ball falls a frame: the fewest whole rows that bring it from row 1 to the floor by the landing
+    fraction of the clip (1 on the default 64×64×17 canvas)."""
+    return max(1, math.ceil((canvas.grid - 3) / math.ceil(LAND_FRACTION * (canvas.frames - 1))))
+
+
+def start_row(canvas: Canvas) -> int:
+    """The ball's row in the first frame: one fall below the top row, so the pink mark of frame −1 is in view."""
+    return fall_rows(canvas)
+
+
+def land_frame(canvas: Canvas) -> int:
+    """The first frame with the ball on the floor (its row G − 2)."""
+    return math.ceil((canvas.grid - 2 - start_row(canvas)) / fall_rows(canvas))
 
 
 def x_range(canvas: Canvas) -> tuple[int, int]:
@@ -56,14 +69,15 @@ def reflect(u: float, lo: float, hi: float) -> float:
     return lo + (v if v <= span else 2 * span - v)
 
 
-def ball_position(params: dict, canvas: Canvas, t: float) -> tuple[float, float]:
-    """Left/top edge of the ball at (possibly fractional or negative) frame t."""
+def ball_position(params: dict, canvas: Canvas, t: int) -> tuple[int, int]:
+    """Left/top edge of the ball at frame t (t = −1: the pink mark of the first frame), in pixels: whole cells."""
     lo, hi = x_range(canvas)
     land = params["land_frame"]
-    u = min(t, land) / land
-    x = reflect(params["x0"] + params["travel"] * u, lo, hi)
-    y = START_Y + (canvas.size - 2 * CELL - START_Y) * u
-    return x, y
+    u = min(t, land)
+    x = reflect(params["x0"] + params["travel"] // land * u, lo, hi)
+    rest = canvas.size - 2 * CELL
+    y = min(start_row(canvas) * CELL + fall_rows(canvas) * CELL * u, rest)
+    return int(x), int(y)
 
 
 def bounces(x0: int, travel: int, lo: int, hi: int) -> int:
@@ -82,9 +96,14 @@ class Trajectory(Family):
         columns = list(range(1, grid - 1))  # where the ball can be, in cells
         span = grid - 3  # columns of travel between the walls
         travel_cells = {1: (1, span), 2: (span + 1, 2 * span), 3: (2 * span + 1, 3 * span)}[difficulty]
+        land = land_frame(canvas)
+        # Whole columns a frame: the speeds whose travel over the fall lies in the difficulty's range (the nearest
+        # speed when none does, which only a canvas whose fall is longer than the range can cause).
+        speeds = [v for v in range(1, 3 * span + 1) if travel_cells[0] <= v * land <= travel_cells[1]]
+        speeds = speeds or [max(1, round(travel_cells[1] / land))]
         start_col = int(rng.choice(columns))
-        moves = int(rng.integers(travel_cells[0], travel_cells[1] + 1)) * (1 if rng.random() < 0.5 else -1)
-        x0, travel = start_col * CELL, moves * CELL
+        speed = int(rng.choice(speeds)) * (1 if rng.random() < 0.5 else -1)
+        x0, travel = start_col * CELL, speed * land * CELL
         land_col = int(round(reflect(x0 + travel, lo, hi))) // CELL
         # The tempting wrong answer: straight on as if there were no walls, stopped by the nearest one.
         naive_col = int(np.clip(x0 + travel, lo, hi)) // CELL
@@ -98,7 +117,7 @@ class Trajectory(Family):
         params = {
             "x0": x0,
             "travel": travel,
-            "land_frame": land_frame(canvas.frames),
+            "land_frame": land,
             "slots": slots_sorted,
             "landing_column": land_col,
             "bounces": bounces(x0, travel, lo, hi),
@@ -150,7 +169,7 @@ class Trajectory(Family):
         x0, x1 = p["x0"], p["slots"][index] * CELL
         land = p["land_frame"]
 
-        def position(t: float) -> tuple[float, float]:
+        def position(t: int) -> tuple[float, float]:
             _, y = ball_position(p, instance.canvas, t)
             return x0 + (x1 - x0) * min(t, land) / land, y
 
@@ -179,7 +198,8 @@ class Trajectory(Family):
         lo, hi = x_range(canvas)
         land = p["land_frame"]
         vx = abs(p["travel"]) / land
-        vy = (canvas.size - 2 * CELL - START_Y) / land
+        vy = fall_rows(canvas) * CELL
+        start_y = start_row(canvas) * CELL
         rest_y = canvas.size - 2 * CELL
         in_walls = buried_mask(canvas)
         per_frame, located, legal, illegal = [], 0, 0, 0
@@ -215,7 +235,7 @@ class Trajectory(Family):
                 legal += 1
             per_frame.append(info)
         first, final = per_frame[0]["ball"], per_frame[-1]["ball"]
-        at_start = first is not None and abs(first[0] - p["x0"]) <= TOLERANCE and abs(first[1] - START_Y) <= TOLERANCE
+        at_start = first is not None and abs(first[0] - p["x0"]) <= TOLERANCE and abs(first[1] - start_y) <= TOLERANCE
         landed_column = None
         if final is not None and abs(final[1] - rest_y) <= TOLERANCE:
             column = int(round(final[0] / CELL))
