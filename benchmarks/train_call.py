@@ -10,11 +10,14 @@ the only one) is packed whole (its output directory as a split tar); the others'
 
     python benchmarks/train_call.py --stage vae --seconds 390 --out $OUT \\
         --variant a: --variant b:vae.base_dim=20 --variant c:vae.image_batch=0
-    python benchmarks/train_call.py --stage transformer --vae mini-reasoner/vae --seconds 420 --out $OUT \\
+    python benchmarks/train_call.py --stage transformer --vae weights/mini-reasoner/vae --seconds 420 --out $OUT \\
         --variant a: --resume a=checkpoints/transformer-checkpoint
+    python benchmarks/train_call.py --stage vae --seconds 515 --held-out-n 500 --out $OUT \\
+        --variant f:vae.seconds=440 --init f=weights/mini-reasoner/vae
 
 The variant spec is NAME:OVERRIDE,OVERRIDE,... (overrides as `fit --set`); `--resume NAME=DIR` resumes that
-variant from a checkpoint directory. Nothing here decides what is trained: the overrides are the command's.
+variant from a checkpoint directory; `--init NAME=DIR` starts that VAE variant from a saved VAE's weights.
+Nothing here decides what is trained: the overrides are the command's.
 """
 
 from __future__ import annotations
@@ -40,13 +43,15 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [o for o in overrides.split(",") if o]
 
 
-def fit_command(args, name: str, overrides: list[str], resume: dict[str, str]) -> list[str]:
+def fit_command(args, name: str, overrides: list[str], resume: dict[str, str], init: dict[str, str]) -> list[str]:
     cmd = [sys.executable, "-m", "stepscope.train", "fit", "--config", args.config, "--stage", args.stage]
     cmd += ["--device", args.device, "--out", str(WORK / name), "--max-seconds", str(args.seconds)]
     if args.stage == "transformer":
         cmd += ["--vae", args.vae]
     if name in resume:
         cmd += ["--resume", resume[name]]
+    if name in init:
+        cmd += ["--init-vae", init[name]]
     for override in overrides:
         cmd += ["--set", override]
     return cmd
@@ -133,6 +138,7 @@ def main() -> int:
     parser.add_argument("--vae", help="the VAE directory (transformer stage)")
     parser.add_argument("--variant", action="append", required=True, help="NAME:OVERRIDE,OVERRIDE,...")
     parser.add_argument("--resume", action="append", default=[], help="NAME=CHECKPOINT_DIR")
+    parser.add_argument("--init", action="append", default=[], help="NAME=VAE_DIR: a VAE fine-tune from those weights")
     parser.add_argument("--seconds", type=float, required=True, help="each fit's --max-seconds")
     parser.add_argument("--n", type=int, default=300, help="validation (and training) instances a family to score")
     parser.add_argument("--guidance", type=float, action="append", help="transformer: guidance scales to score")
@@ -147,11 +153,12 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     variants = dict(parse_variant(v) for v in args.variant)
     resume = dict(r.split("=", 1) for r in args.resume)
+    init = dict(r.split("=", 1) for r in args.init)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     procs = {}
     for name, overrides in variants.items():
-        cmd = fit_command(args, name, overrides, resume)
+        cmd = fit_command(args, name, overrides, resume, init)
         log = open(WORK / f"{name}-fit.log", "w")  # noqa: SIM115 - closed when the process ends
         log.write(" ".join(cmd) + "\n")
         log.flush()
@@ -184,6 +191,7 @@ def main() -> int:
         "stage": args.stage,
         "variants": variants,
         "resume": resume,
+        "init": init,
         "fit_exit_codes": codes,
         "fit_seconds": round(fit_seconds, 1),
         "total_seconds": round(time.monotonic() - started, 1),
