@@ -100,3 +100,42 @@ def test_candidate_calibration_benchmark_writes_its_results(tmp_path):
     text = (tmp_path / "small.md").read_text()
     assert "| maze | uniform_full | 30 |" in text and "| trajectory | all | 120 |" in text
     assert done.stdout.strip() == text.strip()
+
+
+def test_the_training_call_packs_what_must_come_back_and_builds_each_fit(tmp_path, monkeypatch):
+    # The device-call driver's own logic (its fits run on a GPU): variant specs, the fit command it builds, and a
+    # pack that a person rejoins with `cat NAME.tar.* | tar -x`, in parts no larger than a returned file.
+    import tarfile
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    train_call = importlib.import_module("train_call")
+    assert train_call.parse_variant("b:vae.base_dim=20,vae.seconds=440") == (
+        "b",
+        ["vae.base_dim=20", "vae.seconds=440"],
+    )
+    assert train_call.parse_variant("a:") == ("a", [])
+    with pytest.raises(SystemExit, match="NAME:OVERRIDE"):
+        train_call.parse_variant("not a name:x=1")
+    args = SimpleNamespace(config="full", stage="vae", device="cuda", seconds=515.0, vae=None)
+    cmd = train_call.fit_command(args, "f", ["vae.seconds=440"], {}, {"f": "weights/mini-reasoner/vae"})
+    assert cmd[1:] == [
+        "-m", "stepscope.train", "fit", "--config", "full", "--stage", "vae", "--device", "cuda",
+        "--out", str(train_call.WORK / "f"), "--max-seconds", "515.0",
+        "--init-vae", "weights/mini-reasoner/vae", "--set", "vae.seconds=440",
+    ]  # fmt: skip
+    source = tmp_path / "run"
+    (source / "ckpt").mkdir(parents=True)
+    blob = os.urandom(2_500_000)
+    (source / "ckpt" / "state.pt.000").write_bytes(blob)
+    monkeypatch.setattr(train_call, "WORK", tmp_path)
+    monkeypatch.setattr(train_call, "PART_BYTES", 1_000_000)
+    out = tmp_path / "out"
+    out.mkdir()
+    parts = train_call.pack(out, "best", source, ["ckpt", "missing.json"])
+    assert parts == ["best.tar.aa", "best.tar.ab", "best.tar.ac"]
+    assert all((out / p).stat().st_size <= 1_000_000 for p in parts)
+    joined = tmp_path / "joined.tar"
+    joined.write_bytes(b"".join((out / p).read_bytes() for p in parts))
+    with tarfile.open(joined) as tar:
+        assert tar.extractfile("ckpt/state.pt.000").read() == blob
