@@ -3,6 +3,7 @@ probes, the seed split, the size budget of the full config, the schedule and the
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -17,12 +18,15 @@ from stepscope.train.cli import config_with_overrides
 from stepscope.train.config import FULL, MAX_SHIPPED_BYTES, SMOKE, parameter_counts, shipped_bytes
 from stepscope.train.data import (
     HELD_OUT_SEEDS,
+    SPLITS,
+    TASK_PARTS,
     TRAIN_SEEDS,
     InstanceRef,
     held_out_refs,
     instance_key,
-    kept_rows,
     make_instance,
+    split_refs,
+    task_part,
     training_refs,
 )
 from stepscope.train.evaluate import evaluate, first_frame_batch
@@ -152,7 +156,7 @@ def test_the_training_condition_is_the_pipelines(smoke_model):
 def test_evaluation_samples_held_out_instances_and_reports_intervals(smoke_model):
     lines = []
     # Pretend the first held-out instance of each family was trained on: the overlap count must find it.
-    first = held_out_refs(SMOKE.families, SMOKE.difficulties, 1)
+    first = held_out_refs(SMOKE.families, SMOKE.difficulties, 1, SMOKE.size, SMOKE.frames)
     seen = {instance_key(make_instance(r, SMOKE.size, SMOKE.frames)) for r in first}
     record = evaluate(
         smoke_model,
@@ -184,7 +188,7 @@ def test_the_training_and_held_out_seeds_never_meet():
     train_seeds = {
         r.seed for r in training_refs(FULL.families, FULL.difficulties, FULL.transformer.instances_per_family)
     }
-    held_out = {r.seed for r in held_out_refs(FULL.families, FULL.difficulties, 500)}
+    held_out = {r.seed for r in held_out_refs(FULL.families, FULL.difficulties, 30)}
     assert train_seeds and held_out and not train_seeds & held_out
     assert all(s in TRAIN_SEEDS for s in train_seeds) and all(s in HELD_OUT_SEEDS for s in held_out)
     with pytest.raises(ValueError, match="training seed index"):
@@ -245,18 +249,24 @@ def test_config_overrides_name_what_is_wrong():
         config_with_overrides("smoke", None, ["steps"])
 
 
-def test_training_drops_instances_equal_to_reserved_held_out_ones():
-    refs = [InstanceRef("a", 1, 0), InstanceRef("a", 1, 1), InstanceRef("b", 1, 2), InstanceRef("a", 1, 3)]
-    keys = ["k0", "dup", "k2", "k3"]
-    assert kept_rows(refs, keys, {"dup"}, cap=5) == {"a": [0, 3], "b": [2]}
-    assert kept_rows(refs, keys, set(), cap=1) == {"a": [0], "b": [2]}
+def test_every_task_belongs_to_one_part_by_its_key_and_a_split_draws_only_its_own():
+    keys = [hashlib.sha256(str(k).encode()).hexdigest()[:16] for k in range(20_000)]  # keys are such hashes
+    shares = {part: sum(task_part(k) == part for k in keys) / len(keys) for part, _ in TASK_PARTS}
+    assert shares == pytest.approx({"held-out": 0.2, "validation": 0.1, "training": 0.7}, abs=0.01)
+    assert task_part("00000000ffffffff") == task_part("00000000aaaaaaaa")  # the first 8 hex digits decide
+    # The trajectory family has few tasks (160 at 64×64×17): a split's instances repeat them, never another part's.
+    for split in ("held-out", "validation", "training"):
+        refs = split_refs(("trajectory",), (1, 2, 3), 40, split, 64, 17)
+        tasks = [make_instance(r, 64, 17) for r in refs]
+        assert len(tasks) == 40 and all(r.seed in SPLITS[split] for r in refs)
+        assert {task_part(instance_key(t)) for t in tasks} == {split}
+        assert len({instance_key(t) for t in tasks}) < 40  # repeats: the same task, another noise seed
 
 
-def test_the_smoke_pool_has_no_reserved_held_out_task(smoke_run):
+def test_the_smoke_pool_trains_on_no_held_out_or_validation_task(smoke_run):
     out, record = smoke_run
-    trained = set((out / "train_keys.txt").read_text().split())
-    reserved = held_out_refs(SMOKE.families, SMOKE.difficulties, SMOKE.reserved_held_out)
-    assert not trained & {instance_key(make_instance(r, SMOKE.size, SMOKE.frames)) for r in reserved}
+    trained = (out / "train_keys.txt").read_text().split()
+    assert trained and {task_part(k) for k in trained} == {"training"}
     assert sum(record["pool_per_family"].values()) == len(trained)
 
 

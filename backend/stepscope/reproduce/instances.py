@@ -1,9 +1,9 @@
 """Which task instances the reproduction runs, their swap partners, and which latent tokens are foreground.
 
 Instances are the held-out ones of `stepscope.train.data` (seeds from 1,000,000,000, difficulties in
-turn), so a trained model is measured on tasks whose seeds it never saw. The foreground of an
-instance is where its ground-truth video paints the task's objects; a token is foreground when any
-pixel it covers, in any video frame it covers, is painted.
+turn, tasks of the held-out part: `split_refs`), so a trained model is measured on tasks it never
+saw. The foreground of an instance is where its ground-truth video paints the task's objects; a token
+is foreground when any pixel it covers, in any video frame it covers, is painted.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from stepscope.tasks.core import PALETTE, TaskError
 from stepscope.train.data import InstanceRef, held_out_refs
 
 DIFFICULTIES = (1, 2, 3)
-# Training drops every instance equal to one of the first 1000 held-out instances of its family
-# (TrainConfig.reserved_held_out): instances and swap partners come from those.
+# Instances and swap partners come from the first 1000 held-out instances of a family.
 UNSEEN_PER_FAMILY = 1000
 
 # The palette colours the ground truth paints its answer-bearing objects with (docs/tasks.md):
@@ -35,7 +34,7 @@ def held_out_instances(family: str, n: int, canvas: Canvas) -> list[TaskInstance
     """The first `n` held-out instances of a family (difficulty 1, 2, 3 in turn)."""
     if not 1 <= n <= UNSEEN_PER_FAMILY // 2:
         raise TaskError("n", f"must be in 1..{UNSEEN_PER_FAMILY // 2}, got {n}")
-    return [_make(ref, canvas) for ref in held_out_refs((family,), DIFFICULTIES, n)]
+    return [_make(ref, canvas) for ref in held_out_refs((family,), DIFFICULTIES, n, canvas.size, canvas.frames)]
 
 
 def _make(ref: InstanceRef, canvas: Canvas) -> TaskInstance:
@@ -59,7 +58,7 @@ def swap_partners(instances: list[TaskInstance], canvas: Canvas) -> list[TaskIns
     if not instances:
         return []
     family = instances[0].family
-    pool = held_out_refs((family,), DIFFICULTIES, UNSEEN_PER_FAMILY)[len(instances) :]
+    pool = held_out_refs((family,), DIFFICULTIES, UNSEEN_PER_FAMILY, canvas.size, canvas.frames)[len(instances) :]
     used: set[int] = set()
     partners = []
     for instance in instances:

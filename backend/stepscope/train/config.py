@@ -112,8 +112,6 @@ class TrainConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     text: TextConfig = field(default_factory=TextConfig)
     generator_workers: int | None = None  # processes generating task instances; None: CPU count − 1
-    reserved_held_out: int = 1000  # per family: training drops instances equal to one of these held-out ones
-    reserved_validation: int = 300  # and to one of these validation ones (data.VALIDATION_SEEDS: model selection)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -180,8 +178,6 @@ SMOKE = TrainConfig(
     ),
     text=TextConfig(d_model=16, num_layers=1),
     generator_workers=0,
-    reserved_held_out=4,
-    reserved_validation=2,
 )
 
 CONFIGS = {"full": FULL, "smoke": SMOKE}

@@ -1,13 +1,12 @@
-"""Training data from the task suite, generated when a run starts; the seed split between training and evaluation.
+"""Training data from the task suite, generated when a run starts; the split between training and evaluation.
 
-Instance seeds are split once, here: training draws seeds from `TRAIN_SEEDS`, evaluation from
-`HELD_OUT_SEEDS`, and the two ranges do not meet, so no evaluated instance was generated from a
-seed seen in training. Two seeds can still give the same task (the pattern and trajectory
-families have small instance spaces: of 300 held-out instances, 210 pattern and 257 trajectory
-ones equal one of 1500 training instances), so training also drops every instance equal to one
-of the first `reserved` held-out (and validation) instances of its family (`kept_rows`); evaluating
-up to that many per family then scores only tasks the model has not seen. Validation seeds are a
-third range, for choosing between configurations without looking at held-out instances.
+Splits are made twice over. By seed: training draws seeds from `TRAIN_SEEDS`, evaluation from
+`HELD_OUT_SEEDS` (what is reported) and `VALIDATION_SEEDS` (what configurations are chosen on), and
+the ranges do not meet. And by task: two seeds can give the same task (the trajectory family has 160
+distinct tasks at 64×64×17, pattern a few thousand), so every task belongs to one part by the hash of
+its key (`task_part`: 20% held-out, 10% validation, 70% training), and a split's instances are only
+those of its own part. No held-out or validation task is ever trained on, however many instances
+are drawn; a small family simply has few distinct held-out tasks (evaluation says how many).
 """
 
 from __future__ import annotations
@@ -57,6 +56,21 @@ class InstanceRef:
     seed: int
 
 
+# Parts of the task-key space, in percent: a task's part is its key's hash (first 8 hex digits) mod 100.
+TASK_PARTS = (("held-out", 20), ("validation", 10), ("training", 70))
+MAX_SCAN_FACTOR = 50  # a split's instances are searched among at most this many seeds per instance (+ 10,000)
+
+
+def task_part(key: str) -> str:
+    """Which split a task belongs to, from its instance key alone (the same on every machine and run)."""
+    bucket = int(key[:8], 16) % 100
+    for name, share in TASK_PARTS:
+        if bucket < share:
+            return name
+        bucket -= share
+    raise AssertionError("TASK_PARTS must add up to 100")
+
+
 def instance_refs(
     families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int, seeds: SeedRange
 ) -> list[InstanceRef]:
@@ -69,15 +83,37 @@ def instance_refs(
 
 
 def training_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int) -> list[InstanceRef]:
+    """The first `per_family` training seeds of each family, all tasks (`split_refs` keeps the training part)."""
     return instance_refs(families, difficulties, per_family, TRAIN_SEEDS)
 
 
-def held_out_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int) -> list[InstanceRef]:
-    return instance_refs(families, difficulties, per_family, HELD_OUT_SEEDS)
+def split_refs(
+    families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int, split: str, size: int, frames: int
+) -> list[InstanceRef]:
+    """The first `per_family` instances of each family of `split`: its seeds in order (difficulties in turn by
+    seed index), keeping those whose task belongs to the split's part. Raises when the first
+    MAX_SCAN_FACTOR·n + 10,000 seeds hold too few (a family with no task in that part)."""
+    seeds = SPLITS[split]
+    refs = []
+    for family in families:
+        found, index = 0, 0
+        limit = MAX_SCAN_FACTOR * per_family + 10_000
+        while found < per_family:
+            if index >= limit:
+                raise ValueError(f"{split}: only {found} {family} instances of that part among {limit} seeds")
+            ref = InstanceRef(family, difficulties[index % len(difficulties)], seeds.seed(index))
+            if task_part(instance_key(make_instance(ref, size, frames))) == split:
+                refs.append(ref)
+                found += 1
+            index += 1
+    return refs
 
 
-def validation_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int) -> list[InstanceRef]:
-    return instance_refs(families, difficulties, per_family, VALIDATION_SEEDS)
+def held_out_refs(
+    families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int, size: int = 64, frames: int = 17
+) -> list[InstanceRef]:
+    """The first `per_family` held-out instances of each family (seeds and tasks of the held-out part)."""
+    return split_refs(families, difficulties, per_family, "held-out", size, frames)
 
 
 def make_instance(ref: InstanceRef, size: int, frames: int) -> TaskInstance:
@@ -102,16 +138,6 @@ def instance_keys(refs: list[InstanceRef], size: int, frames: int, workers: int 
         return list(map(_key, jobs))
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         return pool.map(_key, jobs, chunksize=64)
-
-
-def kept_rows(refs: list[InstanceRef], keys: list[str], reserved: set[str], cap: int) -> dict[str, list[int]]:
-    """Per family, the rows whose task is not a reserved held-out task, in order, at most `cap`."""
-    rows: dict[str, list[int]] = {}
-    for i, (ref, key) in enumerate(zip(refs, keys, strict=True)):
-        family_rows = rows.setdefault(ref.family, [])
-        if key not in reserved and len(family_rows) < cap:
-            family_rows.append(i)
-    return rows
 
 
 def _render(args: tuple[InstanceRef, int, int]) -> tuple[np.ndarray, str]:

@@ -26,11 +26,13 @@ from stepscope.stats import mean_interval
 from stepscope.tasks import candidate_curves
 from stepscope.train.config import TrainConfig
 from stepscope.train.data import (
+    HELD_OUT_SEEDS,
     SPLITS,
+    TASK_PARTS,
     held_out_refs,
     instance_key,
-    instance_refs,
     make_instance,
+    split_refs,
     to_model_range,
     to_uint8,
 )
@@ -49,9 +51,11 @@ class FamilyResult:
     overlap_with_training: int | None  # held-out instances equal to a training instance (None: not checked)
     vae_ceiling: float | None = None  # success rate of the VAE's reconstructions of the ground truth (None: not run)
     by_difficulty: dict | None = None  # difficulty → {"n", "passed", "success_rate", "ci95"}
+    distinct_tasks: int | None = None  # instances of one task differ in their noise seed only
 
     def to_json(self) -> dict:
         return {
+            "distinct_tasks": self.distinct_tasks,
             "by_difficulty": self.by_difficulty,
             "family": self.family,
             "n": self.n,
@@ -199,23 +203,12 @@ def reconstructions(model_or_vae, tasks) -> list[np.ndarray]:
 
 
 def split_tasks(cfg: TrainConfig, family: str, split: str, per_family: int, train_keys: set[str] | None = None):
-    """The first `per_family` instances of `family` in `split`; for "training", only the pool's own tasks (those in
-    `train_keys`), so that a training score is a score on instances trained on."""
+    """The first `per_family` instances of `family` in `split` (data.split_refs: the split's seeds, its part's
+    tasks); for "training" these are the first instances of a run's pool. `train_keys` is not used to choose."""
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {sorted(SPLITS)}, got {split!r}")
-    if split != "training":
-        refs = instance_refs((family,), cfg.difficulties, per_family, SPLITS[split])
-        return [make_instance(r, cfg.size, cfg.frames) for r in refs]
-    if train_keys is None:
-        raise ValueError("split training: train_keys (the run's train_keys.txt) is required")
-    tasks = []
-    for r in instance_refs((family,), cfg.difficulties, per_family * 4, SPLITS[split]):
-        task = make_instance(r, cfg.size, cfg.frames)
-        if instance_key(task) in train_keys:
-            tasks.append(task)
-        if len(tasks) == per_family:
-            break
-    return tasks
+    refs = split_refs((family,), cfg.difficulties, per_family, split, cfg.size, cfg.frames)
+    return [make_instance(r, cfg.size, cfg.frames) for r in refs]
 
 
 def rate_by_difficulty(tasks, passed: np.ndarray) -> dict:
@@ -252,6 +245,7 @@ def vae_ceiling(vae, *, cfg: TrainConfig, per_family: int, split: str, batch: in
             {
                 "family": family,
                 "n": len(tasks),
+                "distinct_tasks": len({instance_key(t) for t in tasks}),  # a reconstruction depends on the task only
                 "passed": int(outcomes.sum()),
                 "pass_rate": round(float(outcomes.mean()), 4),
                 "ci95": [round(lo, 4), round(hi, 4)],
@@ -307,6 +301,7 @@ def evaluate(
                 ceiling.extend(passed for _, passed in score_all(chunk, reconstructions(model, chunk), workers))
         passed = np.array([p for _, p in scores], dtype=np.float64)
         overlap = None if train_keys is None else sum(instance_key(t) in train_keys for t in tasks)
+        distinct = len({instance_key(t) for t in tasks})
         result = FamilyResult(
             family=family,
             n=len(tasks),
@@ -317,6 +312,7 @@ def evaluate(
             overlap_with_training=overlap,
             vae_ceiling=float(np.mean(ceiling)) if vae_ceiling else None,
             by_difficulty=rate_by_difficulty(tasks, passed),
+            distinct_tasks=distinct,
         )
         lo, hi = result.interval
         summary = f"{result.rate:.3f} [{lo:.3f}, {hi:.3f}] ({result.passed}/{result.n})"
@@ -334,7 +330,8 @@ def evaluate(
         "per_family": per_family,
         "split": split,
         "split_seeds_start": SPLITS[split].start,
-        "held_out_seeds_start": held_out_refs(cfg.families[:1], cfg.difficulties, 1)[0].seed,
+        "held_out_seeds_start": HELD_OUT_SEEDS.start,
+        "task_parts_percent": dict(TASK_PARTS),
         "families": [r.to_json() for r in results],
     }
     if chain_of_steps_mazes > 0:

@@ -34,14 +34,13 @@ from stepscope.train.build import assemble_pipeline, build_transformer_for, buil
 from stepscope.train.checkpoint import load_checkpoint, save_checkpoint
 from stepscope.train.config import TrainConfig, parameter_counts, shipped_bytes
 from stepscope.train.data import (
+    TASK_PARTS,
     TRAIN_SEEDS,
-    held_out_refs,
     instance_keys,
-    kept_rows,
     render_all,
+    task_part,
     to_model_range,
     training_refs,
-    validation_refs,
     worker_count,
 )
 from stepscope.train.loop import Stop
@@ -86,13 +85,13 @@ def family_prompts(cfg: TrainConfig) -> list[str]:
 
 @dataclass
 class Pool:
-    """Rendered training videos of each family, without the tasks reserved for held-out and validation use."""
+    """Rendered training videos of each family: training seeds whose tasks belong to the training part."""
 
-    videos: np.ndarray  # (N, T, H, W, 3) uint8, every rendered instance
+    videos: np.ndarray  # (N, T, H, W, 3) uint8
     keys: list[str]
-    kept: dict[str, list[int]]  # per family, the rows that may be trained on, in order
-    dropped: dict[str, int]
-    per_family: int
+    kept: dict[str, list[int]]  # per family, its rows, in seed order
+    dropped: dict[str, int]  # per family, training seeds whose task belongs to the held-out or validation part
+    per_family: int  # training seeds looked at per family
     render_seconds: float
 
     def rows(self, families: tuple[str, ...], count: int) -> list[int]:
@@ -100,24 +99,24 @@ class Pool:
 
 
 def render_pool(cfg: TrainConfig, per_family: int, log=print) -> Pool:
-    """Render `per_family` training instances a family; drop those equal to a reserved held-out or validation task."""
+    """Render the training-part instances among the first `per_family` training seeds of each family."""
     workers = worker_count(cfg.generator_workers)
     refs = training_refs(cfg.families, cfg.difficulties, per_family)
-    started = time.perf_counter()
-    videos, keys = render_all(refs, cfg.size, cfg.frames, workers)
-    render_seconds = time.perf_counter() - started
-    log(f"rendered {len(refs)} training videos in {render_seconds:.1f} s with {workers} worker processes")
-    reserved_refs = held_out_refs(cfg.families, cfg.difficulties, cfg.reserved_held_out) + validation_refs(
-        cfg.families, cfg.difficulties, cfg.reserved_validation
-    )
-    reserved = set(instance_keys(reserved_refs, cfg.size, cfg.frames, workers))
-    kept = kept_rows(refs, keys, reserved, per_family)
-    dropped = {f: per_family - len(kept.get(f, [])) for f in cfg.families}
-    log(f"dropped training instances equal to a reserved held-out or validation one: {dropped}")
-    empty = [f for f in cfg.families if not kept.get(f)]
+    keys = instance_keys(refs, cfg.size, cfg.frames, workers)
+    kept_refs = [r for r, k in zip(refs, keys, strict=True) if task_part(k) == "training"]
+    dropped = {f: per_family - sum(r.family == f for r in kept_refs) for f in cfg.families}
+    log(f"training seeds whose task is held-out or validation, not trained on: {dropped}")
+    empty = [f for f in cfg.families if dropped[f] == per_family]
     if empty:
-        raise ValueError(f"families {empty}: every training instance equals a reserved held-out one")
-    return Pool(videos, keys, kept, dropped, per_family, render_seconds)
+        raise ValueError(f"families {empty}: no training-part task among the first {per_family} training seeds")
+    started = time.perf_counter()
+    videos, kept_keys = render_all(kept_refs, cfg.size, cfg.frames, workers)
+    render_seconds = time.perf_counter() - started
+    log(f"rendered {len(kept_refs)} training videos in {render_seconds:.1f} s with {workers} worker processes")
+    kept: dict[str, list[int]] = {f: [] for f in cfg.families}
+    for i, ref in enumerate(kept_refs):
+        kept[ref.family].append(i)
+    return Pool(videos, kept_keys, kept, dropped, per_family, render_seconds)
 
 
 def check_resumable(saved: dict, cfg: TrainConfig, stage: str) -> None:
@@ -212,7 +211,7 @@ def fit_vae(
     extra = dict(state["extra"]) if state else {"vae_mse_before": reconstruction_error(vae, probe)}
     if state is None:
         extra["init"] = None if init is None else {"from": str(init), "digest": module_digest(vae)}
-    extra.update(dropped_as_reserved_duplicates=pool.dropped, vae_videos=len(rows))
+    extra.update(training_seeds_of_other_parts=pool.dropped, vae_videos=len(rows))
     vae, record = train_vae(
         cfg,
         vae,
@@ -235,7 +234,7 @@ def fit_vae(
         "parameters": parameter_counts(cfg)["vae"],
         "videos": len(rows),
         "init": extra.get("init"),
-        "dropped_as_reserved_duplicates": pool.dropped,
+        "training_seeds_of_other_parts": pool.dropped,
         "loop": record.to_json(),
         "finished": record.finished,
         "fixed_batch_mse": {"before": extra["vae_mse_before"], "after": reconstruction_error(final, probe)},
@@ -343,9 +342,8 @@ def fit_transformer(
         "shipped_bytes_estimate": shipped_bytes(cfg),
         "shipped_bytes_on_disk": sum(p.stat().st_size for p in (out / "pipeline").rglob("*.safetensors")),
         "training_seeds": {"start": TRAIN_SEEDS.start, "per_family": pool.per_family},
-        "reserved_held_out_per_family": cfg.reserved_held_out,
-        "reserved_validation_per_family": cfg.reserved_validation,
-        "dropped_as_reserved_duplicates": pool.dropped,
+        "task_parts_percent": dict(TASK_PARTS),
+        "training_seeds_of_other_parts": pool.dropped,
         "pool_per_family": {f: len(r) for f, r in pool_rows.items()},
         "render_seconds": round(pool.render_seconds, 2),
         "encode_seconds": round(encode_seconds, 2),
