@@ -47,7 +47,7 @@ class VaeConfig:
     lr: float = 1e-3
     warmup: int = 100
     decay_fraction: float = 0.2  # flat, then a cosine to zero over the last 20% (see the module docstring)
-    videos_per_family: int = 5000  # training videos held for this stage (from training seeds)
+    videos_per_family: int = 5000  # training seeds per family whose training-part tasks this stage codes (~70%)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class TransformerConfig:
     # quarter to a checkpoint, which must travel between device calls (≤ 64 MiB with the repository).
     ema_decay: float | None = None
     cfg_dropout: float = 0.1  # share of samples trained on the empty prompt, so classifier-free guidance works
-    instances_per_family: int = 20000  # the training pool: fresh noise and time every step, instances reused
+    instances_per_family: int = 20000  # training seeds per family whose training-part tasks form the pool (~70%)
     compile_blocks: bool = True  # CUDA only: diffusers' regional compilation of the 16 blocks (compile_repeated_blocks)
 
     @property
