@@ -28,7 +28,7 @@ from stepscope.spec import check_against_model, latent_frame_of, parse_spec
 from stepscope.stats import bootstrap_interval, wilson_interval
 from stepscope.tasks import Canvas, candidate_curves, generate
 from stepscope.tasks.core import PALETTE
-from stepscope.train.data import HELD_OUT_SEEDS
+from stepscope.train.data import HELD_OUT_SEEDS, instance_key, task_part
 
 MODEL = "tiny-i2v"
 FAMILIES = ("maze", "trajectory")
@@ -62,7 +62,9 @@ def test_instances_are_held_out_and_partners_answer_differently():
     canvas = Canvas()
     for family in ("maze", "trajectory", "pattern"):
         instances = held_out_instances(family, 3, canvas)
-        assert [i.seed for i in instances] == [HELD_OUT_SEEDS.start + k for k in range(3)]
+        seeds = [i.seed for i in instances]
+        assert seeds == sorted(set(seeds)) and all(s in HELD_OUT_SEEDS for s in seeds)
+        assert {task_part(instance_key(i)) for i in instances} == {"held-out"}  # tasks never trained on
         assert [i.difficulty for i in instances] == [1, 2, 3]
         for a, b in zip(instances, swap_partners(instances, canvas), strict=True):
             assert b.seed in HELD_OUT_SEEDS and b.seed not in {i.seed for i in instances}
@@ -237,7 +239,7 @@ def test_findings_have_every_analysis_with_sample_sizes_and_intervals(reproduced
     out, findings = reproduced
     assert findings["config"]["reduced"] and findings["config"]["families"] == list(FAMILIES)
     assert findings["runs_total"] == 4 * len(FAMILIES) == len(list((out / "runs").iterdir()))
-    assert [r["seed"] for r in findings["instances"]] == [HELD_OUT_SEEDS.start] * len(FAMILIES)
+    assert [r["seed"] for r in findings["instances"]] == [_instance(f).seed for f in FAMILIES]
     a = findings["analyses"]
     assert set(a) == {"noise", "injection_step", "layer_energy", "layer_swap", "seed_ensemble", "candidates"}
     for name in a:

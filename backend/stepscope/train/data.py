@@ -90,22 +90,24 @@ def training_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_
 def split_refs(
     families: tuple[str, ...], difficulties: tuple[int, ...], per_family: int, split: str, size: int, frames: int
 ) -> list[InstanceRef]:
-    """The first `per_family` instances of each family of `split`: its seeds in order (difficulties in turn by
-    seed index), keeping those whose task belongs to the split's part. Raises when the first
-    MAX_SCAN_FACTOR·n + 10,000 seeds hold too few (a family with no task in that part)."""
-    seeds = SPLITS[split]
+    """The first `per_family` instances of each family of `split`, difficulties in turn: the k-th has difficulty
+    `difficulties[k % len]` and the first seed of the split (after the (k−1)-th's) whose task at that difficulty
+    belongs to the split's part. Raises when MAX_SCAN_FACTOR·n + 10,000 seeds hold too few."""
+    seeds = SeedRange(split, SPLITS[split].start, SPLITS[split].stop)
     refs = []
+    limit = MAX_SCAN_FACTOR * per_family + 10_000
     for family in families:
-        found, index = 0, 0
-        limit = MAX_SCAN_FACTOR * per_family + 10_000
-        while found < per_family:
-            if index >= limit:
-                raise ValueError(f"{split}: only {found} {family} instances of that part among {limit} seeds")
-            ref = InstanceRef(family, difficulties[index % len(difficulties)], seeds.seed(index))
-            if task_part(instance_key(make_instance(ref, size, frames))) == split:
-                refs.append(ref)
-                found += 1
-            index += 1
+        index = 0
+        for k in range(per_family):
+            difficulty = difficulties[k % len(difficulties)]
+            while True:
+                if index >= limit:
+                    raise ValueError(f"{split}: only {k} {family} instances of that part among {limit} seeds")
+                ref = InstanceRef(family, difficulty, seeds.seed(index))
+                index += 1
+                if task_part(instance_key(make_instance(ref, size, frames))) == split:
+                    refs.append(ref)
+                    break
     return refs
 
 
