@@ -13,9 +13,9 @@ import torch
 from stepscope.models import load_model
 from stepscope.probe import StepCapture, TrajectoryInputs, run_trajectory
 from stepscope.probe.trajectory import StepSink, initial_latents
-from stepscope.train.build import seeded_components
+from stepscope.train.build import parameter_counts, seeded_components, shipped_bytes
 from stepscope.train.cli import config_with_overrides
-from stepscope.train.config import FULL, MAX_SHIPPED_BYTES, SMOKE, parameter_counts, shipped_bytes
+from stepscope.train.config import FULL, MAX_SHIPPED_BYTES, SMOKE
 from stepscope.train.data import (
     HELD_OUT_SEEDS,
     SPLITS,

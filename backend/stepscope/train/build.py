@@ -97,3 +97,22 @@ def assemble_pipeline(
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+BYTES_PER_PARAMETER = 4  # weights are saved in float32: CPU inference runs in float32
+
+
+def parameter_counts(cfg: TrainConfig) -> dict[str, int]:
+    """Parameters of each shipped component, counted on the meta device (no memory, no time)."""
+    with torch.device("meta"):
+        parts = {
+            "text_encoder": build_text_encoder_for(cfg),
+            "vae": build_vae_for(cfg),
+            "transformer": build_transformer_for(cfg),
+        }
+    return {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
+
+
+def shipped_bytes(cfg: TrainConfig) -> int:
+    """Bytes of all saved weights: parameters × 4 (float32 safetensors; headers are a few kB more)."""
+    return sum(parameter_counts(cfg).values()) * BYTES_PER_PARAMETER

@@ -2,7 +2,7 @@
 
 `FULL` is the GPU run that makes the shipped `mini-reasoner`; `SMOKE` is the same code at toy
 sizes that the tests run on a CPU in seconds. Sizes are counted without building weights
-(`parameter_counts` builds the modules on the meta device).
+(`build.parameter_counts` builds the modules on the meta device).
 
 Each stage trains for a fixed number of optimiser steps (`steps`) over as many device calls as it
 takes (checkpoint.py); `seconds` instead fixes the step count from a timed warm-up, for a run that
@@ -17,8 +17,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-BYTES_PER_PARAMETER = 4  # weights are saved in float32: CPU inference runs in float32
-MAX_SHIPPED_BYTES = 40 * 1024 * 1024  # the issue's budget for all shipped weights together
+MAX_SHIPPED_BYTES = 40 * 1024 * 1024  # the budget for all shipped weights together (build.shipped_bytes)
 
 
 @dataclass(frozen=True)
@@ -181,23 +180,3 @@ SMOKE = TrainConfig(
 )
 
 CONFIGS = {"full": FULL, "smoke": SMOKE}
-
-
-def parameter_counts(cfg: TrainConfig) -> dict[str, int]:
-    """Parameters of each shipped component, counted on the meta device (no memory, no time)."""
-    import torch
-
-    from stepscope.train.build import build_text_encoder_for, build_transformer_for, build_vae_for
-
-    with torch.device("meta"):
-        parts = {
-            "text_encoder": build_text_encoder_for(cfg),
-            "vae": build_vae_for(cfg),
-            "transformer": build_transformer_for(cfg),
-        }
-    return {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
-
-
-def shipped_bytes(cfg: TrainConfig) -> int:
-    """Bytes of all saved weights: parameters × 4 (float32 safetensors; headers are a few kB more)."""
-    return sum(parameter_counts(cfg).values()) * BYTES_PER_PARAMETER

@@ -30,9 +30,16 @@ import numpy as np
 import torch
 
 from stepscope.models.loading import write_model_settings
-from stepscope.train.build import assemble_pipeline, build_transformer_for, build_vae_for, seeded_components
+from stepscope.train.build import (
+    assemble_pipeline,
+    build_transformer_for,
+    build_vae_for,
+    parameter_counts,
+    seeded_components,
+    shipped_bytes,
+)
 from stepscope.train.checkpoint import load_checkpoint, save_checkpoint
-from stepscope.train.config import TrainConfig, parameter_counts, shipped_bytes
+from stepscope.train.config import TrainConfig
 from stepscope.train.data import (
     TASK_PARTS,
     TRAIN_SEEDS,
