@@ -13,6 +13,7 @@ from stepscope.train.checkpoint import CheckpointError, load_checkpoint, read_in
 from stepscope.train.config import SMOKE
 from stepscope.train.loop import decay_start, learning_rate, resumed_total
 from stepscope.train.run import train
+from tests.train.threads import one_torch_thread
 
 # Long enough that each stage is split into three processes; small enough for a CPU in seconds.
 CFG = SMOKE.replace(vae={"steps": 6}, transformer={"steps": 12, "warmup": 2})
@@ -21,10 +22,8 @@ QUIET = {"log": lambda line: None}
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -34,15 +34,13 @@ from stepscope.train.flow import condition_latents, sample_latents
 from stepscope.train.loop import TIMING_SKIP, TIMING_STEPS, learning_rate, run_loop
 from stepscope.train.run import train
 from stepscope.train.transformer import Ema, prompt_embeddings
+from tests.train.threads import one_torch_thread
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """One intra-op thread: these small ops run many times faster on a shared CPU than with threads spinning."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,17 @@ def add_train_commands(parser: argparse.ArgumentParser) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _write_json(path: str | None, record: dict) -> int:
+    """Write a command's JSON record where `--json-out` says (if it does); the command's exit status."""
+    if path:
+        Path(path).write_text(json.dumps(record, indent=1))
+    return 0
+
+
 def config_with_overrides(name: str, seed: int | None, overrides: list[str]):
     """The named config with `--seed` and `--set part.field=json` applied; a bad override names itself."""
     from stepscope.train.config import CONFIGS
@@ -138,7 +149,7 @@ def cmd_fit(args) -> int:
             cfg,
             Path(args.out),
             device=args.device,
-            log=lambda line: print(line, flush=True),
+            log=_print,
             max_seconds=args.max_seconds,
             stage=args.stage,
             resume=None if args.resume is None else Path(args.resume),
@@ -164,11 +175,9 @@ def cmd_vae_ceiling(args) -> int:
         split=args.split,
         batch=args.batch,
         workers=worker_count(args.workers),
-        log=lambda line: print(line, flush=True),
+        log=_print,
     )
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(record, indent=1))
-    return 0
+    return _write_json(args.json_out, record)
 
 
 def cmd_export(args) -> int:
@@ -201,11 +210,9 @@ def cmd_evaluate(args) -> int:
         chain_of_steps_mazes=args.chain_of_steps,
         split=args.split,
         workers=worker_count(args.workers),
-        log=lambda line: print(line, flush=True),
+        log=_print,
     )
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(record, indent=1))
-    return 0
+    return _write_json(args.json_out, record)
 
 
 def cmd_export_vae(args) -> int:
