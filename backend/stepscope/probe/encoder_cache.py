@@ -21,8 +21,9 @@ the encoders leaves every argument of the call as it was.
 An input's key is its SHA-256 with its shape, strides, dtype and device (a tensor), or its repr (None, bool,
 int, float, str); a call with any other argument, or with gradients on, is never cached. Outputs stay on the
 device they were made on; past `capacity` the least recently used entry goes (at Wan's real sizes a first
-frame's entry, the posterior of a 21×60×104 latent, is ~34 MB, a text's 4–8 MB). For a real image-to-video run the key hashes the whole conditioning video (388 MB at 81×480×832
-float32, ~0.3 s of SHA-256 on one core) against the seconds of an 81-frame VAE encode it saves.
+frame's entry, the posterior of a 21×60×104 latent, is ~34 MB, a text's 4–8 MB). For a real image-to-video
+run the key hashes the whole conditioning video (388 MB at 81×480×832 float32, ~0.3 s of SHA-256 on one core)
+against the seconds of an 81-frame VAE encode it saves.
 """
 
 from __future__ import annotations
