@@ -139,3 +139,18 @@ def test_the_training_call_packs_what_must_come_back_and_builds_each_fit(tmp_pat
     joined.write_bytes(b"".join((out / p).read_bytes() for p in parts))
     with tarfile.open(joined) as tar:
         assert tar.extractfile("ckpt/state.pt.000").read() == blob
+
+
+def test_encoder_reuse_benchmark_counts_the_encoders_and_compares_the_runs(tmp_path, monkeypatch):
+    # In this process, as the overhead benchmark above: a subprocess would import torch and diffusers again.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    encoder_reuse = importlib.import_module("encoder_reuse")
+    out = tmp_path / "results.jsonl"
+    argv = ["--workload", "bench", "--tasks", "maze", "--n", "2", "--steps", "2", "--frames", "9", "--repeats", "2"]
+    assert encoder_reuse.main([*argv, "--scratch", str(tmp_path), "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    runs, summary = lines[:-1], lines[-1]
+    assert [(r["mode"], r["repeat"]) for r in runs] == [("uncached", 0), ("cached", 0), ("cached", 1), ("uncached", 1)]
+    for run in runs:  # one trajectory per instance: 2 × (prompt, negative prompt) uncached; the 2 texts once cached
+        assert (run["text_encoder_forwards"], run["vae_encodes"]) == ((4, 2) if run["mode"] == "uncached" else (2, 2))
+    assert summary["max_final_latent_difference"] < 1e-5 and summary["ratio_cached_over_uncached"] > 0

@@ -11,7 +11,7 @@ from PIL import Image
 
 import stepscope
 from stepscope.images import encode_png
-from stepscope.probe import run_experiment
+from stepscope.probe import EncoderCache, run_experiment
 from stepscope.spec import parse_spec
 
 
@@ -55,7 +55,8 @@ def test_the_first_frame_encode_waits_for_a_running_decode(tiny_i2v, run_dir):
     )
     vae.encode, vae.decode = timed("encode", real_encode, 0.0), timed("decode", real_decode, 0.5)
     try:
-        run_experiment(tiny_i2v, spec, run_dir)
+        # No encoder cache: every trajectory encodes its first frame, as one whose image is new to the cache does.
+        run_experiment(tiny_i2v, spec, run_dir, encoder_cache=EncoderCache(tiny_i2v.pipe, capacity=0))
     finally:
         del vae.encode, vae.decode
     encodes = [(s, e) for name, s, e in calls if name == "encode"]

@@ -9,11 +9,13 @@ model = load_model("tiny")
 manifest = run_experiment(model, parse_spec({"prompt": "a maze"}), RunDir.at("runs/demo"))
 """
 
+from stepscope.probe.encoder_cache import EncoderCache
 from stepscope.probe.experiment import Experiment, run_experiment
 from stepscope.probe.trajectory import Cancelled, ProbeError, StepCapture, TrajectoryInputs, run_trajectory
 
 __all__ = [
     "Cancelled",
+    "EncoderCache",
     "Experiment",
     "ProbeError",
     "StepCapture",

@@ -32,6 +32,7 @@ from stepscope.images import decode_data_url, decode_image, encode_png, is_data_
 from stepscope.models.loading import LoadedModel
 from stepscope.preview import linear_preview_for
 from stepscope.probe import metrics
+from stepscope.probe.encoder_cache import EncoderCache
 from stepscope.probe.hooks import BlockRewrite, HookSet
 from stepscope.probe.interventions import (
     EnsembleAverager,
@@ -93,7 +94,11 @@ class TrajectoryPlan:
 
 
 class Experiment:
-    """Runs one spec on a resident model into one run directory."""
+    """Runs one spec on a resident model into one run directory.
+
+    `encoder_cache`: an EncoderCache of `model.pipe` to share with other experiments (a bench's instances); by
+    default the experiment has its own, so each distinct prompt and image is encoded once in it.
+    """
 
     def __init__(
         self,
@@ -105,9 +110,14 @@ class Experiment:
         should_stop: Callable[[], bool] | None = None,
         cache_dir: str | None = None,
         allow_paths: bool = False,
+        encoder_cache: EncoderCache | None = None,
     ):
         check_against_model(spec, model.info)
+        if encoder_cache is not None and encoder_cache.pipe is not model.pipe:
+            raise ValueError("encoder_cache: made for another pipeline than this model's")
         self.model = model
+        # Each distinct prompt and first frame is encoded once (per experiment, or per bench if the caller shares one).
+        self.encoder_cache = encoder_cache if encoder_cache is not None else EncoderCache(model.pipe)
         self.spec = spec
         self.run = run
         self.emit = emit or (lambda event: None)
@@ -375,7 +385,7 @@ class Experiment:
             recorder.kept_x0.update({s: x for s, x in self.baseline.kept_x0.items() if s in prefix})
             recorder.kept_norms.update({s: n for s, n in self.baseline.kept_norms.items() if s in prefix})
         started = time.perf_counter()
-        with self._encodes_wait_for_decodes():
+        with self._encodes_wait_for_decodes(), self.encoder_cache.serving():  # the cache outside the lock
             result = run_trajectory(
                 self.model,
                 inputs,

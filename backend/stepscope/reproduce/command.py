@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stepscope.reproduce import analyses as an
 from stepscope.reproduce.config import NOISE_UNITS, ReproduceConfig, make_config, trajectories_per_instance
@@ -21,6 +22,9 @@ from stepscope.reproduce.instances import held_out_instances, latent_frame_video
 from stepscope.reproduce.report import write_report
 from stepscope.tasks.core import Canvas, TaskError, family_names
 from stepscope.train.data import HELD_OUT_SEEDS
+
+if TYPE_CHECKING:  # the model stack is imported when a reproduction runs, not with the command's options
+    from stepscope.probe import EncoderCache
 
 # Sized for one H100 and a ~5M-parameter 16-block model at 64×64×17, 20 steps (docs/reproduce.md): ≤ 15 min.
 DEFAULT_N = 10
@@ -80,20 +84,31 @@ def _device_name(model) -> str:
 
 
 def run_reproduce(
-    model, cfg: ReproduceConfig, out: str | Path, *, command: str = "", resume: bool = False, log=None
+    model,
+    cfg: ReproduceConfig,
+    out: str | Path,
+    *,
+    command: str = "",
+    resume: bool = False,
+    log=None,
+    encoder_cache: EncoderCache | None = None,
 ) -> dict:
     """Run every analysis for `cfg` on a loaded model into `out`; returns what findings.json holds.
 
     With `resume`, runs already in `out/runs` whose spec is the one this config gives are read if they finished,
     else (left `failed` by Ctrl-C or `running` by a kill) deleted and run again, so an interrupted reproduction
-    goes on where it stopped; an existing run with another spec is an error naming `out`."""
-    from stepscope.probe import run_experiment
+    goes on where it stopped; an existing run with another spec is an error naming `out`.
+
+    Every run shares `encoder_cache` (a `probe.EncoderCache` of the model's pipeline; by default one for this
+    reproduction): an instance's four runs encode its prompt and first frame once."""
+    from stepscope.probe import EncoderCache, run_experiment
     from stepscope.probe.interventions import default_ensemble_layers
     from stepscope.run import load_run
     from stepscope.spec import check_against_model, parse_spec
     from stepscope.store import Store
 
     started = time.perf_counter()
+    encoder_cache = encoder_cache if encoder_cache is not None else EncoderCache(model.pipe)
     out = Path(out)
     store = Store(str(out / "runs"))
     canvas = cfg.canvas
@@ -145,7 +160,7 @@ def run_reproduce(
                     redone += 1
             if run is None:
                 run_dir = store.create(name)
-                run_experiment(model, spec, run_dir)
+                run_experiment(model, spec, run_dir, encoder_cache=encoder_cache)
                 run = load_run(run_dir.path)
             seconds = time.perf_counter() - t0
             trajectories += len(run.trajectories)

@@ -23,7 +23,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -47,6 +47,9 @@ from stepscope.tasks.core import (
     generate,
 )
 from stepscope.tasks.curves import CandidateCurves, answer_win_shares, candidate_curves
+
+if TYPE_CHECKING:  # the API imports this module for BenchRequest: no torch there
+    from stepscope.probe import EncoderCache
 
 CURVE_SOURCES = ("preview", "decode")
 MAX_N = 500  # instances per family in one bench
@@ -383,6 +386,7 @@ def run_bench(
     emit: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     cache_dir: str | None = None,
+    encoder_cache: EncoderCache | None = None,
 ) -> dict:
     """Run the benchmark on a loaded model (`stepscope.models.load_model`) into `out` (a path, URL or RunDir);
     returns what bench.json holds.
@@ -393,8 +397,11 @@ def run_bench(
     early for whatever reason, before the error goes on.
 
     `emit` gets a `bench_instance` event after each instance is stored and scored; `should_stop` is asked before
-    each instance and at every step (true: stop with `Cancelled`; it may raise to stop otherwise)."""
-    from stepscope.probe import Cancelled, run_experiment
+    each instance and at every step (true: stop with `Cancelled`; it may raise to stop otherwise).
+
+    Every instance's experiment shares `encoder_cache` (a `probe.EncoderCache` of the model's pipeline; by default one
+    for this bench): a family's prompt and the negative prompt are encoded once in the bench, each first frame once."""
+    from stepscope.probe import Cancelled, EncoderCache, run_experiment
     from stepscope.spec import check_against_model
 
     if curves not in CURVE_SOURCES:
@@ -407,6 +414,7 @@ def run_bench(
     names = ["baseline", *[v.get("name") for v in variants if isinstance(v, dict)]]
     conditioned = model.info.task == "i2v"
     root = out if isinstance(out, RunDir) else RunDir.at(out)
+    encoder_cache = encoder_cache if encoder_cache is not None else EncoderCache(model.pipe)
     total = len(families) * n
     instances: list[dict] = []
 
@@ -451,7 +459,9 @@ def run_bench(
                 check_against_model(spec, model.info)
                 rel = bench_instance_dir(family, instance.seed)
                 run = root.subdir(rel)
-                run_experiment(model, spec, run, should_stop=should_stop, cache_dir=cache_dir)
+                run_experiment(
+                    model, spec, run, should_stop=should_stop, cache_dir=cache_dir, encoder_cache=encoder_cache
+                )
                 scored = score_run(instance, run, curves, stored=True)  # the run scored itself
                 instances.append(
                     {
