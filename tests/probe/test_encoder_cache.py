@@ -251,3 +251,12 @@ def test_capacity_zero_and_gradients_store_nothing():
     assert module.calls == 4 and len(cache) == 0
     with pytest.raises(ValueError, match="capacity"):
         EncoderCache(holder, capacity=-1)
+
+
+def test_a_lone_trajectory_keys_nothing(tiny_i2v, tmp_path):
+    # One trajectory reuses no encoding, so its experiment keeps no cache: a real first frame's key (SHA-256 of the
+    # whole conditioning video) would be pure overhead there.
+    spec = {"model": tiny_i2v.name, "prompt": "a lone run", "steps": 2, "image": _image(0)}
+    _, work, cache = _run(tiny_i2v, spec, tmp_path / "lone", capacity=None)
+    assert cache.capacity == 0 and len(cache) == 0
+    assert cache.counts[VAE_ENCODE].computed == work.vae_encodes == 1 and cache.counts[VAE_ENCODE].reused == 0

@@ -32,7 +32,7 @@ from stepscope.images import decode_data_url, decode_image, encode_png, is_data_
 from stepscope.models.loading import LoadedModel
 from stepscope.preview import linear_preview_for
 from stepscope.probe import metrics
-from stepscope.probe.encoder_cache import EncoderCache
+from stepscope.probe.encoder_cache import DEFAULT_CAPACITY, EncoderCache
 from stepscope.probe.hooks import BlockRewrite, HookSet
 from stepscope.probe.interventions import (
     EnsembleAverager,
@@ -117,7 +117,13 @@ class Experiment:
             raise ValueError("encoder_cache: made for another pipeline than this model's")
         self.model = model
         # Each distinct prompt and first frame is encoded once (per experiment, or per bench if the caller shares one).
-        self.encoder_cache = encoder_cache if encoder_cache is not None else EncoderCache(model.pipe)
+        # A lone trajectory reuses nothing: no cache there, so it pays no key (a real first frame's SHA-256: ~0.3 s).
+        lone = not spec.variants and not spec.sweeps
+        self.encoder_cache = (
+            encoder_cache
+            if encoder_cache is not None
+            else EncoderCache(model.pipe, capacity=0 if lone else DEFAULT_CAPACITY)
+        )
         self.spec = spec
         self.run = run
         self.emit = emit or (lambda event: None)
