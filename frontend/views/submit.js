@@ -138,7 +138,8 @@ export class SubmitView {
     fill(this.variantKind, this.kindOptions());
     fill(this.model, this.models.map((m) => h("option", { value: m.name },
       `${m.name}${m.workers ? "" : " (no worker)"}`)));
-    const served = this.models.find((m) => m.workers > 0) ?? this.models[0];
+    // A served model first, else the default (what a spec without `model` runs on).
+    const served = this.models.find((m) => m.workers > 0) ?? this.models.find((m) => m.name === models.default) ?? this.models[0];
     if (served) this.model.value = served.name;
     this.modelChanged(true);
     await this.startTasks();
