@@ -450,6 +450,19 @@ class Manifest(_Record):
         """The JSON object stored as manifest.json (optional fields never set are left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
+    def progress(self) -> tuple[int, int]:
+        """(steps done, steps planned) over all trajectories, as the stored run shows them: a finished trajectory
+        ran every step, another one up to its last captured step (the worker counts the same steps as it runs)."""
+        steps = self.spec.get("steps")
+        steps = steps if isinstance(steps, int) and steps > 0 else 0
+        done = 0
+        for entry in self.trajectories.values():
+            if entry.status == "finished":
+                done += steps
+            elif entry.steps:
+                done += min(steps, max(record.index for record in entry.steps) + 1)
+        return done, steps * len(self.trajectories)
+
 
 def manifest_json_schema() -> dict:
     """The JSON Schema of manifest.json."""

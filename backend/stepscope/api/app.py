@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 import stepscope
 from stepscope.api import errors
-from stepscope.api.deps import Services, require_token
+from stepscope.api.deps import Services, adopt_stored_runs, require_token
 from stepscope.api.routes import artifacts, bench, events, exports, health, jobs, models, schema, tasks
 from stepscope.api.routes.events import EventHub
 from stepscope.config import Settings, get_settings
@@ -128,6 +128,23 @@ def mark_failed(run: RunDir, error: str, only_running: bool = False) -> None:
     run.write_manifest(manifest)
 
 
+# Seconds between looks for run directories written into the store without the service (after the one at start).
+ADOPT_EVERY = 60.0
+
+
+async def adopt_stored(services: Services, every: float = ADOPT_EVERY) -> None:
+    """List the store's runs that have no job record (a `stepscope reproduce` output served by `up --data-dir`) at
+    start, then every `every` seconds, so that the jobs list shows them without each being opened first."""
+    while True:
+        try:
+            adopted = await asyncio.to_thread(adopt_stored_runs, services)
+            if adopted:
+                log.info("listed %d stored run(s) that had no job record", adopted)
+        except Exception as exc:  # Redis or the store unreachable: next round
+            log.warning("could not list the stored runs: %s", exc)
+        await asyncio.sleep(every)
+
+
 async def janitor(services: Services, every: float) -> None:
     """Fail running jobs whose worker stopped heart-beating (killed, crashed, host lost)."""
     while True:
@@ -151,16 +168,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         hub = app.state.event_hub = EventHub(settings.redis_url)
         replaced = close_streams_on_signal(hub, asyncio.get_running_loop())
-        task = asyncio.create_task(janitor(services, settings.janitor_every))
+        tasks = [
+            asyncio.create_task(janitor(services, settings.janitor_every)),
+            asyncio.create_task(adopt_stored(services)),
+        ]
         try:
             yield
         finally:
             for sig, handler in replaced.items():
                 if signal.getsignal(sig) is not handler:  # ours is still installed: put back what was there
                     signal.signal(sig, handler)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await hub.aclose()
             await services.close()
 
