@@ -32,6 +32,7 @@ function route() {
   }
   current?.dispose?.();
   current = null;
+  main.scrollTop = 0; // another job or the form starts at its top
   if (where.page === "job") {
     const explorer = new Explorer(where.id, {
       tab: where.tab,
@@ -91,6 +92,11 @@ function tokenDialog() {
 
 setTokenPrompt(tokenDialog);
 document.getElementById("new-job").addEventListener("click", () => navigate("#/new"));
+// The skip link moves the focus past the header and the jobs list (its #main would be read as a route).
+document.getElementById("skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 window.addEventListener("hashchange", route);
 route();
 jobsList.start();

@@ -47,10 +47,35 @@ const LABEL_ROW = 14; // height of one row of line labels above the plot
 const AXIS_TITLE = 18; // the edge strip a rotated axis title's glyphs take (its baseline is 12 px in)
 
 /**
- * The chart's margins: the left (and right) one fits the widest tick label and the axis title beside it, and
- * the top one holds the legend and, in rows of their own, the labels of vertical lines (never over the curves).
+ * Where each legend entry goes: left to right from `x0`, on a new row when the next would pass `x1`. Entries are
+ * the series named in the legend, then the labelled horizontal lines. Returns {items: [{x, row, name, kind,
+ * color}], rows}.
  */
-export function chartMargins(opts) {
+export function legendLayout(opts, x0, x1) {
+  const entries = [
+    ...(opts.series ?? []).filter((s) => s.legend !== false).map((s) => ({ name: s.name, kind: "series", color: s.color, width: 24 + textWidth(s.name) })),
+    ...(opts.hlines ?? []).filter((h) => h.label).map((h) => ({ name: h.label, kind: "hline", width: 26 + textWidth(h.label) })),
+  ];
+  const items = [];
+  let x = x0;
+  let row = 0;
+  for (const entry of entries) {
+    if (x > x0 && x + entry.width - 10 > x1) {
+      row += 1;
+      x = x0;
+    }
+    items.push({ ...entry, x, row });
+    x += entry.width;
+  }
+  return { items, rows: items.length ? row + 1 : 1 };
+}
+
+/**
+ * The chart's margins: the left (and right) one fits the widest tick label and the axis title beside it, and
+ * the top one holds the legend's rows (at `width`) and, in rows of their own, the labels of vertical lines (never
+ * over the curves).
+ */
+export function chartMargins(opts, width = 480) {
   const widest = (ticks) => Math.max(0, ...ticks.map((t) => textWidth(formatNumber(t))));
   const [y0, y1] = opts.y.domain;
   // Tick labels end 6 px from the axis; the rotated title's glyphs span AXIS_TITLE px at the edge.
@@ -58,7 +83,8 @@ export function chartMargins(opts) {
   const right = opts.y2 ? Math.max(52, Math.ceil(widest(niceTicks(...opts.y2.domain, 4)) + 6 + AXIS_TITLE)) : 14;
   const labelled = (opts.vlines ?? []).filter((v) => v.label);
   const rows = labelled.length ? 1 + Math.max(0, ...labelled.map((v) => v.row ?? 0)) : 0;
-  return { l: left, r: right, t: 20 + rows * LABEL_ROW, b: 36, ...(opts.margin ?? {}) };
+  const legendRows = legendLayout(opts, left + 4, width - right).rows;
+  return { l: left, r: right, t: 20 + (legendRows - 1 + rows) * LABEL_ROW, b: 36, ...(opts.margin ?? {}) };
 }
 
 /**
@@ -69,8 +95,12 @@ export function chartMargins(opts) {
  */
 export function lineChart(svg, opts) {
   const width = svg.clientWidth || Number(svg.getAttribute("width")) || 480;
-  const height = svg.clientHeight || Number(svg.getAttribute("height")) || 200;
-  const m = chartMargins(opts);
+  // The plot keeps the height the page gives it: rows of legend and line labels above it make the chart taller.
+  if (!svg.dataset.plotHeight && svg.clientHeight) svg.dataset.plotHeight = svg.clientHeight;
+  const base = Number(svg.dataset.plotHeight) || Number(svg.getAttribute("height")) || 200;
+  const m = chartMargins(opts, width);
+  const height = base + m.t - 20;
+  if (svg.clientHeight && svg.clientHeight !== height) svg.style.height = `${height}px`;
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("role", "img");
@@ -140,7 +170,7 @@ export function lineChart(svg, opts) {
       // Above the plot, in the label rows of the top margin (never over a curve); right of the line, unless that
       // would run past the plot: then left of it.
       const flip = x + 3 + textWidth(v.label) > plot.right;
-      const rows = (m.t - 20) / LABEL_ROW;
+      const rows = 1 + Math.max(0, ...(opts.vlines ?? []).filter((u) => u.label).map((u) => u.row ?? 0));
       el("line", { x1: x, x2: x, y1: plot.top - (rows - (v.row ?? 0)) * LABEL_ROW + 2, y2: plot.top, stroke: v.color, "stroke-dasharray": "1 2" }, g);
       el("text", {
         x: flip ? x - 3 : x + 3, y: plot.top - (rows - 1 - (v.row ?? 0)) * LABEL_ROW - 3, class: "note", fill: v.color, "text-anchor": flip ? "end" : "start",
@@ -149,7 +179,6 @@ export function lineChart(svg, opts) {
   }
 
   const legend = el("g", { class: "legend" }, svg);
-  let lx = plot.left + 4;
   for (const s of opts.series) {
     const scale = s.axis === 2 && sy2 ? sy2 : sy;
     const pts = s.points.filter((p) => Number.isFinite(p.y));
@@ -166,18 +195,17 @@ export function lineChart(svg, opts) {
         el("title", {}, dot).textContent = `${s.name} · step ${p.x}: ${formatNumber(p.y)}`;
       }
     }
-    if (s.legend === false) continue;
-    el("rect", { x: lx, y: 5, width: 10, height: 3, fill: s.color }, legend);
-    const text = el("text", { x: lx + 14, y: 10, class: "legend-text" }, legend);
-    text.textContent = s.name;
-    lx += 24 + textWidth(s.name);
   }
-  // Horizontal lines are named in the legend, not beside the line, where the curves run.
-  for (const h of opts.hlines ?? []) {
-    if (!h.label) continue;
-    el("line", { x1: lx, x2: lx + 12, y1: 6.5, y2: 6.5, class: "hline", "stroke-dasharray": "4 3" }, legend);
-    el("text", { x: lx + 16, y: 10, class: "legend-text hline-label" }, legend).textContent = h.label;
-    lx += 26 + textWidth(h.label);
+  // The legend, in rows above the plot; horizontal lines are named there too, not beside the line, where the curves run.
+  for (const item of legendLayout(opts, plot.left + 4, plot.right).items) {
+    const y = item.row * LABEL_ROW;
+    if (item.kind === "series") {
+      el("rect", { x: item.x, y: 5 + y, width: 10, height: 3, fill: item.color }, legend);
+      el("text", { x: item.x + 14, y: 10 + y, class: "legend-text" }, legend).textContent = item.name;
+    } else {
+      el("line", { x1: item.x, x2: item.x + 12, y1: 6.5 + y, y2: 6.5 + y, class: "hline", "stroke-dasharray": "4 3" }, legend);
+      el("text", { x: item.x + 16, y: 10 + y, class: "legend-text hline-label" }, legend).textContent = item.name;
+    }
   }
 
   if (opts.empty) {

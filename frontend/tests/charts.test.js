@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { chartMargins, colourBarTicks, formatNumber, integerTicks, niceTicks, textWidth } from "../charts.js";
+import { chartMargins, colourBarTicks, formatNumber, integerTicks, legendLayout, niceTicks, textWidth } from "../charts.js";
 
 test("round ticks covering the range", () => {
   assert.deepEqual(niceTicks(0, 1, 4), [0, 0.25, 0.5, 0.75, 1]);
@@ -59,4 +59,15 @@ test("a colour bar is labelled at both ends and at round values between, none ov
   assert.ok(mid && Math.abs(mid.x - (1 + (0.2 / 0.42) * 338)) < 1e-9);
   assert.deepEqual(colourBarTicks({ lo: 3, hi: 3 }, 200).map((t) => t.text), ["3"]);
   assert.deepEqual(colourBarTicks(null, 200), []);
+});
+
+test("a legend wider than the chart wraps onto rows, which the top margin makes room for", () => {
+  const series = ["x̂₀", "1 − r² of layer-norm maps (mean over layers)", "a third series"].map((name) => ({ name, color: "#fff", points: [] }));
+  const opts = { x: { domain: [0, 1] }, y: { domain: [0, 1] }, series, hlines: [{ y: 0.5, label: "commit threshold 0.05" }] };
+  const wide = legendLayout(opts, 56, 1000);
+  assert.equal(wide.rows, 1);
+  const narrow = legendLayout(opts, 56, 320);
+  assert.ok(narrow.rows >= 2);
+  for (const item of narrow.items) assert.ok(item.x === 56 || item.x + item.width - 10 <= 320, JSON.stringify(item));
+  assert.equal(chartMargins(opts, 320 + 14).t, 20 + (narrow.rows - 1) * 14);
 });
