@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import posixpath
 import signal
@@ -15,7 +16,7 @@ import fastapi_offline
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import stepscope
@@ -47,6 +48,19 @@ def frontend_dir() -> Path | None:
 
 # Swagger UI and ReDoc from the fastapi-offline wheel: the API docs page needs no CDN.
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+# ReDoc's bundle shows a logo from its CDN in its "API docs by Redocly" line; served with the wheel's own icon instead.
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@functools.lru_cache(maxsize=1)
+def offline_redoc_bundle() -> bytes:
+    """The ReDoc bundle of the fastapi-offline wheel, with its one request off the machine (the logo) pointed here."""
+    text = (DOCS_ASSETS / "redoc.standalone.js").read_text(encoding="utf-8")
+    if REDOC_CDN_LOGO not in text:
+        log.warning("the ReDoc bundle no longer names %s: /redoc may load something from a CDN", REDOC_CDN_LOGO)
+    return text.replace(REDOC_CDN_LOGO, "/static-docs/favicon.png").encode()
+
+
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -199,6 +213,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, bench, events, artifacts, exports, models, health, schema, tasks):
         app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
 
+    @app.get("/docs-assets/redoc.standalone.js", include_in_schema=False)
+    def redoc_bundle() -> Response:
+        return Response(offline_redoc_bundle(), media_type="text/javascript", headers={"Cache-Control": "max-age=3600"})
+
     app.mount("/static-docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -216,7 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return get_redoc_html(
             openapi_url=app.openapi_url,
             title=f"{app.title} API",
-            redoc_js_url="/static-docs/redoc.standalone.js",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
             redoc_favicon_url="/static-docs/favicon.png",
             with_google_fonts=False,
         )
