@@ -26,8 +26,9 @@ REACHABLE = """() => [...document.querySelectorAll(
   .filter((el) => {
     const r = el.getBoundingClientRect();
     if (el.closest('[hidden]') || el.disabled || el.tabIndex < 0) return false;
-    if (el.type === 'radio') return el.checked;
-    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden';
+    if (el.type === 'radio') return el.checked && el.closest('label').checkVisibility();
+    // checkVisibility: not in a closed <details> (the export menu's fields are reached once it is opened)
+    return r.width > 0 && r.height > 0 && el.checkVisibility({ visibilityProperty: true });
   })
   .map((el) => el.id || `${el.tagName}:${el.name ?? ''}:${el.textContent.trim().slice(0, 30)}`)"""
 
@@ -155,7 +156,7 @@ def test_radio_groups_take_the_arrows_and_esc_gives_them_back(page, service, fin
     page.keyboard.press("ArrowRight")
     page.wait_for_function("() => document.getElementById('heatmap-canvas').dataset.scaleMode === 'layer'")
     assert "option group" in page.inner_text("#keys-hint")
-    step = int(page.get_attribute("#step-input", "value"))
+    step = page.eval_on_selector(".scrubber", "e => Number(e.dataset.step)")
     page.keyboard.press("Escape")
     page.keyboard.press("ArrowLeft")
     page.wait_for_function(f"() => document.querySelector('.scrubber').dataset.step === '{step - 1}'")
@@ -172,7 +173,7 @@ def test_after_a_dropdown_and_esc_the_arrows_step_not_the_trajectory(page, servi
     if opened:
         page.keyboard.press("Alt+ArrowDown")  # opens the list
     page.keyboard.press("Escape")
-    step = int(page.get_attribute("#step-input", "value"))
+    step = page.eval_on_selector(".scrubber", "e => Number(e.dataset.step)")
     page.keyboard.press("ArrowLeft")
     page.wait_for_function(f"() => document.querySelector('.scrubber').dataset.step === '{step - 1}'")
     assert page.eval_on_selector("#trajectory-select", "s => s.value") == "baseline"
