@@ -320,7 +320,9 @@ export class TrajectoryView extends RunView {
     this.candidateStripCaption.textContent = `${candidatesAtText(candidatesAt(candidates, this.scrubber.step) ?? null, this.scrubber.step)} · ${settledText}`;
     this.candidateStrip.setAttribute("aria-label", `live candidates across ${steps.length} steps: ${labels.length} rows, `
       + `shaded by mass (0 to ${maxMass.toFixed(2)}), outlined where live, a dot on each step's winner; ${settledText}`);
-    Object.assign(this.candidateStrip.dataset, { steps: steps.length, rows: labels.length, cursor: col, maxMass });
+    Object.assign(this.candidateStrip.dataset, {
+      steps: steps.length, rows: labels.length, cursor: col, maxMass, labelW, cw, rowH, top,
+    });
   }
 
   pickCandidateStrip(event) {

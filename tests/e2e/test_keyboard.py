@@ -143,7 +143,8 @@ def test_every_control_is_reached_by_tab_and_named(page, service, finished_run, 
     assert canvases == [], f"data canvases without a role and a name: {canvases}"
     # The tabs say which one is selected and which panel each controls.
     tabs = page.eval_on_selector_all(
-        "[role=tab]", "els => els.map(e => [e.dataset.tab, e.getAttribute('aria-selected'), e.getAttribute('aria-controls')])"
+        "[role=tab]",
+        "els => els.map(e => [e.dataset.tab, e.getAttribute('aria-selected'), e.getAttribute('aria-controls')])",
     )
     assert [t for t in tabs if t[1] == "true"] == [[tab, "true", f"panel-{tab}"]]
     assert page.get_attribute(f"#panel-{tab}", "role") == "tabpanel"
