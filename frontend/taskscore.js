@@ -196,6 +196,15 @@ export function formatMass(m) {
   return m >= 0.01 || m === 0 ? m.toFixed(2) : m.toPrecision(1);
 }
 
+const outlines = new WeakMap(); // a region's cells (the manifest's array) → inset → its outline: scrubbing redraws it
+
+function cachedOutline(cells, inset) {
+  if (!outlines.has(cells)) outlines.set(cells, new Map());
+  const byInset = outlines.get(cells);
+  if (!byInset.has(inset)) byInset.set(inset, regionOutline(cells, inset));
+  return byInset.get(inset);
+}
+
 /**
  * Draw the candidates of one step over a frame of `width` × `height` px that shows the whole task picture (a grid
  * of `regions.grid` cells a side): each candidate's cells tinted by its mass and outlined in its colour (solid while
@@ -225,7 +234,7 @@ export function drawCandidates(g, at, regions, width, height, measured = true) {
     g.lineWidth = 1.5 + 3 * mass;
     g.setLineDash(c.alive ? [] : [5, 4]);
     g.beginPath();
-    for (const [x0, y0, x1, y1] of regionOutline(c.cells, inset)) {
+    for (const [x0, y0, x1, y1] of cachedOutline(c.cells, inset)) {
       g.moveTo(x0 * cw, y0 * ch);
       g.lineTo(x1 * cw, y1 * ch);
     }

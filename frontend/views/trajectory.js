@@ -56,8 +56,10 @@ export class TrajectoryView extends RunView {
     this.candidateTools = h("div", { class: "candidate-tools", hidden: true },
       h("label", { class: "tool" }, this.candidateToggle, "candidates on x̂₀"), this.measuredButton, this.candidateNote);
     this.candidateStrip = h("canvas", { id: "candidate-strip", class: "candidate-strip", role: "img" });
+    // The step cursor on a canvas of its own: scrubbing redraws a rectangle, not the strip.
+    this.candidateStripCursor = h("canvas", { id: "candidate-strip-cursor", class: "overlay", "aria-hidden": "true" });
     this.candidateStripCaption = h("p", { id: "candidate-strip-caption", class: "small", "aria-live": "polite" });
-    this.candidateStrip.addEventListener("click", (e) => this.pickCandidateStrip(e));
+    this.candidateStripCursor.addEventListener("click", (e) => this.pickCandidateStrip(e));
     this.frameMode = "x0"; // or "change": what this step did, |x̂₀(step) − x̂₀(previous step)|
     this.frameModeSelect = h("select", { id: "frame-mode", "aria-label": "what the main frame shows", onchange: () => {
       this.frameMode = this.frameModeSelect.value;
@@ -110,7 +112,8 @@ export class TrajectoryView extends RunView {
       h("h3", {}, "Task · the scorer's verdict on the final video, and the candidate answers' mass per step (member 0's preview)"),
       this.taskScore, this.candidateSvg, this.candidateChance,
       h("h3", { class: "strip-title" }, "Live candidates across steps · shade: mass · outlined: live · dot: the winner (click: go to the step)"),
-      h("div", { class: "candidate-strip-box" }, this.candidateStrip), this.candidateStripCaption);
+      h("div", { class: "candidate-strip-box" }, h("div", { class: "stack" }, this.candidateStrip, this.candidateStripCursor)),
+      this.candidateStripCaption);
     this.gridOverlay.addEventListener("click", (e) => this.pickGrid(e));
     this.stripOverlay.addEventListener("click", (e) => this.pickStrip(e));
 
@@ -216,56 +219,103 @@ export class TrajectoryView extends RunView {
     const step = this.scrubber.step;
     const frame = this.scrubber.frame;
     this.candidateTools.hidden = !regions;
+    if (!regions) { // runs without a task (most): nothing to draw on any step
+      this.candidateOverlay.hidden = true;
+      if (this.candidateList.childElementCount) fill(this.candidateList);
+      this.candidateListKey = null;
+      return;
+    }
     const { width, height } = this.frameCanvas;
-    const g = fitCanvas(this.candidateOverlay, width, height);
+    const g = this.candidateOverlay.dataset.size === `${width}x${height}`
+      ? this.candidateOverlay.getContext("2d")
+      : fitCanvas(this.candidateOverlay, width, height);
+    this.candidateOverlay.dataset.size = `${width}x${height}`;
     g.clearRect(0, 0, width, height);
-    const at = regions ? candidatesAt(candidates, step) : null;
+    const at = candidatesAt(candidates, step);
     const shown = Boolean(at) && this.showCandidates && this.frameMode === "x0";
     this.candidateOverlay.hidden = !shown;
     const measuredFrames = regions?.measured_frames ?? [];
     const measured = measuredFrames.includes(frame);
     if (shown) drawCandidates(g, at, regions, width, height, measured);
-    this.measuredButton.hidden = !regions || measured || !measuredFrames.length;
+    this.measuredButton.hidden = measured || !measuredFrames.length;
     const frames = measuredFrames.length ? `latent frame${measuredFrames.length > 1 ? "s" : ""} ${measuredFrames.join(", ")}` : "";
-    this.candidateNote.textContent = !regions ? ""
-      : !at ? `step ${step ?? "–"} was not measured`
-        : `${measured ? "measured in this frame" : `masses are measured in ${frames}, not this one`}${ctx.member ? " · masses of member 0" : ""}`;
-    const text = regions ? candidatesAtText(at, step) : "";
+    this.candidateNote.textContent = !at ? `step ${step ?? "–"} was not measured`
+      : `${measured ? "measured in this frame" : `masses are measured in ${frames}, not this one`}${ctx.member ? " · masses of member 0" : ""}`;
+    const text = candidatesAtText(at, step);
     this.candidateOverlay.setAttribute("aria-label", `candidates over the x̂₀ preview: ${text}`);
     Object.assign(this.candidateOverlay.dataset, { step: step ?? "", frame, measured: String(measured), drawn: String(shown) });
-    const key = `${ctx.name}|${step}|${regions ? "r" : ""}`;
-    if (key === this.candidateListKey) return;
-    this.candidateListKey = key;
-    fill(this.candidateList, (at ?? []).map((c) => h("li", {
-      class: `candidate${c.alive ? " alive" : ""}${c.isWinner ? " winner" : ""}`,
-      dataset: { index: c.index, mass: c.mass, alive: String(c.alive) },
-    },
-    h("span", { class: "swatch", style: { background: c.colour }, "aria-hidden": "true" }),
-    `${c.isWinner ? "★ " : ""}${c.label}${c.isAnswer ? " (answer)" : ""} `,
-    h("b", {}, formatMass(c.mass)),
-    c.alive ? " · live" : "")));
+    // The list: built once per trajectory, its entries' text updated in place as the step changes.
+    const key = `${ctx.name}|${candidates.labels.length}|${candidates.masses.length}`;
+    if (key !== this.candidateListKey) {
+      this.candidateListKey = key;
+      fill(this.candidateList, candidates.labels.map((_, j) => h("li", { dataset: { index: j } },
+        h("span", { class: "swatch", "aria-hidden": "true" }), h("span", { class: "name" }), h("b", {}), h("span", { class: "flag" }))));
+    }
+    (at ?? []).forEach((c, j) => {
+      const li = this.candidateList.children[j];
+      li.className = `candidate${c.alive ? " alive" : ""}${c.isWinner ? " winner" : ""}`;
+      Object.assign(li.dataset, { mass: c.mass, alive: String(c.alive) });
+      const [swatch, name, mass, flag] = li.children;
+      swatch.style.background = c.colour;
+      name.textContent = `${c.isWinner ? "★ " : ""}${c.label}${c.isAnswer ? " (answer)" : ""} `;
+      mass.textContent = formatMass(c.mass);
+      flag.textContent = c.alive ? " · live" : "";
+    });
+    this.candidateList.hidden = !at;
   }
 
   /** Every candidate (rows) at every measured step (columns): shade = mass, outlined = live, dot = the winner. */
   renderCandidateStrip() {
     const candidates = this.candidateMeta();
-    const box = this.candidateStrip.parentElement;
+    const box = this.candidateStrip.closest(".candidate-strip-box");
     box.hidden = !candidates;
     box.previousElementSibling.hidden = !candidates;
     if (!candidates || this.taskPanel.hidden) {
       this.candidateStripCaption.textContent = "";
       return;
     }
-    const { steps, labels, masses, winner, alive, answer } = candidates;
+    const { steps, labels, masses, answer } = candidates;
     const width = Math.max(200, box.clientWidth || 400);
     const rowH = 16;
     const labelW = Math.min(230, Math.max(60, ...labels.map((l, j) => (l.length + (j === answer ? 9 : 0)) * 6.8 + 10)));
     const top = 4;
     const height = top + labels.length * rowH + 20;
     const cw = (width - labelW - 4) / Math.max(1, steps.length);
+    const maxMass = Math.max(1e-9, ...masses.flat().filter(Number.isFinite));
+    const key = `${this.explorer.selection.trajectory}|${steps.join(",")}|${width}|${maxMass}`;
+    if (key !== this.stripKeyDrawn) {
+      this.stripKeyDrawn = key;
+      this.drawCandidateStrip(candidates, { width, height, rowH, labelW, top, cw, maxMass });
+    }
+    const col = steps.indexOf(this.scrubber.step);
+    const size = `${width}x${height}`;
+    const o = this.candidateStripCursor.dataset.size === size
+      ? this.candidateStripCursor.getContext("2d") : fitCanvas(this.candidateStripCursor, width, height);
+    this.candidateStripCursor.dataset.size = size;
+    o.clearRect(0, 0, width, height);
+    if (col >= 0) {
+      o.strokeStyle = "#5ec8ff";
+      o.lineWidth = 2;
+      o.strokeRect(labelW + col * cw, 1, cw, labels.length * rowH + top - 1);
+    }
+    this.stripGeometry = { labelW, cw, steps };
+    const settled = settledWinner(candidates);
+    const settledText = settled
+      ? `the winner from step ${settled.step} to the last: ${labels[settled.winner]}${settled.winner === answer ? " (the answer)" : " (not the answer)"}`
+      : "no winner at the last step";
+    this.candidateStripCaption.textContent = `${candidatesAtText(candidatesAt(candidates, this.scrubber.step) ?? null, this.scrubber.step)} · ${settledText}`;
+    this.candidateStrip.setAttribute("aria-label", `live candidates across ${steps.length} steps: ${labels.length} rows, `
+      + `shaded by mass (0 to ${maxMass.toFixed(2)}), outlined where live, a dot on each step's winner; ${settledText}`);
+    Object.assign(this.candidateStrip.dataset, {
+      steps: steps.length, rows: labels.length, cursor: col, maxMass, labelW, cw, rowH, top,
+    });
+  }
+
+  /** The strip's cells and labels (redrawn when the data or the width change, not when the step does). */
+  drawCandidateStrip(candidates, { width, height, rowH, labelW, top, cw, maxMass }) {
+    const { steps, labels, masses, winner, alive, answer } = candidates;
     const g = fitCanvas(this.candidateStrip, width, height);
     g.clearRect(0, 0, width, height);
-    const maxMass = Math.max(1e-9, ...masses.flat().filter(Number.isFinite));
     g.font = "12px system-ui, sans-serif";
     g.textBaseline = "middle";
     labels.forEach((label, j) => {
@@ -300,28 +350,11 @@ export class TrajectoryView extends RunView {
         }
       });
     });
-    const col = steps.indexOf(this.scrubber.step);
-    if (col >= 0) {
-      g.strokeStyle = "#5ec8ff";
-      g.lineWidth = 2;
-      g.strokeRect(labelW + col * cw, 1, cw, labels.length * rowH + top - 1);
-    }
     g.fillStyle = LABEL_COLOUR;
     g.textAlign = "center";
     const every = Math.max(1, Math.ceil(24 / cw));
     steps.forEach((step, i) => {
       if (i % every === 0) g.fillText(String(step), labelW + (i + 0.5) * cw, top + labels.length * rowH + 10);
-    });
-    this.stripGeometry = { labelW, cw, steps };
-    const settled = settledWinner(candidates);
-    const settledText = settled
-      ? `the winner from step ${settled.step} to the last: ${labels[settled.winner]}${settled.winner === answer ? " (the answer)" : " (not the answer)"}`
-      : "no winner at the last step";
-    this.candidateStripCaption.textContent = `${candidatesAtText(candidatesAt(candidates, this.scrubber.step) ?? null, this.scrubber.step)} · ${settledText}`;
-    this.candidateStrip.setAttribute("aria-label", `live candidates across ${steps.length} steps: ${labels.length} rows, `
-      + `shaded by mass (0 to ${maxMass.toFixed(2)}), outlined where live, a dot on each step's winner; ${settledText}`);
-    Object.assign(this.candidateStrip.dataset, {
-      steps: steps.length, rows: labels.length, cursor: col, maxMass, labelW, cw, rowH, top,
     });
   }
 
