@@ -44,10 +44,21 @@ SWATCHES = """() => [...document.querySelectorAll('#candidate-list li')].map((li
 })"""
 
 
-@pytest.mark.parametrize("family", ["maze", "trajectory", "pattern"])
-def test_each_candidate_is_drawn_where_the_measure_reads_it(page, service, client, family):
-    job = client.submit(task_spec(family))
-    assert client.wait(job["id"], timeout=180)["status"] == "finished"
+FAMILIES = ["maze", "trajectory", "pattern"]
+
+
+@pytest.fixture(scope="module")
+def task_runs(client) -> dict[str, str]:
+    """One finished run of each family (queued together: the worker runs them back to back)."""
+    jobs = {family: client.submit(task_spec(family))["id"] for family in FAMILIES}
+    for job_id in jobs.values():
+        assert client.wait(job_id, timeout=180)["status"] == "finished"
+    return jobs
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_candidate_is_drawn_where_the_measure_reads_it(page, service, client, task_runs, family):
+    job = {"id": task_runs[family]}
     candidates = client.manifest(job["id"])["trajectories"]["baseline"]["candidates"]
     regions = candidates["regions"]
     # The manifest's regions are the family's own, for this instance; the measured latent frame is the one whose
@@ -128,9 +139,8 @@ def test_each_candidate_is_drawn_where_the_measure_reads_it(page, service, clien
     assert box["width"] > 0
 
 
-def test_outside_the_measured_frames_the_candidates_are_faint_and_a_button_goes_there(page, service, client):
-    job = client.submit(task_spec("maze"))
-    assert client.wait(job["id"], timeout=180)["status"] == "finished"
+def test_outside_the_measured_frames_the_candidates_are_faint_and_a_button_goes_there(page, service, client, task_runs):
+    job = {"id": task_runs["maze"]}
     regions = client.manifest(job["id"])["trajectories"]["baseline"]["candidates"]["regions"]
     measured = regions["measured_frames"]
     other = next(f for f in range(3) if f not in measured)
