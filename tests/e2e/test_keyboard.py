@@ -121,6 +121,9 @@ def test_every_control_is_reached_by_tab_and_named(page, service, finished_run, 
         "compare": "document.getElementById('cka-chart')?.dataset.points > 0",
     }[tab]
     page.wait_for_function(f"() => Boolean({ready})")
+    # The finished run's stream has ended (its reconnect button goes away): the controls stay as they are now.
+    page.wait_for_selector("#stream-state[data-state='ended']", state="attached")
+    page.wait_for_selector("#reconnect", state="hidden")
     wanted = set(page.evaluate(REACHABLE))
     reached = {f["key"] for f in tab_through(page, limit=400)}
     assert wanted <= reached, sorted(wanted - reached)
