@@ -32,6 +32,7 @@ function route() {
   }
   current?.dispose?.();
   current = null;
+  main.scrollTop = 0; // another job or the form starts at its top
   if (where.page === "job") {
     const explorer = new Explorer(where.id, {
       tab: where.tab,
@@ -65,15 +66,18 @@ async function pollHealth() {
   try {
     const health = await getJSON("/api/health");
     const queues = Object.entries(health.queues ?? {});
-    badge.className = queues.length ? "health ok" : "health warn";
-    badge.textContent = queues.length
-      ? queues.map(([, q]) => `${q.model}: ${q.workers} worker${q.workers > 1 ? "s" : ""}${q.queued ? `, ${q.queued} queued` : ""}`).join(" · ")
-      : "no workers running";
+    const waiting = health.waiting_for ?? [];
+    badge.className = queues.length && health.ready !== false ? "health ok" : "health warn";
+    const served = queues.map(([, q]) => `${q.model}: ${q.workers} worker${q.workers > 1 ? "s" : ""}${q.queued ? `, ${q.queued} queued` : ""}`);
+    // A worker is listed once it has loaded its model; until then its model waits.
+    const starting = waiting.length ? [`waiting for a ${waiting.join(", ")} worker to load its model`] : [];
+    badge.textContent = [...served, ...starting].join(" · ") || "no workers running";
+    badge.dataset.ready = String(health.ready !== false);
   } catch (error) {
     badge.className = "health bad";
     badge.textContent = error.detail ?? "service unreachable";
   }
-  setTimeout(pollHealth, 10000);
+  setTimeout(pollHealth, badge.dataset.ready === "false" ? 1000 : 10000);
 }
 
 function tokenDialog() {
@@ -88,6 +92,11 @@ function tokenDialog() {
 
 setTokenPrompt(tokenDialog);
 document.getElementById("new-job").addEventListener("click", () => navigate("#/new"));
+// The skip link moves the focus past the header and the jobs list (its #main would be read as a route).
+document.getElementById("skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 window.addEventListener("hashchange", route);
 route();
 jobsList.start();

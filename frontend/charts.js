@@ -43,17 +43,69 @@ function el(name, attrs = {}, parent = null) {
   return node;
 }
 
+const LABEL_ROW = 14; // height of one row of line labels above the plot
+const AXIS_TITLE = 18; // the edge strip a rotated axis title's glyphs take (its baseline is 12 px in)
+
+/**
+ * Where each legend entry goes: left to right from `x0`, on a new row when the next would pass `x1`. Entries are
+ * the series named in the legend, then the labelled horizontal lines. Returns {items: [{x, row, name, kind,
+ * color}], rows}.
+ */
+export function legendLayout(opts, x0, x1) {
+  const entries = [
+    ...(opts.series ?? []).filter((s) => s.legend !== false).map((s) => ({ name: s.name, kind: "series", color: s.color, width: 24 + textWidth(s.name) })),
+    ...(opts.hlines ?? []).filter((h) => h.label).map((h) => ({ name: h.label, kind: "hline", width: 26 + textWidth(h.label) })),
+  ];
+  const items = [];
+  let x = x0;
+  let row = 0;
+  for (const entry of entries) {
+    if (x > x0 && x + entry.width - 10 > x1) {
+      row += 1;
+      x = x0;
+    }
+    items.push({ ...entry, x, row });
+    x += entry.width;
+  }
+  return { items, rows: items.length ? row + 1 : 1 };
+}
+
+/**
+ * The chart's margins: the left (and right) one fits the widest tick label and the axis title beside it, and
+ * the top one holds the legend's rows (at `width`) and, in rows of their own, the labels of vertical lines (never
+ * over the curves).
+ */
+export function chartMargins(opts, width = 480) {
+  const widest = (ticks) => Math.max(0, ...ticks.map((t) => textWidth(formatNumber(t))));
+  const [y0, y1] = opts.y.domain;
+  // Tick labels end 6 px from the axis; the rotated title's glyphs span AXIS_TITLE px at the edge.
+  const left = Math.max(52, Math.ceil(widest(niceTicks(y0, y1, 4)) + 6 + AXIS_TITLE));
+  const right = opts.y2 ? Math.max(52, Math.ceil(widest(niceTicks(...opts.y2.domain, 4)) + 6 + AXIS_TITLE)) : 14;
+  const labelled = (opts.vlines ?? []).filter((v) => v.label);
+  const rows = labelled.length ? 1 + Math.max(0, ...labelled.map((v) => v.row ?? 0)) : 0;
+  const legendRows = legendLayout(opts, left + 4, width - right).rows;
+  return { l: left, r: right, t: 20 + (legendRows - 1 + rows) * LABEL_ROW, b: 36, ...(opts.margin ?? {}) };
+}
+
 /**
  * Draw a line chart into an <svg>. opts: {x: {domain, label}, y: {domain, label}, series:
- * [{name, color, points: [{x, y}], dots, dash}], vlines: [{x, label, color, dash}], hlines:
- * [{y, label}], bands: [{x0, x1, color, label}], cursor, onPick(x), empty}.
+ * [{name, color, points: [{x, y}], dots, dash}], vlines: [{x, label, color, dash, row}], hlines:
+ * [{y, label}], bands: [{x0, x1, color, label}], cursor, onPick(x), empty, title}. `title` (else the axes and
+ * series) names the chart for screen readers.
  */
 export function lineChart(svg, opts) {
   const width = svg.clientWidth || Number(svg.getAttribute("width")) || 480;
-  const height = svg.clientHeight || Number(svg.getAttribute("height")) || 200;
-  const m = { l: 52, r: opts.y2 ? 52 : 14, t: 20, b: 36, ...(opts.margin ?? {}) };
+  // The plot keeps the height the page gives it: rows of legend and line labels above it make the chart taller.
+  if (!svg.dataset.plotHeight && svg.clientHeight) svg.dataset.plotHeight = svg.clientHeight;
+  const base = Number(svg.dataset.plotHeight) || Number(svg.getAttribute("height")) || 200;
+  const m = chartMargins(opts, width);
+  const height = base + m.t - 20;
+  if (svg.clientHeight && svg.clientHeight !== height) svg.style.height = `${height}px`;
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", opts.title
+    ?? `${opts.y.label} over ${opts.x.label}${opts.series.length ? `: ${opts.series.map((s) => s.name).join(", ")}` : ""}`);
   const [x0, x1] = opts.x.domain;
   const [y0, y1] = opts.y.domain;
   const sx = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (width - m.l - m.r);
@@ -81,10 +133,12 @@ export function lineChart(svg, opts) {
   el("line", { x1: plot.left, x2: plot.left, y1: plot.top, y2: plot.bottom, class: "axis" }, axes);
   el("text", { x: (plot.left + plot.right) / 2, y: height - 2, class: "label", "text-anchor": "middle" }, axes)
     .textContent = opts.x.label;
+  // The rotated title's baseline is 12 px from the left edge and its glyphs stay within AXIS_TITLE px of it;
+  // chartMargins keeps the tick labels right of that strip.
   el("text", {
     x: 12,
     y: (plot.top + plot.bottom) / 2,
-    class: "label",
+    class: "label axis-title",
     "text-anchor": "middle",
     transform: `rotate(-90 12 ${(plot.top + plot.bottom) / 2})`,
   }, axes).textContent = opts.y.label;
@@ -100,7 +154,7 @@ export function lineChart(svg, opts) {
     const cy = (plot.top + plot.bottom) / 2;
     el("text", {
       // 12 px from the edge: the rotated text's glyphs extend ~8 px to the right of its baseline.
-      x: width - 12, y: cy, class: "label", "text-anchor": "middle", transform: `rotate(90 ${width - 12} ${cy})`,
+      x: width - 12, y: cy, class: "label axis-title", "text-anchor": "middle", transform: `rotate(90 ${width - 12} ${cy})`,
     }, axes).textContent = opts.y2.label;
   }
 
@@ -113,16 +167,18 @@ export function lineChart(svg, opts) {
     const g = el("g", { class: `vline ${v.cls ?? ""}`, "data-step": v.x }, svg);
     el("line", { x1: x, x2: x, y1: plot.top, y2: plot.bottom, stroke: v.color, "stroke-dasharray": v.dash ?? "3 3" }, g);
     if (v.label) {
-      // Right of the line, unless that would run past the plot: then left of it.
+      // Above the plot, in the label rows of the top margin (never over a curve); right of the line, unless that
+      // would run past the plot: then left of it.
       const flip = x + 3 + textWidth(v.label) > plot.right;
+      const rows = 1 + Math.max(0, ...(opts.vlines ?? []).filter((u) => u.label).map((u) => u.row ?? 0));
+      el("line", { x1: x, x2: x, y1: plot.top - (rows - (v.row ?? 0)) * LABEL_ROW + 2, y2: plot.top, stroke: v.color, "stroke-dasharray": "1 2" }, g);
       el("text", {
-        x: flip ? x - 3 : x + 3, y: plot.top + 12 + (v.row ?? 0) * 14, class: "note", fill: v.color, "text-anchor": flip ? "end" : "start",
+        x: flip ? x - 3 : x + 3, y: plot.top - (rows - 1 - (v.row ?? 0)) * LABEL_ROW - 3, class: "note", fill: v.color, "text-anchor": flip ? "end" : "start",
       }, g).textContent = v.label;
     }
   }
 
   const legend = el("g", { class: "legend" }, svg);
-  let lx = plot.left + 4;
   for (const s of opts.series) {
     const scale = s.axis === 2 && sy2 ? sy2 : sy;
     const pts = s.points.filter((p) => Number.isFinite(p.y));
@@ -139,18 +195,17 @@ export function lineChart(svg, opts) {
         el("title", {}, dot).textContent = `${s.name} · step ${p.x}: ${formatNumber(p.y)}`;
       }
     }
-    if (s.legend === false) continue;
-    el("rect", { x: lx, y: 5, width: 10, height: 3, fill: s.color }, legend);
-    const text = el("text", { x: lx + 14, y: 10, class: "legend-text" }, legend);
-    text.textContent = s.name;
-    lx += 24 + textWidth(s.name);
   }
-  // Horizontal lines are named in the legend, not beside the line, where the curves run.
-  for (const h of opts.hlines ?? []) {
-    if (!h.label) continue;
-    el("line", { x1: lx, x2: lx + 12, y1: 6.5, y2: 6.5, class: "hline", "stroke-dasharray": "4 3" }, legend);
-    el("text", { x: lx + 16, y: 10, class: "legend-text hline-label" }, legend).textContent = h.label;
-    lx += 26 + textWidth(h.label);
+  // The legend, in rows above the plot; horizontal lines are named there too, not beside the line, where the curves run.
+  for (const item of legendLayout(opts, plot.left + 4, plot.right).items) {
+    const y = item.row * LABEL_ROW;
+    if (item.kind === "series") {
+      el("rect", { x: item.x, y: 5 + y, width: 10, height: 3, fill: item.color }, legend);
+      el("text", { x: item.x + 14, y: 10 + y, class: "legend-text" }, legend).textContent = item.name;
+    } else {
+      el("line", { x1: item.x, x2: item.x + 12, y1: 6.5 + y, y2: 6.5 + y, class: "hline", "stroke-dasharray": "4 3" }, legend);
+      el("text", { x: item.x + 16, y: 10 + y, class: "legend-text hline-label" }, legend).textContent = item.name;
+    }
   }
 
   if (opts.empty) {
@@ -185,9 +240,11 @@ export function lineChart(svg, opts) {
 /**
  * Draw a matrix (rows × cols of values) into a <canvas> with axes. opts: {rows, cols,
  * value(r, c) (NaN: no data), range {lo, hi}, cmap, xLabel, yLabel, xTicks: [{index, label}],
- * rowLabel(r), rowColour(r), colColour(c), onPick(r, c)}. Returns {setCursor(col), setRow(row)}.
+ * rowLabel(r), rowColour(r), colColour(c), onPick(r, c), title}. Returns {setCursor(col), setRow(row)}.
  */
 export function matrixChart(canvas, opts) {
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", opts.title ?? `${opts.yLabel} × ${opts.xLabel} matrix: ${opts.rows} × ${opts.cols}`);
   const dpr = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 480;
   const height = canvas.clientHeight || 220;
@@ -272,10 +329,37 @@ export function matrixChart(canvas, opts) {
   };
 }
 
-/** A horizontal colour bar with its range, for a legend next to a heatmap. */
+/**
+ * The labelled ticks of a colour bar `width` px wide over `range`: its two ends and the round values between them
+ * whose labels keep clear of the ends' and of each other. Returns [{value, x, text, align}].
+ */
+export function colourBarTicks(range, width) {
+  if (!range || !Number.isFinite(range.lo) || !Number.isFinite(range.hi)) return [];
+  const span = range.hi - range.lo;
+  const at = (v) => 1 + (span > 0 ? ((v - range.lo) / span) * (width - 2) : 0);
+  const ends = [
+    { value: range.lo, x: 1, text: formatNumber(range.lo), align: "left" },
+    { value: range.hi, x: width - 1, text: formatNumber(range.hi), align: "right" },
+  ];
+  if (!(span > 0)) return [ends[0]];
+  const gap = 8;
+  const taken = [[0, textWidth(ends[0].text)], [width - textWidth(ends[1].text), width]];
+  const inner = [];
+  for (const value of niceTicks(range.lo, range.hi, Math.max(1, Math.floor(width / 50)))) {
+    const x = at(value);
+    const text = formatNumber(value);
+    const box = [x - textWidth(text) / 2 - gap, x + textWidth(text) / 2 + gap];
+    if (taken.some(([a, b]) => box[0] < b && a < box[1])) continue;
+    taken.push(box);
+    inner.push({ value, x, text, align: "center" });
+  }
+  return [ends[0], ...inner, ends[1]];
+}
+
+/** A horizontal colour bar with labelled ticks over its range and its title under them, for a heatmap's legend. */
 export function colourBar(canvas, range, cmap = "inferno", label = "") {
   const width = canvas.clientWidth || 200;
-  const height = canvas.clientHeight || 30;
+  const height = canvas.clientHeight || 44;
   const dpr = window.devicePixelRatio || 1;
   canvas.width = Math.round(width * dpr);
   canvas.height = Math.round(height * dpr);
@@ -291,12 +375,17 @@ export function colourBar(canvas, range, cmap = "inferno", label = "") {
   }
   ctx.fillStyle = "#9aa4b2";
   ctx.font = "12px system-ui, sans-serif";
-  if (range) {
-    ctx.textAlign = "left";
-    ctx.fillText(formatNumber(range.lo), 1, 25);
-    ctx.textAlign = "right";
-    ctx.fillText(formatNumber(range.hi), width - 1, 25);
+  const ticks = colourBarTicks(range, width);
+  for (const tick of ticks) {
+    ctx.fillRect(Math.round(tick.x) - (tick.align === "right" ? 1 : 0), 12, 1, 3);
+    ctx.textAlign = tick.align;
+    ctx.fillText(tick.text, tick.x, 26);
   }
   ctx.textAlign = "center";
-  ctx.fillText(label, width / 2, 25);
+  ctx.fillText(label, width / 2, 40);
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", range
+    ? `colour scale of ${label || "the values"}: ${cmap}, from ${formatNumber(range.lo)} to ${formatNumber(range.hi)}`
+    : `colour scale of ${label || "the values"}: no data yet`);
+  canvas.dataset.ticks = ticks.map((t) => t.value).join(",");
 }

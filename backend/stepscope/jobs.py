@@ -199,6 +199,9 @@ class Jobs:
             "progress_total": 0,
             "adopted": "stored run without a job record",
         }
+        progress = manifest.get("progress")
+        if isinstance(progress, (list, tuple)) and len(progress) == 2:
+            record["progress_done"], record["progress_total"] = int(progress[0]), int(progress[1])
         if status not in TERMINAL:
             if idle_seconds is None or idle_seconds < ABANDONED_AFTER:
                 record.update(status="running", adopted="stored run being written outside the service (not stored)")

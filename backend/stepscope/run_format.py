@@ -268,6 +268,24 @@ class TaskScore(_Record):
     reason: str = Field(description="what decided the verdict, in words")
 
 
+class CandidateRegionsRecord(_Record):
+    """Where each candidate is read in the picture (`tasks.core.CandidateRegions`), in cells of the task's grid."""
+
+    grid: int = Field(
+        description="cells per side of the task's square picture; cell [r, c] is its fraction "
+        "[c/grid, (c+1)/grid) × [r/grid, (r+1)/grid) of any picture of it"
+    )
+    cells: list[list[list[int]]] = Field(
+        description="cells[j]: the [row, col] cells whose colour is candidate j's mass"
+    )
+    anchors: list[list[int]] = Field(description="anchors[j]: the cell that names candidate j (its end, its place)")
+    area: list[list[int]] = Field(description="every cell the measure reads: nothing outside changes a mass")
+    frames: list[int] = Field(description="the task's video frames the measure reads")
+    measured_frames: list[int] | None = Field(
+        None, description="the frames of the measured previews (latent frames) those video frames come from"
+    )
+
+
 class TaskCandidates(_Record):
     """Per captured step, the mass of every candidate answer in member 0's x̂₀ preview (`tasks.candidate_curves`)."""
 
@@ -281,6 +299,12 @@ class TaskCandidates(_Record):
         None,
         description="the chance level of winner == answer at a step with a winner: 1 / the number of candidates "
         "(`tasks.curves.chance_level`; runs stored before it was kept have none)",
+    )
+    alive: list[list[bool]] | None = Field(
+        None, description="alive[i][j]: candidate j is live at steps[i] (runs stored before it was kept have none)"
+    )
+    regions: CandidateRegionsRecord | None = Field(
+        None, description="where each candidate is read in the picture (runs stored before it was kept have none)"
     )
 
 
@@ -449,6 +473,19 @@ class Manifest(_Record):
     def to_json(self) -> dict:
         """The JSON object stored as manifest.json (optional fields never set are left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def progress(self) -> tuple[int, int]:
+        """(steps done, steps planned) over all trajectories, as the stored run shows them: a finished trajectory
+        ran every step, another one up to its last captured step (the worker counts the same steps as it runs)."""
+        steps = self.spec.get("steps")
+        steps = steps if isinstance(steps, int) and steps > 0 else 0
+        done = 0
+        for entry in self.trajectories.values():
+            if entry.status == "finished":
+                done += steps
+            elif entry.steps:
+                done += min(steps, max(record.index for record in entry.steps) + 1)
+        return done, steps * len(self.trajectories)
 
 
 def manifest_json_schema() -> dict:

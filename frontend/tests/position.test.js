@@ -11,6 +11,13 @@ test("a position survives a round trip through the URL", () => {
   assert.equal(positionQuery({ step: null, trajectory: undefined }), "");
 });
 
+test("how the views show a position survives the URL too; unknown choices are dropped", () => {
+  const shown = { step: 3, show: "change", display: "alone", scale: "layer", cmap: "viridis", diff: "step" };
+  assert.deepEqual(parsePosition(positionQuery(shown)), shown);
+  assert.equal(positionQuery({ step: 1, scale: "step", display: null }), "step=1&scale=step");
+  assert.deepEqual(parsePosition("scale=everything&display=alone&show=x1&cmap=jet"), { display: "alone" });
+});
+
 test("values that are not indices or run names are dropped", () => {
   assert.deepEqual(parsePosition("step=-1&frame=1.5&layer=x&trajectory=../etc&left=%3Cb%3E&right=ok"), { right: "ok" });
   assert.deepEqual(parsePosition(""), {});

@@ -165,8 +165,14 @@ test("intervention markers and summaries", () => {
     { kind: "noise_at_frame", frames: [2], steps: null, strength: 1 },
   ];
   assert.deepEqual(interventionSteps(ivs), [{ step: 3, kind: "noise_at_step" }, { step: 7, kind: "noise_at_step" }]);
-  assert.equal(describeIntervention(ivs[0]), "noise ×0.5 at step 3, 7");
-  assert.equal(describeIntervention(ivs[1]), "noise ×1 in latent frame 2 at steps all");
+  assert.equal(describeIntervention(ivs[0]), "noise ×0.5 at steps 3, 7");
+  assert.equal(describeIntervention(ivs[1]), "noise ×1 in latent frame 2 at every step");
+  assert.equal(describeIntervention({ kind: "noise_at_step", steps: [3], strength: 0.5 }), "noise ×0.5 at step 3");
+  assert.equal(describeIntervention({ kind: "noise_at_frame", frames: null, frame_units: "video", steps: [1, 2], strength: 2 }),
+    "noise ×2 in every video frame at steps 1, 2");
+  assert.equal(describeIntervention({ kind: "layer_swap", layers: [20], steps: null }), "swap layer 20 at every step from B");
+  assert.equal(describeIntervention({ kind: "seed_ensemble", seeds: [0, 1], layers: null, steps: [0] }),
+    "ensemble of seeds 0, 1, layers of the third quarter of the depth, at step 0");
 });
 
 test("refusals read as what the field wants, with the run's valid range for index lists", async () => {

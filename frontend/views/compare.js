@@ -13,7 +13,8 @@ import { drawFrame, drawPlaceholder, integerScale, pixelCanvas } from "../previe
 import { channelMeanAbsDiff } from "../xdiff.js";
 import { RunView } from "./runview.js";
 
-const FRAME_BOX = 250;
+const FRAME_BOX = 250; // largest side of each of the three frames; smaller where three do not fit side by side
+const ROW_GAP = 16;
 
 /**
  * The per-(layer, step) comparisons of a metrics file: hidden-state 1 − CKA (format 3) and
@@ -46,9 +47,9 @@ export class CompareView extends RunView {
       this.diffScale = this.diffScaleSelect.value;
       this.explorer.invalidate("view");
     } }, h("option", { value: "global" }, "global (all steps)"), h("option", { value: "step" }, "per step"));
-    this.baseCanvas = h("canvas", { id: "compare-baseline", class: "pixelated" });
-    this.variantCanvas = h("canvas", { id: "compare-variant", class: "pixelated" });
-    this.diffCanvas = h("canvas", { id: "compare-diff", class: "pixelated" });
+    this.baseCanvas = h("canvas", { id: "compare-baseline", class: "pixelated", role: "img" });
+    this.variantCanvas = h("canvas", { id: "compare-variant", class: "pixelated", role: "img" });
+    this.diffCanvas = h("canvas", { id: "compare-diff", class: "pixelated", role: "img" });
     this.baseCaption = h("figcaption", { class: "caption" });
     this.variantCaption = h("figcaption", { class: "caption" });
     this.diffCaption = h("figcaption", { class: "caption" });
@@ -75,12 +76,12 @@ export class CompareView extends RunView {
     this.element = h(
       "div",
       { class: "view compare-view" },
-      h("div", { class: "toolbar" },
+      h("div", { class: "toolbar compare-tools" },
         h("label", {}, "Left ", this.leftSelect), h("label", {}, "Right ", this.variantSelect), this.ivSummary,
         h("label", { class: "push" }, "Difference scale ", this.diffScaleSelect)),
       this.status,
       this.scores,
-      h("div", { class: "compare-row" },
+      this.row = h("div", { class: "compare-row" },
         h("figure", { class: "frame-figure" }, this.baseCanvas, this.baseCaption),
         h("figure", { class: "frame-figure" }, this.variantCanvas, this.variantCaption),
         h("figure", { class: "frame-figure" }, this.diffCanvas, this.diffCaption, this.diffBar)),
@@ -103,6 +104,13 @@ export class CompareView extends RunView {
     this.scores.dataset.key = key;
     this.scores.hidden = !scores.some(([, score]) => score);
     fill(this.scores, scores.map(([name, score]) => taskScoreBadge(score, name)));
+  }
+
+  /** The difference map's colour scale: "global" (all steps) or "step". */
+  setDiffScale(scale) {
+    this.diffScale = scale;
+    this.diffScaleSelect.value = scale;
+    this.explorer.invalidate("view");
   }
 
   /** Compare `left` with `right` (trajectory names; either may be left out). */
@@ -222,8 +230,12 @@ export class CompareView extends RunView {
     const latent = this.run.manifest?.shapes?.latent;
     const w = latent?.[3] ?? 8;
     const hh = latent?.[2] ?? 8;
-    const scale = integerScale(w, hh, FRAME_BOX, FRAME_BOX);
-    return { w, h: hh, width: w * scale, height: hh * scale };
+    // Three frames side by side in the row's width (a laptop screen), at most FRAME_BOX each.
+    const room = this.row.clientWidth ? Math.floor((this.row.clientWidth - 2 * ROW_GAP) / 3) : FRAME_BOX;
+    const box = Math.max(Math.min(w, hh), Math.min(FRAME_BOX, room));
+    const scale = integerScale(w, hh, box, box);
+    for (const figure of this.row.children) figure.style.width = `${w * scale}px`; // captions wrap under their frame
+    return { w, h: hh, width: w * scale, height: hh * scale, box };
   }
 
   renderSides() {
@@ -231,7 +243,7 @@ export class CompareView extends RunView {
     const step = this.scrubber.step;
     const frame = this.scrubber.frame;
     for (const [name, canvas, caption] of [[this.left, this.baseCanvas, this.baseCaption], [this.variant, this.variantCanvas, this.variantCaption]]) {
-      const { g } = pixelCanvas(canvas, geo.w, geo.h, FRAME_BOX);
+      const { g } = pixelCanvas(canvas, geo.w, geo.h, geo.box);
       const record = step === null ? null : this.run.stepRecord(name, step);
       const bitmap = record ? this.explorer.cache.get(record.artifacts.preview) : null;
       if (bitmap) {
@@ -241,6 +253,7 @@ export class CompareView extends RunView {
         drawPlaceholder(g, 0, 0, geo.width, geo.height, record ? "loading…" : "not computed yet");
       }
       Object.assign(canvas.dataset, { trajectory: name, step: step ?? "", frame, src: bitmap ? record.artifacts.preview : "" });
+      canvas.setAttribute("aria-label", `x̂₀ preview of ${name} at step ${step ?? "none"}, latent frame ${frame}`);
       caption.replaceChildren(h("b", { style: { color: canvas === this.baseCanvas ? COLOURS.baseline : COLOURS.variant } }, name), ` · step ${step ?? "–"} · frame ${frame}`);
     }
   }
@@ -251,7 +264,7 @@ export class CompareView extends RunView {
       return;
     }
     const geo = this.frameGeometry();
-    const { g } = pixelCanvas(this.diffCanvas, geo.w, geo.h, FRAME_BOX);
+    const { g } = pixelCanvas(this.diffCanvas, geo.w, geo.h, geo.box);
     const path = this.run.metrics.get(this.variant)?.difference;
     if (path) this.explorer.cache.want(path, "array", true);
     const diff = path ? this.explorer.cache.get(path) : null;
@@ -274,13 +287,15 @@ export class CompareView extends RunView {
     }
     Object.assign(this.diffCanvas.dataset, { step: this.scrubber.step ?? "", frame: this.scrubber.frame, src: diff ? path : "", hi: range?.hi ?? "" });
     this.diffCaption.replaceChildren(h("b", {}, "difference"), " · mean |Δx̂₀| over channels");
+    this.diffCanvas.setAttribute("aria-label", `difference of baseline and ${this.variant} at step ${this.scrubber.step ?? "none"}, `
+      + `latent frame ${this.scrubber.frame}: mean |Δx̂₀| over channels, ${this.diffScale === "global" ? "global" : "per-step"} scale`);
     colourBar(this.diffBar, range, "viridis", "|Δx̂₀|");
   }
 
   /** Difference of any two trajectories at this step and frame, from their x̂₀ arrays (member 0). */
   renderPairDifference() {
     const geo = this.frameGeometry();
-    const { g } = pixelCanvas(this.diffCanvas, geo.w, geo.h, FRAME_BOX);
+    const { g } = pixelCanvas(this.diffCanvas, geo.w, geo.h, geo.box);
     const step = this.scrubber.step;
     const paths = [this.left, this.variant].map((name) => (step === null ? null : this.run.stepRecord(name, step)?.artifacts?.x0 ?? null));
     for (const path of paths) if (path) this.explorer.cache.want(path, "array", true);
@@ -299,6 +314,8 @@ export class CompareView extends RunView {
     }
     Object.assign(this.diffCanvas.dataset, { step: step ?? "", frame: this.scrubber.frame, src: a && b ? "x0" : "", hi: range?.hi ?? "" });
     this.diffCaption.replaceChildren(h("b", {}, "difference"), ` · ${this.left} vs ${this.variant} · mean |Δx̂₀| over channels, this frame's range`);
+    this.diffCanvas.setAttribute("aria-label", `difference of ${this.left} and ${this.variant} at step ${step ?? "none"}, `
+      + `latent frame ${this.scrubber.frame}: mean |Δx̂₀| over channels`);
     colourBar(this.diffBar, range, "viridis", "|Δx̂₀|");
   }
 
@@ -317,6 +334,7 @@ export class CompareView extends RunView {
       return { x: step, label, color: "#ff7b72", cls: "intervention" };
     });
     this.ckaChart = lineChart(this.cka, {
+      title: `1 − CKA of ${this.variant} to the baseline per step`,
       x: { domain: [-0.5, total - 0.5], label: "denoising step" },
       y: { domain: [0, hi], label: layerValues.length ? "1 − CKA · 1 − r²" : "1 − CKA" },
       series: [
@@ -407,6 +425,7 @@ export class CompareView extends RunView {
       cmap: "inferno",
       xLabel: "denoising step",
       yLabel: "layer",
+      title: `${label} of ${this.variant} to the baseline per layer and step; click a cell to pick its layer and step`,
       xTicks: steps.map((s, i) => ({ index: i, label: String(s) })).filter((_, i) => i % every === 0),
       rowLabel: (r) => String(entry.layers[r]),
       onPick: (r, c) => {

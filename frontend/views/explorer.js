@@ -9,6 +9,7 @@ import { EXPERIMENT_STARTED, METRIC, TERMINAL, TRAJECTORY_FINISHED } from "../co
 import { ago, fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
 import { JobStream } from "../jobstream.js";
+import { jobTitle } from "../jobtitle.js";
 import { RunData } from "../rundata.js";
 import { Scrubber } from "../state.js";
 import { CompareView } from "./compare.js";
@@ -74,7 +75,10 @@ export class Explorer {
     this.cancelButton = h("button", { id: "cancel-job", class: "small danger", onclick: () => this.cancel() }, "cancel");
     this.exportMenu = new ExportMenu(this);
     this.tabButtons = Object.entries(TABS).map(([key, label]) =>
-      h("button", { class: "tab", role: "tab", "data-tab": key, id: `tab-${key}`, onclick: () => this.showTab(key) }, label),
+      h("button", {
+        class: "tab", role: "tab", "data-tab": key, id: `tab-${key}`, "aria-controls": `panel-${key}`,
+        "aria-selected": "false", onclick: () => this.showTab(key),
+      }, label),
     );
     this.trajectorySelect = h("select", {
       id: "trajectory-select",
@@ -98,6 +102,9 @@ export class Explorer {
     };
     this.panels = h("div", { class: "panels" }, Object.entries(this.views).map(([key, view]) => {
       view.element.dataset.panel = key;
+      Object.assign(view.element, { id: `panel-${key}` });
+      view.element.setAttribute("role", "tabpanel");
+      view.element.setAttribute("aria-labelledby", `tab-${key}`);
       return view.element;
     }));
     this.element = h(
@@ -114,7 +121,7 @@ export class Explorer {
         h("div", { class: "job-actions" }, this.exportMenu.element, this.cancelButton)),
       this.warnings,
       this.scrubberBar.element,
-      h("nav", { class: "tabs", role: "tablist" }, this.tabButtons, this.selectors),
+      h("div", { class: "tabs" }, h("nav", { class: "tab-list", role: "tablist", "aria-label": "views" }, this.tabButtons), this.selectors),
       this.panels,
     );
     this.showTab(this.tab, false);
@@ -144,11 +151,12 @@ export class Explorer {
 
   showJob(job) {
     const spec = job.spec ?? {};
-    this.title.textContent = spec.prompt || "(no prompt)";
+    const named = jobTitle(job);
+    this.title.textContent = named.title;
     this.title.title = spec.prompt ?? "";
     const variants = (spec.variants ?? []).map((v) => v.name);
     this.meta.textContent = [
-      job.id.slice(0, 8),
+      named.id,
       job.model,
       `${spec.steps} steps`,
       `${spec.width}×${spec.height}`,
@@ -259,7 +267,10 @@ export class Explorer {
 
   showTab(key, notify = true) {
     this.tab = key;
-    for (const button of this.tabButtons) button.classList.toggle("active", button.dataset.tab === key);
+    for (const button of this.tabButtons) {
+      button.classList.toggle("active", button.dataset.tab === key);
+      button.setAttribute("aria-selected", String(button.dataset.tab === key));
+    }
     for (const [name, view] of Object.entries(this.views)) view.element.hidden = name !== key;
     this.selectors.hidden = key === "compare" || key === "sweeps"; // these pick their own trajectories
     if (notify) this.scheduleLocation();
@@ -298,24 +309,37 @@ export class Explorer {
     this.scheduleLocation();
   }
 
-  /** Go to a position (from the URL): step and frame once they exist, layer, trajectory, compared pair. */
-  goTo({ step, frame, layer, trajectory, member, left, right } = {}) {
+  /** Go to a position (from the URL): step and frame once they exist, layer, trajectory, compared pair, and how
+   * the views show them (what the main frame shows, the heatmap's display, colour scale and map, the difference's scale). */
+  goTo({ step, frame, layer, trajectory, member, left, right, show, display, scale, cmap, diff } = {}) {
     this.scrubber.want({ step, frame });
     if (layer !== undefined) this.views.layers.wantLayer(layer);
     if (trajectory !== undefined || member !== undefined) this.select({ trajectory, member });
     if (left !== undefined || right !== undefined) this.views.compare.choose({ left, right });
+    if (show !== undefined) this.views.trajectory.setFrameMode(show);
+    const heat = { mode: display, scaleMode: scale, cmap };
+    for (const key of Object.keys(heat)) if (heat[key] === undefined) delete heat[key];
+    if (Object.keys(heat).length) this.views.layers.set(heat);
+    if (diff !== undefined) this.views.compare.setDiffScale(diff);
   }
 
-  /** Where the explorer is, for the URL. */
+  /** Where the explorer is and how its views show it, for the URL (defaults left out). */
   position() {
     const { trajectory, member } = this.selection;
+    const { layers, compare } = this.views;
+    const unless = (value, byDefault) => (value !== byDefault ? value : null);
     return {
       step: this.scrubber.step,
       frame: this.scrubber.frame,
-      layer: this.views.layers.currentLayer(),
+      layer: layers.currentLayer(),
       member: member || null,
       trajectory: trajectory !== "baseline" ? trajectory : null,
-      ...(this.tab === "compare" ? this.views.compare.pair() : {}),
+      ...(this.tab === "compare" ? compare.pair() : {}),
+      show: this.tab === "trajectory" ? unless(this.views.trajectory.frameMode, "x0") : null,
+      ...(this.tab === "layers"
+        ? { display: unless(layers.mode, "overlay"), scale: unless(layers.scaleMode, "global"), cmap: unless(layers.cmap, "inferno") }
+        : {}),
+      diff: this.tab === "compare" ? unless(compare.diffScale, "global") : null,
     };
   }
 
@@ -367,7 +391,10 @@ export class Explorer {
     this.stepCount.dataset.total = total;
     const state = this.stream?.state ?? "closed";
     const labels = { connecting: "connecting…", open: "live", reconnecting: "reconnecting…", ended: "complete", closed: "closed" };
-    this.streamState.textContent = `${labels[state] ?? state} · ${this.eventCount} events`;
+    // A run the service found in its store (reproduce, bench) has no live events: it is read from its directory.
+    this.streamState.textContent = this.job?.adopted && state === "ended"
+      ? "stored run · read from its run directory"
+      : `${labels[state] ?? state} · ${this.eventCount} event${this.eventCount === 1 ? "" : "s"}`;
     this.streamState.dataset.events = this.eventCount;
     this.reconnectButton.hidden = state === "ended";
     this.cancelButton.hidden = run.ended || !this.job;

@@ -32,14 +32,15 @@ export class LayerView extends RunView {
     this.picker = h("div", { class: "layer-picker", id: "layer-picker" });
     const radio = (name, value, label, checked, onchange) =>
       h("label", { class: "radio" }, h("input", { type: "radio", name, value, checked, onchange }), label);
-    this.modeControls = h("span", { class: "seg" },
+    // Radio groups: one tab stop each, ←/→ pick within (while one has the focus the scrubber's keys wait: Esc).
+    this.modeControls = h("span", { class: "seg", role: "radiogroup", "aria-label": "display" },
       radio("heat-mode", "overlay", "over x̂₀", true, () => this.set({ mode: "overlay" })),
       radio("heat-mode", "alone", "alone", false, () => this.set({ mode: "alone" })));
     this.opacityInput = h("input", {
-      type: "range", id: "heat-opacity", min: 0.1, max: 1, step: 0.05, value: this.opacity,
+      type: "range", id: "heat-opacity", min: 0.1, max: 1, step: 0.05, value: this.opacity, "aria-label": "heatmap opacity over x̂₀",
       oninput: () => this.set({ opacity: Number(this.opacityInput.value) }),
     });
-    this.scaleControls = h("span", { class: "seg", id: "scale-modes" },
+    this.scaleControls = h("span", { class: "seg", id: "scale-modes", role: "radiogroup", "aria-label": "colour scale" },
       Object.entries(SCALE_MODES).map(([mode, title]) =>
         h("label", { class: "radio", title }, h("input", {
           type: "radio", name: "heat-scale", value: mode, checked: mode === this.scaleMode,
@@ -47,7 +48,7 @@ export class LayerView extends RunView {
         }), { global: "global", layer: "per layer", step: "per step" }[mode])));
     this.cmapSelect = h("select", { id: "heat-cmap", onchange: () => this.set({ cmap: this.cmapSelect.value }) },
       h("option", { value: "inferno" }, "inferno"), h("option", { value: "viridis" }, "viridis"));
-    this.heatCanvas = h("canvas", { id: "heatmap-canvas", class: "pixelated" });
+    this.heatCanvas = h("canvas", { id: "heatmap-canvas", class: "pixelated", role: "img" });
     this.heatCaption = h("figcaption", { class: "caption" });
     this.colourBarCanvas = h("canvas", { id: "heat-colourbar", class: "colourbar" });
     this.expertNote = h("p", { class: "muted small", id: "layer-expert-note" });
@@ -88,7 +89,15 @@ export class LayerView extends RunView {
 
   set(changes) {
     Object.assign(this, changes);
+    this.syncControls();
     this.explorer.invalidate("view");
+  }
+
+  /** The display, colour-scale and colour-map controls show the settings (also those a URL set). */
+  syncControls() {
+    for (const input of this.modeControls.querySelectorAll("input")) input.checked = input.value === this.mode;
+    for (const input of this.scaleControls.querySelectorAll("input")) input.checked = input.value === this.scaleMode;
+    this.cmapSelect.value = this.cmap;
   }
 
   layers() {
@@ -251,6 +260,9 @@ export class LayerView extends RunView {
       hi: range?.hi ?? "",
     });
     const band = layerBand(layer, this.run.numLayers || layers.length);
+    this.heatCanvas.setAttribute("aria-label", `L2 norm of each token at layer ${layer} (${band}), ${name}, step ${step ?? "none"}, `
+      + `latent frame ${frame}${this.mode === "overlay" ? ", over the x̂₀ preview" : ""}, ${SCALE_MODES[this.scaleMode].split(":")[0]} colour scale`
+      + (range ? ` from ${range.lo.toPrecision(3)} to ${range.hi.toPrecision(3)}` : ""));
     this.heatCaption.replaceChildren(
       h("b", {}, `L2 norm · layer ${layer}`), ` (${band}) · ${name} · step ${step ?? "–"} · latent frame ${frame}`,
       this.mode === "overlay" ? " · over x̂₀" : "",
@@ -281,6 +293,7 @@ export class LayerView extends RunView {
       cmap: this.cmap,
       xLabel: "denoising step",
       yLabel: "layer",
+      title: `energy: mean token L2 norm of ${layers.length} layers over ${steps.length} steps; click a cell to pick its layer and step`,
       xTicks: steps.map((s, i) => ({ index: i, label: String(s) })).filter((_, i) => i % every === 0),
       rowLabel: (r) => String(layers[r]),
       rowColour: (r) => BAND_COLOURS[layerBand(layers[r], numLayers)],

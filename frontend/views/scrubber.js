@@ -13,11 +13,17 @@ export function releasesFocus(target) {
   return target.tagName === "SELECT" || (target.tagName === "INPUT" && target.type === "number");
 }
 
-/** Keys typed into these inputs belong to the input, not to the scrubber. */
+/** Keys typed into these inputs belong to the input, not to the scrubber (a radio group's arrows pick in it). */
 function typingInto(target) {
   if (!(target instanceof HTMLElement)) return false;
   if (target.isContentEditable || target.tagName === "TEXTAREA" || target.tagName === "SELECT") return true;
-  return target.tagName === "INPUT" && target.type !== "range" && target.type !== "checkbox" && target.type !== "radio";
+  return target.tagName === "INPUT" && target.type !== "range" && target.type !== "checkbox";
+}
+
+/** What a focused field is called in the keys hint. */
+function fieldName(target) {
+  if (target.tagName === "SELECT") return "dropdown (↑/↓)";
+  return target.type === "radio" ? "option group" : "field";
 }
 
 export class ScrubberBar {
@@ -50,7 +56,7 @@ export class ScrubberBar {
       const owner = document.activeElement;
       const typing = typingInto(owner) && this.explorer.element?.contains(owner);
       this.keysHint.textContent = typing
-        ? `keys go to the focused ${owner.tagName === "SELECT" ? "dropdown" : "field"} · Esc or Enter gives them back`
+        ? `keys go to the focused ${fieldName(owner)} · Esc or Enter gives them back`
         : KEYS_HINT;
       this.keysHint.classList.toggle("held", Boolean(typing));
     });
@@ -127,8 +133,18 @@ export class ScrubberBar {
   }
 
   key(event) {
-    if (event.key === "Escape" && typingInto(event.target) && this.element.isConnected) {
+    if ((event.key === "Escape" || (event.key === "Enter" && event.target.type === "radio")) && typingInto(event.target)
+        && this.element.isConnected) {
       event.target.blur();
+      return;
+    }
+    // ←/→ on a focused dropdown would pick another option without opening it (Chromium), e.g. right after Esc
+    // closed its list: they step, as everywhere else; ↑/↓ still pick in it.
+    if (event.target instanceof HTMLSelectElement && (event.key === "ArrowLeft" || event.key === "ArrowRight")
+        && !event.altKey && !event.ctrlKey && !event.metaKey && this.explorer.element?.contains(event.target)) {
+      event.target.blur();
+      this.scrubber.stepBy(event.key === "ArrowLeft" ? -1 : 1);
+      event.preventDefault();
       return;
     }
     if (event.altKey || event.ctrlKey || event.metaKey || typingInto(event.target)) return;

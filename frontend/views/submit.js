@@ -130,6 +130,7 @@ export class SubmitView {
     try {
       const [models, schema] = await Promise.all([fetchModels(), specSchema()]);
       this.models = models.models;
+      this.defaultModel = models.default;
       this.forms = interventionForms(schema);
     } catch (error) {
       this.showFormError(error.detail ?? String(error));
@@ -138,7 +139,8 @@ export class SubmitView {
     fill(this.variantKind, this.kindOptions());
     fill(this.model, this.models.map((m) => h("option", { value: m.name },
       `${m.name}${m.workers ? "" : " (no worker)"}`)));
-    const served = this.models.find((m) => m.workers > 0) ?? this.models[0];
+    // A served model first, else the default (what a spec without `model` runs on).
+    const served = this.models.find((m) => m.workers > 0) ?? this.models.find((m) => m.name === this.defaultModel) ?? this.models[0];
     if (served) this.model.value = served.name;
     this.modelChanged(true);
     await this.startTasks();

@@ -9,7 +9,16 @@ import { decodedFramePath, videoFramesLabel, videoFramesOfLatent } from "../fram
 import { JobStream } from "../jobstream.js";
 import { drawFrame, drawPlaceholder, gridCellSize, pixelCanvas } from "../preview.js";
 import { channelMeanAbsDiff } from "../xdiff.js";
-import { candidateChanceText, candidateChart, taskScoreBadge } from "../taskscore.js";
+import {
+  candidateChanceText,
+  candidateChart,
+  candidatesAt,
+  candidatesAtText,
+  drawCandidates,
+  formatMass,
+  settledWinner,
+  taskScoreBadge,
+} from "../taskscore.js";
 import { RunView } from "./runview.js";
 
 const EXPERT_COLOURS = ["#5ec8ff", "#ffb454"];
@@ -29,8 +38,28 @@ export class TrajectoryView extends RunView {
   }
 
   build() {
-    this.frameCanvas = h("canvas", { id: "frame-canvas", class: "pixelated" });
+    this.frameCanvas = h("canvas", { id: "frame-canvas", class: "pixelated", role: "img" });
     this.frameCaption = h("figcaption", { class: "caption" });
+    // Task runs: each candidate drawn over x̂₀ where the measure reads it, with its mass at this step.
+    this.candidateOverlay = h("canvas", { id: "candidate-overlay", class: "overlay candidate-overlay", role: "img" });
+    this.showCandidates = true;
+    this.candidateToggle = h("input", { type: "checkbox", id: "candidate-toggle", checked: true, onchange: () => {
+      this.showCandidates = this.candidateToggle.checked;
+      this.explorer.invalidate("view");
+    } });
+    this.measuredButton = h("button", { id: "measured-frame", class: "small", onclick: () => {
+      const frames = this.candidateMeta()?.regions?.measured_frames ?? [];
+      if (frames.length) this.scrubber.setFrame(frames[frames.length - 1]);
+    } }, "go to the measured frame");
+    this.candidateNote = h("span", { id: "candidate-note", class: "muted small" });
+    this.candidateList = h("ul", { id: "candidate-list", class: "candidate-list", "aria-label": "candidates at this step" });
+    this.candidateTools = h("div", { class: "candidate-tools", hidden: true },
+      h("label", { class: "tool" }, this.candidateToggle, "candidates on x̂₀"), this.measuredButton, this.candidateNote);
+    this.candidateStrip = h("canvas", { id: "candidate-strip", class: "candidate-strip", role: "img" });
+    // The step cursor on a canvas of its own: scrubbing redraws a rectangle, not the strip.
+    this.candidateStripCursor = h("canvas", { id: "candidate-strip-cursor", class: "overlay", "aria-hidden": "true" });
+    this.candidateStripCaption = h("p", { id: "candidate-strip-caption", class: "small", "aria-live": "polite" });
+    this.candidateStripCursor.addEventListener("click", (e) => this.pickCandidateStrip(e));
     this.frameMode = "x0"; // or "change": what this step did, |x̂₀(step) − x̂₀(previous step)|
     this.frameModeSelect = h("select", { id: "frame-mode", "aria-label": "what the main frame shows", onchange: () => {
       this.frameMode = this.frameModeSelect.value;
@@ -44,11 +73,12 @@ export class TrajectoryView extends RunView {
     this.inputImage = h("img", { id: "input-image", alt: "first frame given to the model" });
     this.inputFigure = h("figure", { class: "input-frame", hidden: true }, this.inputImage,
       h("figcaption", { class: "caption" }, "input first frame (image-to-video)"));
-    this.gridCanvas = h("canvas", { id: "grid-canvas" });
-    this.gridOverlay = h("canvas", { id: "grid-overlay", class: "overlay" });
+    this.gridCanvas = h("canvas", { id: "grid-canvas", role: "img" });
+    // Overlays carry the cursor and take clicks; the canvas under them is the image a screen reader names.
+    this.gridOverlay = h("canvas", { id: "grid-overlay", class: "overlay", "aria-hidden": "true" });
     // Frame numbers (top) and step labels (left) stay in view while the cells scroll.
-    this.gridHeader = h("canvas", { id: "grid-header" });
-    this.gridLabels = h("canvas", { id: "grid-labels" });
+    this.gridHeader = h("canvas", { id: "grid-header", "aria-hidden": "true" });
+    this.gridLabels = h("canvas", { id: "grid-labels", "aria-hidden": "true" });
     this.gridScroll = h("div", { class: "grid-scroll" },
       h("div", { class: "grid-table" },
         h("div", { class: "grid-corner" }),
@@ -65,8 +95,8 @@ export class TrajectoryView extends RunView {
     this.finalCaption = h("figcaption", { class: "caption", id: "final-caption" });
     this.finalFigure = h("figure", { class: "final-figure", hidden: true },
       h("h3", {}, "Final video"), this.finalVideo, this.finalCaption);
-    this.stripCanvas = h("canvas", { id: "filmstrip-canvas" });
-    this.stripOverlay = h("canvas", { id: "filmstrip-overlay", class: "overlay" });
+    this.stripCanvas = h("canvas", { id: "filmstrip-canvas", role: "img" });
+    this.stripOverlay = h("canvas", { id: "filmstrip-overlay", class: "overlay", "aria-hidden": "true" });
     this.stripTitle = h("h3", { id: "filmstrip-title" });
     this.timeline = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     this.timeline.id = "timeline";
@@ -80,7 +110,10 @@ export class TrajectoryView extends RunView {
     this.candidateChance = h("p", { class: "muted small", id: "candidate-chance" });
     this.taskPanel = h("section", { class: "panel-box", id: "task-panel", hidden: true },
       h("h3", {}, "Task · the scorer's verdict on the final video, and the candidate answers' mass per step (member 0's preview)"),
-      this.taskScore, this.candidateSvg, this.candidateChance);
+      this.taskScore, this.candidateSvg, this.candidateChance,
+      h("h3", { class: "strip-title" }, "Live candidates across steps · shade: mass · outlined: live · dot: the winner (click: go to the step)"),
+      h("div", { class: "candidate-strip-box" }, h("div", { class: "stack" }, this.candidateStrip, this.candidateStripCursor)),
+      this.candidateStripCaption);
     this.gridOverlay.addEventListener("click", (e) => this.pickGrid(e));
     this.stripOverlay.addEventListener("click", (e) => this.pickStrip(e));
 
@@ -90,7 +123,10 @@ export class TrajectoryView extends RunView {
       h("div", { class: "columns" },
         h("div", { class: "col-main" },
           h("label", { class: "tool" }, "Show ", this.frameModeSelect),
-          h("figure", { class: "frame-figure" }, this.frameCanvas, this.frameCaption, this.changeBar),
+          h("figure", { class: "frame-figure" },
+            h("div", { class: "stack" }, this.frameCanvas, this.candidateOverlay), this.frameCaption, this.changeBar),
+          this.candidateTools,
+          this.candidateList,
           this.inputFigure,
           this.finalFigure,
           h("section", { class: "decode-panel" },
@@ -109,6 +145,19 @@ export class TrajectoryView extends RunView {
             h("h3", {}, "Timeline · σ and expert per step (t of the step is beside the slider) ", this.expertNote),
             this.timeline))),
     );
+  }
+
+  /** The main frame's largest side: FRAME_BOX, or less where its column is narrower (a laptop screen). */
+  frameBox() {
+    const column = this.frameCanvas.closest(".col-main")?.clientWidth;
+    return column ? Math.min(FRAME_BOX, column - 2) : FRAME_BOX;
+  }
+
+  /** Show the x̂₀ preview ("x0") or the change from the previous step ("change") in the main frame. */
+  setFrameMode(mode) {
+    this.frameMode = mode;
+    this.frameModeSelect.value = mode;
+    this.explorer.invalidate("view");
   }
 
   /** Trajectory shown, its member count, and the frame geometry from the first loaded preview. */
@@ -141,6 +190,7 @@ export class TrajectoryView extends RunView {
     const data = reasons.has("data") || reasons.has("asset") || reasons.has("layout");
     const ctx = this.context();
     this.renderFrame(ctx);
+    this.renderCandidates(ctx);
     if (data) {
       this.renderInput();
       this.renderFinalVideo(ctx);
@@ -154,6 +204,166 @@ export class TrajectoryView extends RunView {
     this.timelineChart?.setCursor(this.scrubber.step);
     if (data || this.taskPanel.dataset.trajectory !== ctx.name) this.renderTask(ctx);
     this.candidateChart?.setCursor(this.scrubber.step);
+    this.renderCandidateStrip();
+  }
+
+  /** The shown trajectory's manifest `candidates` (task runs), or null. */
+  candidateMeta() {
+    return this.run.trajectories.get(this.explorer.selection.trajectory)?.meta?.candidates ?? null;
+  }
+
+  /** Each candidate over the x̂₀ preview at this step, with its mass, and the same as a list (a legend, and text). */
+  renderCandidates(ctx) {
+    const candidates = this.candidateMeta();
+    const regions = candidates?.regions;
+    const step = this.scrubber.step;
+    const frame = this.scrubber.frame;
+    this.candidateTools.hidden = !regions;
+    if (!regions) { // runs without a task (most): nothing to draw on any step
+      this.candidateOverlay.hidden = true;
+      if (this.candidateList.childElementCount) fill(this.candidateList);
+      this.candidateListKey = null;
+      return;
+    }
+    const { width, height } = this.frameCanvas;
+    const g = this.candidateOverlay.dataset.size === `${width}x${height}`
+      ? this.candidateOverlay.getContext("2d")
+      : fitCanvas(this.candidateOverlay, width, height);
+    this.candidateOverlay.dataset.size = `${width}x${height}`;
+    g.clearRect(0, 0, width, height);
+    const at = candidatesAt(candidates, step);
+    const shown = Boolean(at) && this.showCandidates && this.frameMode === "x0";
+    this.candidateOverlay.hidden = !shown;
+    const measuredFrames = regions?.measured_frames ?? [];
+    const measured = measuredFrames.includes(frame);
+    if (shown) drawCandidates(g, at, regions, width, height, measured);
+    this.measuredButton.hidden = measured || !measuredFrames.length;
+    const frames = measuredFrames.length ? `latent frame${measuredFrames.length > 1 ? "s" : ""} ${measuredFrames.join(", ")}` : "";
+    this.candidateNote.textContent = !at ? `step ${step ?? "–"} was not measured`
+      : `${measured ? "measured in this frame" : `masses are measured in ${frames}, not this one`}${ctx.member ? " · masses of member 0" : ""}`;
+    const text = candidatesAtText(at, step);
+    this.candidateOverlay.setAttribute("aria-label", `candidates over the x̂₀ preview: ${text}`);
+    Object.assign(this.candidateOverlay.dataset, { step: step ?? "", frame, measured: String(measured), drawn: String(shown) });
+    // The list: built once per trajectory, its entries' text updated in place as the step changes.
+    const key = `${ctx.name}|${candidates.labels.length}|${candidates.masses.length}`;
+    if (key !== this.candidateListKey) {
+      this.candidateListKey = key;
+      fill(this.candidateList, candidates.labels.map((_, j) => h("li", { dataset: { index: j } },
+        h("span", { class: "swatch", "aria-hidden": "true" }), h("span", { class: "name" }), h("b", {}), h("span", { class: "flag" }))));
+    }
+    (at ?? []).forEach((c, j) => {
+      const li = this.candidateList.children[j];
+      li.className = `candidate${c.alive ? " alive" : ""}${c.isWinner ? " winner" : ""}`;
+      Object.assign(li.dataset, { mass: c.mass, alive: String(c.alive) });
+      const [swatch, name, mass, flag] = li.children;
+      swatch.style.background = c.colour;
+      name.textContent = `${c.isWinner ? "★ " : ""}${c.label}${c.isAnswer ? " (answer)" : ""} `;
+      mass.textContent = formatMass(c.mass);
+      flag.textContent = c.alive ? " · live" : "";
+    });
+    this.candidateList.hidden = !at;
+  }
+
+  /** Every candidate (rows) at every measured step (columns): shade = mass, outlined = live, dot = the winner. */
+  renderCandidateStrip() {
+    const candidates = this.candidateMeta();
+    const box = this.candidateStrip.closest(".candidate-strip-box");
+    box.hidden = !candidates;
+    box.previousElementSibling.hidden = !candidates;
+    if (!candidates || this.taskPanel.hidden) {
+      this.candidateStripCaption.textContent = "";
+      return;
+    }
+    const { steps, labels, masses, answer } = candidates;
+    const width = Math.max(200, box.clientWidth || 400);
+    const rowH = 16;
+    const labelW = Math.min(230, Math.max(60, ...labels.map((l, j) => (l.length + (j === answer ? 9 : 0)) * 6.8 + 10)));
+    const top = 4;
+    const height = top + labels.length * rowH + 20;
+    const cw = (width - labelW - 4) / Math.max(1, steps.length);
+    const maxMass = Math.max(1e-9, ...masses.flat().filter(Number.isFinite));
+    const key = `${this.explorer.selection.trajectory}|${steps.join(",")}|${width}|${maxMass}`;
+    if (key !== this.stripKeyDrawn) {
+      this.stripKeyDrawn = key;
+      this.drawCandidateStrip(candidates, { width, height, rowH, labelW, top, cw, maxMass });
+    }
+    const col = steps.indexOf(this.scrubber.step);
+    const size = `${width}x${height}`;
+    const o = this.candidateStripCursor.dataset.size === size
+      ? this.candidateStripCursor.getContext("2d") : fitCanvas(this.candidateStripCursor, width, height);
+    this.candidateStripCursor.dataset.size = size;
+    o.clearRect(0, 0, width, height);
+    if (col >= 0) {
+      o.strokeStyle = "#5ec8ff";
+      o.lineWidth = 2;
+      o.strokeRect(labelW + col * cw, 1, cw, labels.length * rowH + top - 1);
+    }
+    this.stripGeometry = { labelW, cw, steps };
+    const settled = settledWinner(candidates);
+    const settledText = settled
+      ? `the winner from step ${settled.step} to the last: ${labels[settled.winner]}${settled.winner === answer ? " (the answer)" : " (not the answer)"}`
+      : "no winner at the last step";
+    this.candidateStripCaption.textContent = `${candidatesAtText(candidatesAt(candidates, this.scrubber.step) ?? null, this.scrubber.step)} · ${settledText}`;
+    this.candidateStrip.setAttribute("aria-label", `live candidates across ${steps.length} steps: ${labels.length} rows, `
+      + `shaded by mass (0 to ${maxMass.toFixed(2)}), outlined where live, a dot on each step's winner; ${settledText}`);
+    Object.assign(this.candidateStrip.dataset, {
+      steps: steps.length, rows: labels.length, cursor: col, maxMass, labelW, cw, rowH, top,
+    });
+  }
+
+  /** The strip's cells and labels (redrawn when the data or the width change, not when the step does). */
+  drawCandidateStrip(candidates, { width, height, rowH, labelW, top, cw, maxMass }) {
+    const { steps, labels, masses, winner, alive, answer } = candidates;
+    const g = fitCanvas(this.candidateStrip, width, height);
+    g.clearRect(0, 0, width, height);
+    g.font = "12px system-ui, sans-serif";
+    g.textBaseline = "middle";
+    labels.forEach((label, j) => {
+      const y = top + j * rowH;
+      const colour = candidatesAt(candidates, steps[0])?.[j]?.colour ?? "#9aa4b2";
+      g.fillStyle = j === answer ? "#7ee787" : LABEL_COLOUR;
+      g.textAlign = "right";
+      let text = `${label}${j === answer ? " (answer)" : ""}`;
+      while (g.measureText(text).width > labelW - 8 && text.length > 4) text = `${text.slice(0, -2)}…`;
+      g.fillText(text, labelW - 6, y + rowH / 2);
+      steps.forEach((_, i) => {
+        const x = labelW + i * cw;
+        const mass = masses[i]?.[j];
+        g.fillStyle = "#161b23";
+        g.fillRect(x + 0.5, y + 1, Math.max(1, cw - 1), rowH - 2);
+        if (Number.isFinite(mass)) {
+          g.globalAlpha = Math.max(0, Math.min(1, mass / maxMass));
+          g.fillStyle = colour;
+          g.fillRect(x + 0.5, y + 1, Math.max(1, cw - 1), rowH - 2);
+          g.globalAlpha = 1;
+        }
+        if (alive?.[i]?.[j]) {
+          g.strokeStyle = "#e6edf3";
+          g.lineWidth = 1;
+          g.strokeRect(x + 1, y + 1.5, Math.max(1, cw - 2), rowH - 3);
+        }
+        if (winner[i] === j) {
+          g.fillStyle = "#ffffff";
+          g.beginPath();
+          g.arc(x + cw / 2, y + rowH / 2, 2.5, 0, 2 * Math.PI);
+          g.fill();
+        }
+      });
+    });
+    g.fillStyle = LABEL_COLOUR;
+    g.textAlign = "center";
+    const every = Math.max(1, Math.ceil(24 / cw));
+    steps.forEach((step, i) => {
+      if (i % every === 0) g.fillText(String(step), labelW + (i + 0.5) * cw, top + labels.length * rowH + 10);
+    });
+  }
+
+  pickCandidateStrip(event) {
+    const geo = this.stripGeometry;
+    if (!geo) return;
+    const box = this.candidateStrip.getBoundingClientRect();
+    const i = Math.floor((event.clientX - box.left - geo.labelW) / geo.cw);
+    if (i >= 0 && i < geo.steps.length) this.scrubber.setStep(geo.steps[i]);
   }
 
   /** The shown trajectory's task score and candidate curve, where the manifest has them. */
@@ -180,7 +390,7 @@ export class TrajectoryView extends RunView {
     const step = this.scrubber.step;
     const frame = this.scrubber.frame;
     const size = this.frameSize(ctx);
-    const { g, scale, width, height } = pixelCanvas(this.frameCanvas, size.w, size.h, FRAME_BOX);
+    const { g, scale, width, height } = pixelCanvas(this.frameCanvas, size.w, size.h, this.frameBox());
     const { record, bitmap } = step === null ? {} : this.bitmapAt(ctx.name, step);
     if (bitmap) {
       drawFrame(g, bitmap, ctx.frames, ctx.members, frame, ctx.member, 0, 0, width, height);
@@ -196,6 +406,8 @@ export class TrajectoryView extends RunView {
       scale,
     });
     const frames = videoFramesLabel(frame, this.run.temporal, this.run.videoFrames);
+    this.frameCanvas.setAttribute("aria-label", `x̂₀ preview of ${ctx.name}${ctx.members > 1 ? ` member ${ctx.member}` : ""}`
+      + ` at step ${step ?? "none"}, latent frame ${frame} (${frames})${bitmap ? "" : ": not loaded"}`);
     this.frameCaption.replaceChildren(
       h("b", {}, "x̂₀ preview"),
       ` · ${ctx.name}${ctx.members > 1 ? ` member ${ctx.member}` : ""} · step ${step ?? "–"} · latent frame ${frame} (${frames})`,
@@ -209,7 +421,7 @@ export class TrajectoryView extends RunView {
     const steps = this.scrubber.available;
     const previous = steps[steps.indexOf(step) - 1];
     const size = this.frameSize(ctx);
-    const { g, scale, width, height } = pixelCanvas(this.frameCanvas, size.w, size.h, FRAME_BOX);
+    const { g, scale, width, height } = pixelCanvas(this.frameCanvas, size.w, size.h, this.frameBox());
     const paths = [step, previous].map((s) => (s === undefined || s === null ? null : this.run.stepRecord(ctx.name, s)?.artifacts?.x0 ?? null));
     for (const path of paths) if (path) this.explorer.cache.want(path, "array", true);
     const [now, before] = paths.map((path) => (path ? this.explorer.cache.get(path) : null));
@@ -229,6 +441,8 @@ export class TrajectoryView extends RunView {
     Object.assign(this.frameCanvas.dataset, {
       trajectory: ctx.name, member: ctx.member, step: step ?? "", frame, src: range ? "change" : "", scale, previous: previous ?? "", hi: range?.hi ?? "",
     });
+    this.frameCanvas.setAttribute("aria-label", `change of ${ctx.name}'s x̂₀ from step ${previous ?? "none"} to step ${step ?? "none"}, `
+      + `latent frame ${frame}: mean over channels of the absolute difference`);
     this.frameCaption.replaceChildren(
       h("b", {}, "change from the previous step"),
       ` · |x̂₀(step ${step ?? "–"}) − x̂₀(step ${previous ?? "–"})|, mean over channels · ${ctx.name} · latent frame ${frame}`,
@@ -245,10 +459,13 @@ export class TrajectoryView extends RunView {
     }
   }
 
-  /** The decoded output video of the shown trajectory: {dir, video} or null before it exists. */
+  /** The decoded output video of the shown trajectory: {dir, video}, or null before it is stored (its `decode` event
+   * with step "final" comes after `trajectory_finished`, which names the files: asking earlier gets 404s). */
   finalOutput(ctx) {
-    const final = this.run.trajectories.get(ctx.name)?.final;
-    return final?.frames_dir ? { dir: final.frames_dir, video: final.video ?? null } : null;
+    const traj = this.run.trajectories.get(ctx.name);
+    const final = traj?.final;
+    if (!final?.frames_dir || !(traj.decodes.has("final") || this.run.ended)) return null;
+    return { dir: final.frames_dir, video: final.video ?? null };
   }
 
   /** The decoded final frame standing for latent frame `f` (a bitmap once loaded, else null). */
@@ -342,6 +559,8 @@ export class TrajectoryView extends RunView {
     }
     this.gridTitle.textContent =
       `x̂₀ grid · ${steps.length} steps × ${ctx.frames} latent frames${final ? " + final video" : ""} · ${ctx.name}`;
+    this.gridCanvas.setAttribute("aria-label", `${this.gridTitle.textContent}; the current step and frame are outlined; `
+      + "click a cell to go there");
   }
 
   keepVisible(scroller, y, height) {
@@ -416,6 +635,7 @@ export class TrajectoryView extends RunView {
     }
     this.stripTitle.textContent =
       `Filmstrip · latent frame ${frame} (${videoFramesLabel(frame, this.run.temporal, this.run.videoFrames)}) across steps${final ? ", then the final video" : ""}`;
+    this.stripCanvas.setAttribute("aria-label", `${this.stripTitle.textContent}; click a step to go there`);
   }
 
   pickStrip(event) {
@@ -449,6 +669,7 @@ export class TrajectoryView extends RunView {
       ? `· experts: ${experts.map((e, i) => `${e} (${i ? "orange" : "blue"})`).join(", ")}`
       : `· expert: ${experts[0] ?? "transformer"}`;
     this.timelineChart = lineChart(this.timeline, {
+      title: `timeline: σ of every step and the expert that ran it (${experts.join(", ") || "transformer"})`,
       x: { domain: [-0.5, total - 0.5], label: "denoising step" },
       y: { domain: [0, 1], label: "σ" },
       // t is the scheduler's timestep, σ × 1000 on these models: a second curve would lie exactly on σ.

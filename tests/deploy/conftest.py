@@ -98,6 +98,8 @@ def docker_context(root: Path = REPO) -> list[str]:
         base = Path(dirpath).relative_to(root).as_posix()
         base = "" if base == "." else base + "/"
         dirnames[:] = [d for d in dirnames if not excluded(base + d) or may_reinclude(base + d)]
+        # A link to a folder (backend/stepscope/web -> frontend) is sent as the link itself, as Docker does.
+        kept += [base + d for d in dirnames if (Path(dirpath) / d).is_symlink()]
         kept += [base + f for f in filenames if not excluded(base + f)]
     return sorted(kept)
 
@@ -105,7 +107,7 @@ def docker_context(root: Path = REPO) -> list[str]:
 def copy_docker_context(target: Path) -> Path:
     for rel in docker_context():
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, target / rel)
+        shutil.copy2(REPO / rel, target / rel, follow_symlinks=False)
     return target
 
 

@@ -1,8 +1,8 @@
 """The wheel that `pip install .` builds from the Docker build context ships the explorer.
 
-pyproject.toml maps the package `stepscope.web` to frontend/ (plain static files); these tests
+backend/stepscope/web is a link to frontend/ (plain static files), shipped as `stepscope.web`; these tests
 build the wheel from exactly the files .dockerignore lets through, then install it elsewhere
-and ask the app where its frontend is.
+and ask the app where its frontend is; and setuptools builds both wheels without a warning.
 """
 
 from __future__ import annotations
@@ -71,3 +71,31 @@ def test_installed_wheel_serves_its_own_frontend(wheel, tmp_path):
     module, web = out.stdout.split()
     assert Path(module).is_relative_to(target)
     assert Path(web) == target / "stepscope" / "web" and (Path(web) / "index.html").is_file()
+
+
+# Builds both wheels through setuptools' own PEP 517 hooks, as pip does, and lists every warning they raise (pip prints
+# them to whoever runs `pip install -e .`, e.g. the first `make run`).
+BUILD_WITH_WARNINGS = """
+import json, sys, warnings
+from setuptools import build_meta
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    getattr(build_meta, sys.argv[1])(sys.argv[2])
+print(json.dumps([f"{w.category.__name__}: {str(w.message).strip().splitlines()[0]}" for w in caught]))
+"""
+
+
+@pytest.mark.parametrize("hook", ["build_editable", "build_wheel"])
+def test_setuptools_builds_without_warnings(tmp_path, hook):
+    context = copy_docker_context(tmp_path / "context")
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD_WITH_WARNINGS, hook, str(tmp_path / "dist")],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    import json
+
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -53,6 +53,8 @@ def test_stored_scores_equal_the_scorer_on_the_stored_outputs(tiny_i2v, run_dir)
             expected.winner,
         )
         np.testing.assert_allclose(np.asarray(kept.masses), np.asarray(expected.masses), rtol=0, atol=1e-9)
+        # Where each candidate is read, and which of the previews' latent frames: what the explorer draws them over.
+        assert (kept.alive, kept.regions.model_dump(mode="json")) == (expected.alive, expected.regions)
     curve = run.sweep("strength")["curve"]
     assert curve["score"] == pytest.approx([run[m].record.task_score.score for m in members], abs=1e-12)
     assert all(s is not None for s in curve["score"])

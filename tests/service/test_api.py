@@ -336,6 +336,7 @@ def test_list_models_health_and_openapi(service, client):
     assert names["wan2.2-i2v-a14b"]["num_layers"] == 40
     health = client.health()
     assert health["status"] == "ok" and health["queues"]["stepscope:tiny"]["workers"] == 1
+    assert (health["ready"], health["waiting_for"]) == (True, [])  # STEPSCOPE_MODELS: tiny, which a worker serves
     schema = httpx.get(f"{service.url}/openapi.json").json()
     assert "/api/jobs" in schema["paths"] and "ExperimentSpec" in schema["components"]["schemas"]
     listed = client.jobs(limit=5)

@@ -154,3 +154,25 @@ def test_perturbations_warnings_and_sweeps_are_typed_in_the_manifest(tmp_path):
 def test_sweep_member_and_cond_x0_paths():
     assert rf.sweep_member_name("inject", 7) == "inject.007"
     assert rf.x0_cond_path("inject.007", 3) == "trajectories/inject.007/x0_cond/step_003.npy"
+
+
+def test_progress_of_a_stored_run_counts_finished_trajectories_whole_and_others_to_their_last_step():
+    timings = rf.StepTimings(step_seconds=0.1, store_seconds=0.01, forward_to_stored_seconds=0.02)
+
+    def entry(status: str, indices: list[int]) -> rf.TrajectoryEntry:
+        steps = [
+            rf.StepRecord(index=i, t=1.0, sigma=0.5, expert="transformer", artifacts={}, timings=timings)
+            for i in indices
+        ]
+        return rf.TrajectoryEntry(
+            kind="baseline", status=status, seeds=[0], guidance=5.0, guidance_2=None, prompt="p", steps=steps
+        )
+
+    manifest = minimal_manifest()
+    manifest.spec["steps"] = 10
+    # Finished with every 4th step captured: all 10 done. Failed after capturing step 6: steps 0-6 done.
+    manifest.trajectories = {"baseline": entry("finished", [0, 4, 8]), "n1": entry("failed", [0, 2, 6])}
+    assert manifest.progress() == (10 + 7, 20)
+    manifest.trajectories["n2"] = entry("running", [])
+    assert manifest.progress() == (17, 30)
+    assert minimal_manifest().progress() == (0, 0)  # no steps in the spec, no trajectories

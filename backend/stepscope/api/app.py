@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import posixpath
 import signal
@@ -15,12 +16,12 @@ import fastapi_offline
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import stepscope
 from stepscope.api import errors
-from stepscope.api.deps import Services, require_token
+from stepscope.api.deps import Services, adopt_stored_runs, require_token
 from stepscope.api.routes import artifacts, bench, events, exports, health, jobs, models, schema, tasks
 from stepscope.api.routes.events import EventHub
 from stepscope.config import Settings, get_settings
@@ -47,6 +48,19 @@ def frontend_dir() -> Path | None:
 
 # Swagger UI and ReDoc from the fastapi-offline wheel: the API docs page needs no CDN.
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+# ReDoc's bundle shows a logo from its CDN in its "API docs by Redocly" line; served with the wheel's own icon instead.
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@functools.lru_cache(maxsize=1)
+def offline_redoc_bundle() -> bytes:
+    """The ReDoc bundle of the fastapi-offline wheel, with its one request off the machine (the logo) pointed here."""
+    text = (DOCS_ASSETS / "redoc.standalone.js").read_text(encoding="utf-8")
+    if REDOC_CDN_LOGO not in text:
+        log.warning("the ReDoc bundle no longer names %s: /redoc may load something from a CDN", REDOC_CDN_LOGO)
+    return text.replace(REDOC_CDN_LOGO, "/static-docs/favicon.png").encode()
+
+
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -128,6 +142,23 @@ def mark_failed(run: RunDir, error: str, only_running: bool = False) -> None:
     run.write_manifest(manifest)
 
 
+# Seconds between looks for run directories written into the store without the service (after the one at start).
+ADOPT_EVERY = 60.0
+
+
+async def adopt_stored(services: Services, every: float = ADOPT_EVERY) -> None:
+    """List the store's runs that have no job record (a `stepscope reproduce` output served by `up --data-dir`) at
+    start, then every `every` seconds, so that the jobs list shows them without each being opened first."""
+    while True:
+        try:
+            adopted = await asyncio.to_thread(adopt_stored_runs, services)
+            if adopted:
+                log.info("listed %d stored run(s) that had no job record", adopted)
+        except Exception as exc:  # Redis or the store unreachable: next round
+            log.warning("could not list the stored runs: %s", exc)
+        await asyncio.sleep(every)
+
+
 async def janitor(services: Services, every: float) -> None:
     """Fail running jobs whose worker stopped heart-beating (killed, crashed, host lost)."""
     while True:
@@ -151,16 +182,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         hub = app.state.event_hub = EventHub(settings.redis_url)
         replaced = close_streams_on_signal(hub, asyncio.get_running_loop())
-        task = asyncio.create_task(janitor(services, settings.janitor_every))
+        tasks = [
+            asyncio.create_task(janitor(services, settings.janitor_every)),
+            asyncio.create_task(adopt_stored(services)),
+        ]
         try:
             yield
         finally:
             for sig, handler in replaced.items():
                 if signal.getsignal(sig) is not handler:  # ours is still installed: put back what was there
                     signal.signal(sig, handler)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await hub.aclose()
             await services.close()
 
@@ -177,6 +212,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth = [Depends(require_token)]
     for module in (jobs, bench, events, artifacts, exports, models, health, schema, tasks):
         app.include_router(module.router, dependencies=auth, responses=errors.COMMON)
+
+    @app.get("/docs-assets/redoc.standalone.js", include_in_schema=False)
+    def redoc_bundle() -> Response:
+        return Response(offline_redoc_bundle(), media_type="text/javascript", headers={"Cache-Control": "max-age=3600"})
 
     app.mount("/static-docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
 
@@ -195,7 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return get_redoc_html(
             openapi_url=app.openapi_url,
             title=f"{app.title} API",
-            redoc_js_url="/static-docs/redoc.standalone.js",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
             redoc_favicon_url="/static-docs/favicon.png",
             with_google_fonts=False,
         )

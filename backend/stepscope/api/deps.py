@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request
 
 from stepscope.api.errors import ApiError
 from stepscope.config import Settings
-from stepscope.jobs import Jobs
+from stepscope.jobs import TERMINAL, Jobs, job_key
 from stepscope.run_format import Manifest, RunFormatError, parse_manifest
 from stepscope.store import MANIFEST, MAX_MANIFEST_BYTES, NotFound, RunDir, Store, StoreError, TooLarge
 
@@ -132,8 +132,30 @@ def job_record(services: Services, job_id: str) -> dict:
         "spec": manifest.spec,
         "created": manifest.created,
         "finished": manifest.finished,
+        "progress": manifest.progress(),
     }
     return services.jobs.adopt_stored_run(job_id, adopted, run.seconds_since_modified(MANIFEST))
+
+
+def adopt_stored_runs(services: Services) -> int:
+    """Give every run directory in the store that has no job record one (`job_record`), so that the jobs list
+    shows runs written without the service (`stepscope reproduce`, `bench`, `run --out` into the store) from the
+    start; a directory that cannot be adopted is left as it is. Returns how many records were made."""
+    run_ids = services.store.run_ids()
+    with services.redis.pipeline(transaction=False) as pipe:
+        for run_id in run_ids:
+            pipe.exists(job_key(run_id))
+        known = pipe.execute()
+    adopted = 0
+    for run_id, exists in zip(run_ids, known, strict=True):
+        if exists:
+            continue
+        try:
+            record = job_record(services, run_id)
+        except ApiError:
+            continue  # not a run's directory (a bench's, a broken manifest): job_record's 404 says why when asked
+        adopted += record.get("status") in TERMINAL
+    return adopted
 
 
 def typed_manifest(services: Services, run: RunDir, job_id: str) -> Manifest:

@@ -2,7 +2,8 @@
 
 A family is one class with four jobs: `generate` an instance's parameters from a seeded random
 generator, `render` the ground-truth video, `score` any video, and `candidates` (how much of each
-possible answer a video, e.g. one denoising step's x̂₀ decode, shows). Families register
+possible answer a video, e.g. one denoising step's x̂₀ decode, shows), with `candidate_regions` saying
+where in the picture each candidate is read (so a viewer can draw it). Families register
 themselves with `@register`; `stepscope.tasks.families` imports every module in its folder,
 so adding a family is one new file there plus its test.
 """
@@ -120,6 +121,10 @@ class TaskInstance:
         """How much of each candidate answer a video (e.g. one step's x̂₀ decode) shows."""
         return self.family_impl.candidates(self, conform(video, self.canvas))
 
+    def candidate_regions(self) -> CandidateRegions:
+        """Where each candidate answer is in the picture, and which frames its mass is read from."""
+        return self.family_impl.candidate_regions(self)
+
 
 @dataclass
 class ScoreResult:
@@ -137,13 +142,14 @@ class ScoreResult:
 
 @dataclass
 class CandidateMeasure:
-    """Mass on each candidate answer in one video; `live` counts the candidates still in play."""
+    """Mass on each candidate answer in one video; `live` counts the candidates still in play, `alive` says which."""
 
     labels: list[str]
     masses: list[float]
     answer: int
     live: int
     winner: int | None  # index of the strongest candidate, None when none is live
+    alive: list[bool] = field(default_factory=list)  # alive[j]: candidate j passes the live rule
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -155,7 +161,38 @@ def measure_from_masses(labels: list[str], masses: list[float], answer: int) -> 
     top = max(masses) if masses else 0.0
     live_flags = [m >= LIVE_MASS and m >= LIVE_RELATIVE * top for m in masses]
     winner = int(np.argmax(masses)) if any(live_flags) else None
-    return CandidateMeasure(labels=labels, masses=masses, answer=answer, live=int(sum(live_flags)), winner=winner)
+    return CandidateMeasure(
+        labels=labels, masses=masses, answer=answer, live=int(sum(live_flags)), winner=winner, alive=live_flags
+    )
+
+
+Cell = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class CandidateRegions:
+    """Where a family's `candidates` reads each candidate answer, in cells of the task's grid (row, column; cell
+    (r, c) covers pixels [8r, 8r+8) × [8c, 8c+8) of the canvas, and the same fraction of any resized picture).
+
+    `cells[j]`: the cells whose colour is candidate j's mass; `anchors[j]`: the cell that names it (a maze end, a
+    landing place, a corner of the pattern's box); `area`: every cell the measure reads (a candidate's mass may
+    also depend on area cells outside its own: the pattern's fit reads the whole box); `frames`: the canvas frames
+    it reads. Pixels outside `area`, and frames outside `frames`, never change a mass."""
+
+    grid: int
+    cells: list[list[Cell]]
+    anchors: list[Cell]
+    area: list[Cell]
+    frames: list[int]
+
+    def to_json(self) -> dict:
+        return {
+            "grid": self.grid,
+            "cells": [[list(c) for c in cells] for cells in self.cells],
+            "anchors": [list(c) for c in self.anchors],
+            "area": [list(c) for c in self.area],
+            "frames": list(self.frames),
+        }
 
 
 class Family:
@@ -175,6 +212,10 @@ class Family:
         raise NotImplementedError
 
     def candidates(self, instance: TaskInstance, video: np.ndarray) -> CandidateMeasure:
+        raise NotImplementedError
+
+    def candidate_regions(self, instance: TaskInstance) -> CandidateRegions:
+        """Where `candidates` reads each candidate, and in which frames."""
         raise NotImplementedError
 
     def candidate_video(self, instance: TaskInstance, index: int) -> np.ndarray:
@@ -263,10 +304,16 @@ def conform(video: np.ndarray, canvas: Canvas) -> np.ndarray:
             [np.asarray(Image.fromarray(f).resize((canvas.size, canvas.size), Image.BILINEAR)) for f in video]
         )
     if video.shape[0] != canvas.frames:
-        # Nearest frame in time: frame i of the canvas is at fraction i/(T-1) of the clip.
-        src = np.round(np.linspace(0, video.shape[0] - 1, canvas.frames)).astype(int)
-        video = video[src]
+        video = video[conformed_frames(video.shape[0], canvas)]
     return video
+
+
+def conformed_frames(source_frames: int, canvas: Canvas) -> np.ndarray:
+    """For each canvas frame, the frame of a `source_frames`-frame video that `conform` puts there: the nearest in
+    time (frame i of the canvas is at fraction i/(T-1) of the clip)."""
+    if source_frames == canvas.frames:
+        return np.arange(canvas.frames)
+    return np.round(np.linspace(0, source_frames - 1, canvas.frames)).astype(int)
 
 
 def likeness(pixels: np.ndarray, colour: tuple[int, int, int], background: tuple[int, int, int] = FLOOR) -> np.ndarray:

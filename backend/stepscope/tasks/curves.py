@@ -1,7 +1,8 @@
 """Candidate curves along the denoising steps: for each step's video estimate, the mass on every candidate answer.
 
 "Several paths explored, then one" becomes numbers: `live[s]` candidates at step s and `winner[s]`. Beside them,
-the chance level: how often a measure that cannot see the answer would name it (`chance_level`, `answer_win_shares`).
+the chance level: how often a measure that cannot see the answer would name it (`chance_level`, `answer_win_shares`),
+and where each candidate is in the picture (`regions`), so that a viewer can draw them over the measured video.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from stepscope.stats import mean_interval
-from stepscope.tasks.core import TaskInstance
+from stepscope.tasks.core import TaskInstance, conformed_frames
 
 
 def chance_level(candidate_count: int) -> float:
@@ -31,6 +32,10 @@ class CandidateCurves:
     masses: list[list[float]]
     live: list[int]
     winner: list[int | None]
+    alive: list[list[bool]] | None = None  # alive[s][j]: candidate j is live at step s (None: stored before it was)
+    # where each candidate is read (`CandidateRegions.to_json()`) and `measured_frames`, the frames of the measured
+    # videos those canvas frames come from (None: stored before it was)
+    regions: dict | None = None
 
     @property
     def chance(self) -> float:
@@ -44,7 +49,10 @@ class CandidateCurves:
     @classmethod
     def from_record(cls, record) -> CandidateCurves:
         """The curves of a stored record with the same fields (a manifest's trajectory `candidates`)."""
-        return cls(**{f.name: getattr(record, f.name) for f in fields(cls)})
+        values = {f.name: getattr(record, f.name, None) for f in fields(cls)}
+        if values["regions"] is not None and not isinstance(values["regions"], dict):
+            values["regions"] = values["regions"].model_dump(mode="json")
+        return cls(**values)
 
     @property
     def final_winner(self) -> int | None:
@@ -67,6 +75,11 @@ def candidate_curves(
     if len(steps) != len(step_videos):
         raise ValueError(f"steps: {len(steps)} step indices for {len(step_videos)} videos")
     measures = [instance.measure_candidates(video) for video in step_videos]
+    regions = instance.candidate_regions().to_json()
+    # The frames of the measured videos (e.g. a preview's latent frames) that the measure's canvas frames come from.
+    lengths = {int(np.shape(video)[0]) for video in step_videos}
+    source = conformed_frames(lengths.pop(), instance.canvas) if len(lengths) == 1 else None
+    regions["measured_frames"] = sorted({int(source[f]) for f in regions["frames"]}) if source is not None else None
     return CandidateCurves(
         steps=list(steps),
         labels=list(instance.candidates),
@@ -74,6 +87,8 @@ def candidate_curves(
         masses=[m.masses for m in measures],
         live=[m.live for m in measures],
         winner=[m.winner for m in measures],
+        alive=[m.alive for m in measures],
+        regions=regions,
     )
 
 

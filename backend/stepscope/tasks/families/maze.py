@@ -20,6 +20,7 @@ from stepscope.tasks.core import (
     TRAIL,
     WALL,
     CandidateMeasure,
+    CandidateRegions,
     Canvas,
     Family,
     ScoreResult,
@@ -301,6 +302,18 @@ class Maze(Family):
             out.append(sorted(route - others))
         return out
 
+    def candidate_regions(self, instance: TaskInstance) -> CandidateRegions:
+        """Each candidate's own cells (its route's cells that no other candidate's route uses, ending at its end), named
+        at its end, in the last frame."""
+        own = self.exclusive_cells(instance)
+        return CandidateRegions(
+            grid=instance.canvas.grid,
+            cells=own,
+            anchors=[tuple(e) for e in instance.params["ends"]],
+            area=sorted(set().union(*map(set, own))),
+            frames=[instance.canvas.frames - 1],
+        )
+
     def candidates(self, instance: TaskInstance, video: np.ndarray) -> CandidateMeasure:
         """Mass on each candidate end: how much its own cells show a finished walk to it in the last frame.
 
@@ -309,11 +322,12 @@ class Maze(Family):
         the goal), each other own cell by its likeness to the agent or the trail over the floor; the mass is the
         mean over the own cells. So a half-drawn walk counts about one half at any end, and a video with no walk in
         it names the answer no more often than any other candidate (`stepscope.tasks.calibration`)."""
-        last = cell_means(video[-1])  # (G, G, 3): the last frame shows the whole walk
+        regions = self.candidate_regions(instance)
+        (last_frame,) = regions.frames
+        last = cell_means(video[last_frame])  # (G, G, 3): the last frame shows the whole walk
         on_route = np.maximum(likeness(last, AGENT), likeness(last, TRAIL))
         at_end = np.maximum(likeness(last, AGENT), likeness(last, AGENT, GOAL))
         masses = []
-        for cells, end in zip(self.exclusive_cells(instance), instance.params["ends"], strict=True):
-            end = tuple(end)
+        for cells, end in zip(regions.cells, regions.anchors, strict=True):
             masses.append(float(np.mean([at_end[c] if c == end else on_route[c] for c in cells])))
         return measure_from_masses(instance.candidates, masses, instance.answer)

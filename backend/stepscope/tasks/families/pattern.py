@@ -19,6 +19,7 @@ from stepscope.tasks.core import (
     MIN_VALID_FRACTION,
     TRAIL,
     CandidateMeasure,
+    CandidateRegions,
     Canvas,
     Family,
     ScoreResult,
@@ -195,11 +196,26 @@ class Pattern(Family):
         return ScoreResult(score=float(score), passed=bool(passed), reason=reason, frames=per_frame, details=details)
 
     # -- candidates -----------------------------------------------------------------------
+    def candidate_regions(self, instance: TaskInstance) -> CandidateRegions:
+        """Each orientation's cells in the box, named at the box's corners clockwise from the top left (0, 1, 2, 3
+        quarter turns); the fit reads the whole box, in the frames where every candidate has settled."""
+        canvas = instance.canvas
+        origin = box_origin(canvas)
+        shape = [tuple(c) for c in instance.params["shape"]]
+        corners = [(0, 0), (0, BOX - 1), (BOX - 1, BOX - 1), (BOX - 1, 0)]
+        return CandidateRegions(
+            grid=canvas.grid,
+            cells=[[(origin + r, origin + c) for r, c in rotate(shape, j)] for j in range(MAX_TURNS + 1)],
+            anchors=[(origin + r, origin + c) for r, c in corners],
+            area=[(origin + r, origin + c) for r in range(BOX) for c in range(BOX)],
+            frames=list(range(settled_frame(canvas.frames), canvas.frames)),
+        )
+
     def candidates(self, instance: TaskInstance, video: np.ndarray) -> CandidateMeasure:
         """Weight of each orientation in the frames where every candidate has settled (the same frames whatever
         the answer): non-negative least squares of the box's shape mass on the four orientation masks (a
         superposition of two gives both a weight)."""
-        mass = self.box_mass(instance, video)[settled_frame(video.shape[0]) :].mean(axis=0)
+        mass = self.box_mass(instance, video[self.candidate_regions(instance).frames]).mean(axis=0)
         basis = masks([tuple(c) for c in instance.params["shape"]]).reshape(4, -1)
         weights = nonnegative_weights(mass.reshape(-1), basis)
         return measure_from_masses(instance.candidates, weights.tolist(), instance.answer)

@@ -23,6 +23,7 @@ from stepscope.tasks.core import (
     SLOT,
     WALL,
     CandidateMeasure,
+    CandidateRegions,
     Canvas,
     Family,
     ScoreResult,
@@ -267,13 +268,26 @@ class Trajectory(Family):
         return ScoreResult(score=float(score), passed=bool(passed), reason=reason, frames=per_frame, details=details)
 
     # -- candidates -----------------------------------------------------------------------
+    def candidate_regions(self, instance: TaskInstance) -> CandidateRegions:
+        """Each landing place's cell: the one above it (row G − 2), from the landing frame on."""
+        canvas = instance.canvas
+        cells = [[(canvas.grid - 2, c)] for c in instance.params["slots"]]
+        return CandidateRegions(
+            grid=canvas.grid,
+            cells=cells,
+            anchors=[own[0] for own in cells],
+            area=[own[0] for own in cells],
+            frames=list(range(instance.params["land_frame"], canvas.frames)),
+        )
+
     def candidates(self, instance: TaskInstance, video: np.ndarray) -> CandidateMeasure:
         """Mass at each landing place: ball colour in the cell above it, averaged over the frames after landing."""
-        p, canvas = instance.params, instance.canvas
-        after = video[p["land_frame"] :]
-        ball = likeness(after, AGENT)  # (T', H, W)
-        row = canvas.grid - 2
-        masses = [float(ball[:, row * CELL : (row + 1) * CELL, c * CELL : (c + 1) * CELL].mean()) for c in p["slots"]]
+        regions = self.candidate_regions(instance)
+        ball = likeness(video[regions.frames], AGENT)  # (T', H, W)
+        masses = [
+            float(np.mean([ball[:, r * CELL : (r + 1) * CELL, c * CELL : (c + 1) * CELL].mean() for r, c in cells]))
+            for cells in regions.cells
+        ]
         return measure_from_masses(instance.candidates, masses, instance.answer)
 
 
