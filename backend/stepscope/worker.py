@@ -103,6 +103,24 @@ class StepscopeWorker(SimpleWorker):
         SHUTDOWN.set()
         super().request_force_stop(signum, frame)
 
+    def unsubscribe(self) -> None:
+        """RQ's unsubscribe with its listener thread told to stop *before* UNSUBSCRIBE, and a bounded wait for it.
+
+        RQ sends UNSUBSCRIBE, then stops the thread; from redis-py 8.2 on `stop()` also joins it without a bound. A
+        thread that handled the confirmation before the stop has looped into `get_message(timeout=60)` unsubscribed,
+        where it waits for a subscription for 60 s: the worker then exited up to a minute after SIGTERM.
+        """
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        try:
+            thread.stop(timeout=0)  # redis-py >= 8.2: stop() joins; 0 only trips the flag
+        except TypeError:
+            thread.stop()  # redis-py < 8.2: stop() only trips the flag
+        self.pubsub.unsubscribe()  # its confirmation wakes the thread, which sees the flag and closes the connection
+        thread.join(timeout=5)
+        self.pubsub.close()
+
 
 def _stop_on_signal(signum, frame) -> None:
     log.warning("signal %s: stopping", signal.Signals(signum).name)
