@@ -103,6 +103,11 @@ class StepscopeWorker(SimpleWorker):
         SHUTDOWN.set()
         super().request_force_stop(signum, frame)
 
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        if SHUTDOWN.is_set():  # a SIGTERM that came while RQ was starting: its loop stops before taking a job
+            self._stop_requested = True
+
     def unsubscribe(self) -> None:
         """RQ's unsubscribe with its listener thread told to stop *before* UNSUBSCRIBE, and a bounded wait for it.
 
@@ -355,6 +360,10 @@ def run_worker(
         step_decode_dtype=step_decode_dtype_for(settings, device, settings.offload),
     )
     load_seconds = round(time.perf_counter() - started, 2)
+    # What lives for the whole process (torch, diffusers, the model: ~450k objects) leaves the collector's sight:
+    # each job's gc.collect and the final one at exit walked them all, seconds on a busy CPU after SIGTERM.
+    gc.collect()
+    gc.freeze()
     queue = queue_name(model_name)
     info = {
         "model": model_name,
@@ -364,6 +373,10 @@ def run_worker(
         "info": model.info.to_json(),
         "load_seconds": load_seconds,
     }
+    # From the first announcement on, SIGTERM/SIGINT stop the worker cleanly (it retires its presence), also before
+    # RQ's loop has installed its own handlers.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_on_signal)
     heartbeat = Heartbeat(conn, name, info).start()
     _RUNNER = ResidentRunner(model, conn, settings, name, heartbeat)
     log.info("worker %s ready on queue %s (model loaded in %.1f s)", name, queue, load_seconds)

@@ -11,11 +11,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
+from rq.serializers import JSONSerializer
 
 from stepscope.config import Settings
-from stepscope.jobs import Jobs, enqueue, live_workers
+from stepscope.embedded_redis import EmbeddedRedis
+from stepscope.jobs import Jobs, enqueue, live_workers, rq_queue
 from stepscope.spec import parse_spec
 from stepscope.store import new_run_id
+from stepscope.worker import SHUTDOWN, StepscopeWorker
 from tests.hardening.conftest import Stack
 from tests.servers import StreamEvents, WorkerGate
 
@@ -57,3 +60,22 @@ def test_idle_and_busy_workers_exit_within_10_s_of_sigterm(stack: Stack):
     assert record["status"] == "failed"
     assert "WorkerShutdown" in record["error"] and "SIGTERM" in record["error"]
     assert record["progress_done"] < 200
+
+
+def test_a_stop_that_came_while_rq_was_starting_ends_its_loop_before_any_job(tmp_path):
+    """SIGTERM between the worker's first announcement and RQ's own handlers only sets SHUTDOWN: RQ's loop must
+    then stop before it takes a job (in-process, RQ's burst mode: a loop that ignored it would run the queued job)."""
+    server = EmbeddedRedis(tmp_path / "redis", persistence=False).start()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # RQ installs its own
+    try:
+        conn = redis.Redis.from_url(server.url)
+        enqueue(conn, "waiting-job", "tiny", 60, 60)
+        worker = StepscopeWorker([rq_queue(conn, "tiny")], connection=conn, name="starting", serializer=JSONSerializer)
+        SHUTDOWN.set()
+        assert worker.work(burst=True, logging_level="WARNING") is False, "the loop took a job after the stop"
+        assert rq_queue(conn, "tiny").job_ids == ["waiting-job"]
+    finally:
+        SHUTDOWN.clear()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        server.stop()
