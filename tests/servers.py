@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,14 +171,37 @@ def running_service(root: Path, store: Path | str, workers: list[tuple[str, str 
         server.stop()
 
 
+class StreamEvents:
+    """`events(job_id)` as the client has it, read straight from the job's Redis stream: a WorkerGate where no API
+    runs."""
+
+    def __init__(self, conn: redis.Redis):
+        self.conn = conn
+
+    def events(self, job_id: str, timeout: float = 120):
+        """(event id, event) from the start of the job's stream until its final event."""
+        after = "0-0"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = self.conn.xread({events.stream_key(job_id): after}, count=100, block=500)
+            for entry_id, event in events.entries(reply):
+                after = entry_id
+                yield entry_id, event
+                if events.is_final(event):
+                    return
+        raise TimeoutError(f"job {job_id}: no final event within {timeout} s")
+
+
 class WorkerGate:
     """Lets the service's worker run a job only up to a chosen step: SIGSTOP freezes it there, so what a test checks
     "mid-run" is mid-run for certain, however fast the run is. `hold()` before submitting, `run_to(...)` for each stop;
-    leaving the `with` block lets it go on (also on failure: a frozen worker sends no heartbeat, and the janitor's
-    patience is 30 s).
+    leaving the `with` block lets it go on (also on failure). A frozen worker sends no heartbeat: keep it frozen well
+    within the janitor's patience (30 s by default, shortened by some test services). `client` is a stepscope Client,
+    or StreamEvents where no API runs.
     """
 
     def __init__(self, worker, client):
+        self.worker = worker
         self.pid = worker.pid
         self.client = client
         self.stream = None
@@ -197,25 +221,36 @@ class WorkerGate:
         self.stopped = True
 
     def release(self) -> None:
-        """Let the worker go on (idempotent)."""
-        if self.stopped:
+        """Let the worker go on (idempotent; nothing to do once a test killed it)."""
+        if self.stopped and self.worker.alive():
             os.kill(self.pid, signal.SIGCONT)
-            self.stopped = False
+        self.stopped = False
 
     def run_to(self, job_id: str, step: int, timeout: float = 120) -> dict:
         """Let the worker run until the job's stream shows baseline step `step` stored, then freeze it; returns that
-        step's event. The worker stops a step or two later at most, which is why callers leave many steps after."""
+        step's event. The denoising loop may be frozen a few steps further on (its events trail it by the storing
+        thread's queue and the stream's round trip): callers leave many steps after `step`, and a job that ended
+        before the freeze fails their checks rather than passing them."""
+
+        def reached(event: dict) -> bool:
+            return event["type"] == events.STEP and event["trajectory"] == "baseline" and event["index"] >= step
+
+        return self.run_until(job_id, reached, f"step {step}", timeout)
+
+    def run_until(self, job_id: str, reached: Callable[[dict], bool], what: str, timeout: float = 120) -> dict:
+        """Let the worker run until the job's stream shows an event for which `reached(event)` is true, then freeze
+        it; returns that event. Fails if the job ends first."""
         if self.stream is None:
             self.stream = self.client.events(job_id, timeout=timeout)
         self.release()
         deadline = time.monotonic() + timeout
         for _, event in self.stream:
-            if event["type"] == events.STEP and event["trajectory"] == "baseline" and event["index"] >= step:
+            if reached(event):
                 self.hold()
                 return event
-            assert not events.is_final(event), f"the job ended before step {step}: {event}"
-            assert time.monotonic() < deadline, f"step {step} not reached within {timeout} s"
-        raise AssertionError(f"the stream ended before step {step}")
+            assert not events.is_final(event), f"the job ended before {what}: {event}"
+            assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
+        raise AssertionError(f"the stream ended before {what}")
 
 
 __all__ = [
@@ -226,6 +261,7 @@ __all__ = [
     "start_api",
     "start_worker",
     "stop_all",
+    "StreamEvents",
     "WorkerGate",
     "wait_until",
 ]

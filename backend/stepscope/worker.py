@@ -106,6 +106,29 @@ class StepscopeWorker(SimpleWorker):
         SHUTDOWN.set()
         super().request_force_stop(signum, frame)
 
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        if SHUTDOWN.is_set():  # a SIGTERM that came while RQ was starting: its loop stops before taking a job
+            self._stop_requested = True
+
+    def unsubscribe(self) -> None:
+        """RQ's unsubscribe with its listener thread told to stop *before* UNSUBSCRIBE, and a bounded wait for it.
+
+        RQ sends UNSUBSCRIBE, then stops the thread; from redis-py 8.2 on `stop()` also joins it without a bound. A
+        thread that handled the confirmation before the stop has looped into `get_message(timeout=60)` unsubscribed,
+        where it waits for a subscription for 60 s: the worker then exited up to a minute after SIGTERM.
+        """
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        try:
+            thread.stop(timeout=0)  # redis-py >= 8.2: stop() joins; 0 only trips the flag
+        except TypeError:
+            thread.stop()  # redis-py < 8.2: stop() only trips the flag
+        self.pubsub.unsubscribe()  # its confirmation wakes the thread, which sees the flag and closes the connection
+        thread.join(timeout=5)
+        self.pubsub.close()
+
 
 def _stop_on_signal(signum, frame) -> None:
     log.warning("signal %s: stopping", signal.Signals(signum).name)
@@ -360,6 +383,10 @@ def run_worker(
         step_decode_dtype=step_decode_dtype_for(settings, device, settings.offload),
     )
     load_seconds = round(time.perf_counter() - started, 2)
+    # What lives for the whole process (torch, diffusers, the model: ~450k objects) leaves the collector's sight:
+    # each job's gc.collect and the final one at exit walked them all, seconds on a busy CPU after SIGTERM.
+    gc.collect()
+    gc.freeze()
     queue = queue_name(model_name)
     info = {
         "model": model_name,
@@ -369,6 +396,10 @@ def run_worker(
         "info": model.info.to_json(),
         "load_seconds": load_seconds,
     }
+    # From the first announcement on, SIGTERM/SIGINT stop the worker cleanly (it retires its presence), also before
+    # RQ's loop has installed its own handlers.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_on_signal)
     heartbeat = Heartbeat(conn, name, info).start()
     _RUNNER = ResidentRunner(model, conn, settings, name, heartbeat)
     log.info("worker %s ready on queue %s (model loaded in %.1f s)", name, queue, load_seconds)

@@ -8,10 +8,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import expect
 
 from stepscope.client import Client
 from tests.e2e.helpers import CHROMIUM, RUN_SPEC, VIEWPORT
 from tests.servers import running_service
+
+# Playwright's auto-waiting assertions wait as long as the pages' own waits do (expect's default is 5 s).
+PATIENCE_MS = 20_000
+expect.set_options(timeout=PATIENCE_MS)
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +78,7 @@ def page(browser, request):
 
     context.route("**/*", local_only)
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(PATIENCE_MS)
     errors = PageErrors()
     page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
     page.on("console", lambda msg: msg.type == "error" and errors.append(f"console: {msg.text}"))

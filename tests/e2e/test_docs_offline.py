@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from playwright.sync_api import expect
+
 
 def test_swagger_ui_renders_the_api_in_a_browser_with_the_network_cut_off(service, browser, tmp_path):
     blocked: list[str] = []
@@ -22,7 +24,7 @@ def test_swagger_ui_renders_the_api_in_a_browser_with_the_network_cut_off(servic
         page.route("**/*", local_only)
         page.goto(f"{service.url}/docs")
         page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
-        assert "stepscope" in page.inner_text(".swagger-ui .info .title")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("stepscope")
         # The operations are listed, e.g. submitting a job.
         page.wait_for_selector("#operations-jobs-submit_api_jobs_post, .opblock-tag", timeout=30_000)
         page.screenshot(path=str(tmp_path / "docs-offline.png"))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import json
-import math
+import re
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from stepscope.tasks import generate
 from tests.e2e.helpers import LONG_SPEC, NOISE_STEP, open_job, screenshot
@@ -108,7 +109,7 @@ def test_submit_from_the_form_and_watch_steps_arrive_live(page, service, client)
             " return c && Number(c.dataset.done) > 10 && Number(c.dataset.done) < Number(c.dataset.total); }"
         )
         assert client.job(job_id)["status"] == "running"
-        assert page.locator(f"#jobs li[data-job='{job_id}']").count() == 1
+        expect(page.locator(f"#jobs li[data-job='{job_id}']")).to_have_count(1)  # the list refreshes on its own
         screenshot(page, "submit_live_mid_run")
     page.wait_for_selector("#job-status.status-finished", timeout=60_000)  # 2.3 s idle, under 8 s loaded
 
@@ -122,7 +123,7 @@ def test_submit_from_the_form_and_watch_steps_arrive_live(page, service, client)
     assert done[-1] == total == client.job(job_id)["progress"]["done"]
     # Every step of the run is scrubbable, ending at the newest.
     wait_for_data(page, "#frame-canvas", step=str(total - 1))
-    assert page.locator("#step-slider").get_attribute("max") == str(total - 1)
+    expect(page.locator("#step-slider")).to_have_attribute("max", str(total - 1))
     screenshot(page, "submit_live_finished")
 
 
@@ -143,13 +144,12 @@ def test_scrub_with_keyboard_and_sliders_shows_that_steps_preview(page, service,
     page.keyboard.press("ArrowUp")
     page.keyboard.press("ArrowUp")
     step = last - 4
-    wait_for_data(page, "#frame-canvas", step=str(step), frame="2")
+    wait_for_data(page, "#frame-canvas", step=str(step), frame="2", src=steps[step]["artifacts"]["preview"])
     canvas = page.locator("#frame-canvas")
-    assert canvas.get_attribute("data-src") == steps[step]["artifacts"]["preview"]
-    scale = int(canvas.get_attribute("data-scale"))
+    scale = int(canvas.get_attribute("data-scale"))  # written with data-step by the same draw
     expected = preview_frame(client, finished_run.id, steps[step]["artifacts"]["preview"], frames, 2)
     assert_canvas_shows(page, "#frame-canvas", expected, scale)
-    assert page.locator("#frame-info").inner_text() == "latent 2 ↔ video frames 5–8"
+    expect(page.locator("#frame-info")).to_have_text("latent 2 ↔ video frames 5–8")
 
     # A held arrow key (auto-repeat): every press is drawn by the next animation frame.
     shown = page.evaluate(
@@ -167,27 +167,25 @@ def test_scrub_with_keyboard_and_sliders_shows_that_steps_preview(page, service,
         step,
     )
     assert shown == list(range(step - 1, -1, -1))
-    assert canvas.get_attribute("data-src") == steps[0]["artifacts"]["preview"]
+    expect(canvas).to_have_attribute("data-src", steps[0]["artifacts"]["preview"])
 
     # The step slider (mouse) and the frame slider.
     box = page.locator("#step-slider").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
     slider_step = int(page.locator("#step-slider").input_value())
     assert 0 < slider_step < last
-    wait_for_data(page, "#frame-canvas", step=str(slider_step))
-    assert canvas.get_attribute("data-src") == steps[slider_step]["artifacts"]["preview"]
+    wait_for_data(page, "#frame-canvas", step=str(slider_step), src=steps[slider_step]["artifacts"]["preview"])
     page.locator("#frame-slider").evaluate(SET_RANGE, 4)
     wait_for_data(page, "#frame-canvas", step=str(slider_step), frame="4")
     expected = preview_frame(client, finished_run.id, steps[slider_step]["artifacts"]["preview"], frames, 4)
     assert_canvas_shows(page, "#frame-canvas", expected, scale)
-    assert page.locator("#frame-info").inner_text() == "latent 4 ↔ video frames 13–16"
+    expect(page.locator("#frame-info")).to_have_text("latent 4 ↔ video frames 13–16")
 
     # Exact step entry.
     page.fill("#step-input", "5")
     page.press("#step-input", "Enter")
     wait_for_data(page, "#frame-canvas", step="5", frame="4", src=steps[5]["artifacts"]["preview"])
-    sigma = f"{steps[5]['sigma']:.4f}"
-    assert sigma in page.locator("#step-info").inner_text()
+    expect(page.locator("#step-info")).to_contain_text(f"{steps[5]['sigma']:.4f}")
 
     assert requests == [], f"scrubbing fetched {requests}"
 
@@ -226,9 +224,11 @@ def test_switch_layer_and_colour_scale_changes_the_heatmap(page, service, finish
     open_job(page, service, finished_run.id, f"layers?step=5&frame=1&layer={layers[2]}")
     page.wait_for_function(f"() => document.getElementById('norms-loaded')?.dataset.loaded === '{len(norm_paths)}'")
     wait_for_data(page, "#heatmap-canvas", step="5", frame="1", layer=str(layers[2]))
-    assert page.locator("#step-input").input_value() == "5"
+    expect(page.locator("#step-input")).to_have_value("5")
     bands = page.locator("#layer-picker .band")
-    assert [bands.nth(i).get_attribute("data-band") for i in range(bands.count())] == ["early", "middle", "late"]
+    expect(bands).to_have_count(3)
+    for i, band in enumerate(("early", "middle", "late")):
+        expect(bands.nth(i)).to_have_attribute("data-band", band)
     page.click("label:has(input[value='alone'])")
     page.wait_for_function("() => window.stepscope.view.cache.idle")
     requests = artifact_requests(page)
@@ -273,8 +273,8 @@ def test_switch_layer_and_colour_scale_changes_the_heatmap(page, service, finish
         check_against_array(layers[1], mode)
     # The energy chart holds every step and layer; picking a cell picks layer and step.
     energy = page.locator("#energy-chart")
-    assert energy.get_attribute("data-steps") == str(len(norm_paths))
-    assert energy.get_attribute("data-layers") == str(len(layers))
+    expect(energy).to_have_attribute("data-steps", str(len(norm_paths)))
+    expect(energy).to_have_attribute("data-layers", str(len(layers)))
     # Its colour bar spans the chart's values: mean token norm per (step, layer).
     means = norms.mean(axis=(3, 4, 5)).mean(axis=1)  # (S, L)
     bar = page.locator("#energy-colourbar")
@@ -300,7 +300,7 @@ def test_layer_norms_past_the_memory_budget_are_dropped_and_fetched_again(page, 
     page.wait_for_function("() => window.stepscope.view.cache.idle")
     cache = page.evaluate("() => { const c = window.stepscope.view.cache; return [c.arrayBytes, c.evictions]; }")
     assert cache[0] <= budget and cache[1] > 0, f"arrays held / dropped: {cache}"
-    assert page.locator("#energy-chart").get_attribute("data-steps") == str(len(norm_paths))
+    expect(page.locator("#energy-chart")).to_have_attribute("data-steps", str(len(norm_paths)))
     requests = artifact_requests(page)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.fill("#step-input", "0")
@@ -326,8 +326,7 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     assert values[NOISE_STEP] > 0, "the noise step moves x̂₀ away from the baseline"
     assert all(values[s] == 0 for s in range(NOISE_STEP)), "before the noise both runs are the same"
     assert [v for _, v in points] == pytest.approx(data["cka_x0_distance"])
-    marker = page.locator("#cka-chart g.vline.intervention")
-    assert marker.get_attribute("data-step") == str(NOISE_STEP)
+    expect(page.locator("#cka-chart g.vline.intervention")).to_have_attribute("data-step", str(NOISE_STEP))
     # Side by side at the same step and frame, and their difference map.
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.fill("#step-input", str(NOISE_STEP))
@@ -340,8 +339,9 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     diff = client.array(finished_run.id, metrics["difference"])
     assert float(page.locator("#compare-diff").get_attribute("data-hi")) == pytest.approx(float(diff.max()), rel=1e-3)
     commits = [steps[n]["convergence"]["commitment_step"] for n in ("baseline", "noise3")]
-    assert page.locator("#commitment-note").get_attribute("data-steps") == ",".join(str(c) for c in commits)
-    assert page.locator("#convergence-chart path.series").count() == 4
+    # The convergence chart is drawn once both curves' arrays have arrived: wait for it.
+    expect(page.locator("#commitment-note")).to_have_attribute("data-steps", ",".join(str(c) for c in commits))
+    expect(page.locator("#convergence-chart path.series")).to_have_count(4)
     # The step box gave the keys back: ↑ moves the frame, and the convergence chart follows it.
     assert page.evaluate("() => document.activeElement === document.body")
     page.keyboard.press("ArrowUp")
@@ -350,10 +350,10 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
         "#convergence-chart path.series[stroke-dasharray]", "els => els.map(e => e.dataset.series)"
     )
     assert dashed == ["baseline frame 1", "noise3 frame 1"]
-    assert "latent frame 1" in page.locator("#commitment-note").inner_text()
+    expect(page.locator("#commitment-note")).to_contain_text("latent frame 1")
     # A dropdown used from the keyboard also gives the keys back once its value is set.
     page.focus("#diff-scale")
-    assert "focused dropdown" in page.locator("#keys-hint").inner_text()
+    expect(page.locator("#keys-hint")).to_contain_text("focused dropdown")  # written in a microtask after the focus
     outline = page.evaluate("() => getComputedStyle(document.getElementById('diff-scale')).outlineStyle")
     assert outline == "solid", "the focused control is marked"
     page.keyboard.press("ArrowDown")
@@ -362,17 +362,17 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
     )
     page.keyboard.press("ArrowLeft")
     wait_for_data(page, "#compare-variant", step=str(NOISE_STEP - 1))
-    assert page.locator("#keys-hint").inner_text().startswith("←/→ step")
+    expect(page.locator("#keys-hint")).to_have_text(re.compile(r"^←/→ step"))
     # Labels stay inside the charts; the threshold is named in the legend, off the curves.
     for chart in ("#convergence-chart", "#cka-chart"):
         width = page.locator(chart).bounding_box()["width"]
         rights = page.eval_on_selector_all(f"{chart} text", "els => els.map(e => e.getBBox().x + e.getBBox().width)")
         assert max(rights) <= width + 0.5, f"{chart}: a label runs past the edge"
-    assert "commit threshold" in page.locator("#convergence-chart g.legend").text_content()
+    expect(page.locator("#convergence-chart g.legend")).to_contain_text("commit threshold")
     # The layer × step CKA matrix has a colour bar up to its largest value.
     hidden = data.get("hidden_state_cka_distance")
     matrix = hidden or data["layer_norm_map_r2_distance"]
-    assert page.locator("#layer-cka").get_attribute("data-matrix") == ("hidden" if hidden else "norms")
+    expect(page.locator("#layer-cka")).to_have_attribute("data-matrix", "hidden" if hidden else "norms")
     layer_cka = max(v for row in matrix["values"] for v in row if v is not None)
     assert float(page.locator("#layer-cka-colourbar").get_attribute("data-hi")) == pytest.approx(layer_cka)
     screenshot(page, "compare_noise_variant")
@@ -389,13 +389,13 @@ def test_compare_a_noise_at_step_variant(page, service, client, finished_run):
         a, b = (np.load(run_dir / steps[n]["steps"][step]["artifacts"]["x0"]) for n in ("ens", "noise3"))
         return float(np.abs(a[0, :, frame] - b[0, :, frame]).mean(axis=0).max())  # member 0, mean over channels
 
-    wait_for_data(page, "#compare-diff", src="x0", step="4")
+    wait_for_data(page, "#compare-diff", src="x0", step="4", frame="1")
     hi = float(page.locator("#compare-diff").get_attribute("data-hi"))
     assert hi == pytest.approx(pair_difference_max(4, 1), rel=1e-5)
     page.keyboard.press("ArrowRight")
     for canvas in ("#compare-baseline", "#compare-variant", "#compare-diff"):
         wait_for_data(page, canvas, step="5", frame="1")
-    wait_for_data(page, "#compare-diff", src="x0", step="5")
+    wait_for_data(page, "#compare-diff", src="x0", step="5", frame="1")
     assert float(page.locator("#compare-diff").get_attribute("data-hi")) == pytest.approx(
         pair_difference_max(5, 1), rel=1e-5
     )
@@ -458,19 +458,22 @@ def test_a_form_error_shows_the_api_message_next_to_the_field(page, service, cli
         page.click("#use-task")
     assert served.value.status == 200
     page.wait_for_function("p => document.getElementById('prompt').value === p", arg=task.prompt)
+    # The same handler filled the prompt, the canvas, the image and the note, in one go.
     assert [page.input_value(f"#{f}") for f in ("height", "width", "frames")] == ["64", "64", "17"]
     assert page.eval_on_selector("#image", "el => el.files[0].name") == "trajectory-2-5.png"
     page.locator("#image ~ img.thumb").wait_for(state="visible")
-    assert page.inner_text("#task-note") == "the run will be scored on trajectory, difficulty 2, seed 5"
+    expect(page.locator("#task-note")).to_have_text("the run will be scored on trajectory, difficulty 2, seed 5")
     screenshot(page, "form_task_instance")
     # Off the task's canvas the run cannot be scored: the form drops the task and says why.
     page.fill("#width", "48")
-    assert page.inner_text("#task-note").startswith("not scored: the canvas is no longer the task's 64×64×17")
-    assert page.locator("#clear-task").is_hidden()
+    expect(page.locator("#task-note")).to_have_text(
+        re.compile(r"^not scored: the canvas is no longer the task's 64×64×17")
+    )
+    expect(page.locator("#clear-task")).to_be_hidden()
     with page.expect_response(lambda r: "/api/tasks/trajectory?" in r.url):
         page.click("#use-task")
     page.wait_for_function("() => document.getElementById('task-note').dataset.scored === 'true'")
-    assert page.input_value("#width") == "64"
+    expect(page.locator("#width")).to_have_value("64")
     with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as answer:
         page.click("#submit")
     assert answer.value.status == 201, answer.value.text()
@@ -492,8 +495,8 @@ def test_full_quality_decode_of_a_step_on_request(page, service, finished_run):
     page.click("#decode-button")
     first = page.locator("#decode-frames img.decoded-frame").first
     first.wait_for(timeout=60_000)
-    assert first.get_attribute("data-src") == "trajectories/baseline/decode/step_004/frame_000.jpg"
-    assert page.text_content("#decode-status").endswith("· 17 frames · float32 VAE")
+    expect(first).to_have_attribute("data-src", "trajectories/baseline/decode/step_004/frame_000.jpg")
+    expect(page.locator("#decode-status")).to_have_text(re.compile(r"· 17 frames · float32 VAE$"))
     page.wait_for_function(DECODED_IMAGES_LOADED)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("ArrowUp")
@@ -523,7 +526,7 @@ def test_reconnecting_mid_run_loses_and_repeats_nothing(page, service, client):
     all_events = list(client.events(job["id"]))
     assert received["steps"] == list(range(LONG_SPEC["steps"]))
     assert received["events"] == len(all_events), "every event once: none lost, none repeated"
-    assert page.locator("#stream-state").get_attribute("data-state") == "ended"
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "ended")
     screenshot(page, "reconnect_mid_run")
 
 
@@ -543,7 +546,7 @@ def test_token_is_asked_for_once_and_kept_in_a_cookie(page, service, finished_ru
         page.wait_for_selector("#stream-state[data-state='ended']")
         cookies = {c["name"]: c["value"] for c in page.context.cookies()}
         assert cookies["stepscope_token"] == token
-        assert page.locator("#token-dialog[open]").count() == 0
+        expect(page.locator("#token-dialog[open]")).to_have_count(0)
     finally:
         api.stop()
 
@@ -554,12 +557,15 @@ def test_timeline_shows_sigma_of_every_step_and_the_final_video(page, service, c
     page.wait_for_function(f"() => document.querySelectorAll('#timeline g.points circle').length === {len(steps)}")
     sigmas = page.eval_on_selector_all("#timeline g.points circle", "els => els.map(e => Number(e.dataset.value))")
     assert sigmas == pytest.approx([s["sigma"] for s in steps])
-    assert math.isclose(float(page.locator("#timeline").get_attribute("data-cursor")), steps[-1]["index"])
-    assert page.locator("#timeline path.series").count() == 1, "σ only: t = 1000σ would lie on it"
+    # The cursor is on the newest step once the scrubber has it (it follows the steps as they load).
+    page.wait_for_function(
+        "s => Number(document.getElementById('timeline').dataset.cursor) === s", arg=steps[-1]["index"]
+    )
+    expect(page.locator("#timeline path.series")).to_have_count(1)  # σ only: t = 1000σ would lie on it
     # The final video: a player, and the last row of the grid (one decoded frame per latent frame).
     final = finished_run.manifest["trajectories"]["baseline"]["final"]
     frames = finished_run.manifest["shapes"]["latent"][1]
-    assert page.locator("#final-video").get_attribute("data-src") == final["video"]
+    expect(page.locator("#final-video")).to_have_attribute("data-src", final["video"])
     page.wait_for_function("() => document.getElementById('final-video').readyState >= 1")
     wait_for_data(page, "#grid-canvas", finalRow="yes", finalLoaded=str(frames))
     grid = page.locator("#grid-canvas")
@@ -616,9 +622,8 @@ def test_jobs_list_shows_queue_position_and_cancels(page, service, client):
     job = client.submit({**LONG_SPEC, "model": "tiny-moe", "steps": 4, "prompt": "waits in the queue"})
     page.goto(f"{service.url}/#/new")
     item = page.locator(f"#jobs li[data-job='{job['id']}']")
-    item.wait_for()
-    assert item.get_attribute("data-status") == "queued"
-    assert item.locator(".queue-pos").inner_text() == "queue #1"
+    expect(item).to_have_attribute("data-status", "queued")
+    expect(item.locator(".queue-pos")).to_have_text("queue #1")
     screenshot(page, "jobs_queue_position")
     item.locator("button[title='cancel the job']").click()
     page.wait_for_selector(f"#jobs li[data-job='{job['id']}'][data-status='cancelled']")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.helpers import open_job, screenshot
 
@@ -37,12 +38,13 @@ def test_task_score_and_candidate_curve_of_each_trajectory(page, service, client
 
     open_job(page, service, job["id"])
     badge = page.locator("#task-score .task-score")
-    badge.wait_for(state="visible")
-    assert badge.inner_text() == score_text(baseline["task_score"])
-    assert badge.get_attribute("data-passed") == str(baseline["task_score"]["passed"]).lower()
+    expect(badge).to_have_text(score_text(baseline["task_score"]), use_inner_text=True)
+    expect(badge).to_have_attribute("data-passed", str(baseline["task_score"]["passed"]).lower())
     # The chart plots what the manifest says: live candidates and each candidate's mass at each captured step.
+    live_dots = "#candidate-chart g.points[data-series='live'] circle"
+    expect(page.locator(live_dots)).to_have_count(len(candidates["steps"]))  # drawn with the view, not before
     live = page.eval_on_selector_all(
-        "#candidate-chart g.points[data-series='live'] circle",
+        live_dots,
         "els => els.map(e => [Number(e.dataset.step), Number(e.dataset.value)])",
     )
     assert live == [list(p) for p in zip(candidates["steps"], candidates["live"], strict=True)]
@@ -76,8 +78,5 @@ def test_task_score_and_candidate_curve_of_each_trajectory(page, service, client
     # Compare: both sides' scores.
     page.evaluate(f"location.hash = '#/jobs/{job['id']}/compare?left=baseline&right=noise1'")
     scores = page.locator("#compare-scores .task-score")
-    page.wait_for_function("document.querySelectorAll('#compare-scores .task-score').length === 2")
-    assert scores.all_inner_texts() == [
-        f"baseline: {score_text(baseline['task_score'])}",
-        f"noise1: {score_text(variant['task_score'])}",
-    ]
+    expected = [f"baseline: {score_text(baseline['task_score'])}", f"noise1: {score_text(variant['task_score'])}"]
+    expect(scores).to_have_text(expected, use_inner_text=True)

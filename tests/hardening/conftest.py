@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,20 +14,22 @@ from stepscope.embedded_redis import EmbeddedRedis, free_port
 from tests.hardening.sse import watch_a_job_whose_worker_is_killed
 from tests.servers import Proc, service_env, start_api, start_worker, stop_all, wait_until
 
+# The janitor's patience in a Stack, shortened so a killed worker's job fails in seconds (test_streams.py checks the
+# production defaults).
+LOST_AFTER = 8.0
+JANITOR_EVERY = 1.0
+
 
 class Stack:
     def __init__(self, root: Path, **settings: str):
         self.root = root
         self.redis = EmbeddedRedis(root / "redis", persistence=True).start()
-        self.env = service_env(
-            self.redis.url,
-            str(root / "runs"),
-            str(root / "cache"),
-            STEPSCOPE_SSE_HEARTBEAT="1",
-            STEPSCOPE_LOST_AFTER="8",
-            STEPSCOPE_JANITOR_EVERY="1",
-            **settings,
-        )
+        shortened = {
+            "STEPSCOPE_SSE_HEARTBEAT": "1",
+            "STEPSCOPE_LOST_AFTER": str(LOST_AFTER),
+            "STEPSCOPE_JANITOR_EVERY": str(JANITOR_EVERY),
+        }
+        self.env = service_env(self.redis.url, str(root / "runs"), str(root / "cache"), **{**shortened, **settings})
         self.port = free_port()
         self.api: Proc | None = None
         self.workers: list[Proc] = []
@@ -40,8 +43,9 @@ class Stack:
         self._logs += 1
         return self.root / "logs" / f"{self._logs:02d}-{name}.log"
 
-    def start_api(self) -> Proc:
-        self.api = start_api(self.env, self.log("api"), port=self.port)
+    def start_api(self, **settings: str) -> Proc:
+        """The API on the stack's port; `settings` (STEPSCOPE_*=...) override the stack's for this process."""
+        self.api = start_api({**self.env, **settings}, self.log("api"), port=self.port)
         return self.api
 
     def start_worker(self, model: str = "tiny") -> Proc:
@@ -71,6 +75,11 @@ class Stack:
             if proc is not None:
                 proc.stop()
         self.redis.stop()
+
+
+def epoch(iso: str) -> float:
+    """Seconds since the epoch of a record's UTC time stamp (jobs.now_iso)."""
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 def _status(url: str) -> int | None:

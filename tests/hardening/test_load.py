@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -12,9 +13,10 @@ import redis
 
 from stepscope import events
 from stepscope.client import Client
+from stepscope.config import Settings
 from stepscope.jobs import job_key, queue_name
 from tests.hardening.conftest import Stack
-from tests.servers import wait_until
+from tests.servers import WorkerGate, wait_until
 
 QUEUED = {"model": "tiny-moe", "prompt": "waits in line", "steps": 4}  # no worker serves tiny-moe here
 
@@ -52,32 +54,41 @@ def test_a_burst_of_500_jobs_is_all_queued_and_none_lost(stack: Stack):
 
 
 async def _view(url: str, job_id: str, ready: asyncio.Event) -> list[tuple[str, str]]:
+    """The job's events as one viewer reads them; `ready` is set once the stream is open (or failed to open)."""
     seen = []
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120, connect=30)) as client:
-        async with client.stream("GET", f"{url}/api/jobs/{job_id}/events") as response:
-            ready.set()
-            event_id = None
-            async for line in response.aiter_lines():
-                if line.startswith("id: "):
-                    event_id = line[4:]
-                elif line.startswith("data: "):
-                    event = json.loads(line[6:])
-                    seen.append((event_id, event["type"], event.get("index")))
-                    if event["type"] in events.TERMINAL:
-                        return seen
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(120, connect=30)) as client:
+            async with client.stream("GET", f"{url}/api/jobs/{job_id}/events") as response:
+                ready.set()
+                event_id = None
+                async for line in response.aiter_lines():
+                    if line.startswith("id: "):
+                        event_id = line[4:]
+                    elif line.startswith("data: "):
+                        event = json.loads(line[6:])
+                        seen.append((event_id, event["type"], event.get("index")))
+                        if event["type"] in events.TERMINAL:
+                            return seen
+    finally:
+        ready.set()  # a viewer that could not connect fails the gather below instead of holding up the crowd
     return seen
 
 
-async def _crowd(url: str, job_id: str, viewers: int) -> list[list[tuple]]:
+async def _crowd(url: str, job_id: str, viewers: int, connected: threading.Event) -> list[list[tuple]]:
+    """`viewers` streams of the job, read to their final event; `connected` is set once every one is open."""
     ready = [asyncio.Event() for _ in range(viewers)]
     tasks = [asyncio.create_task(_view(url, job_id, r)) for r in ready]
+    await asyncio.gather(*(r.wait() for r in ready))
+    connected.set()
     return await asyncio.gather(*tasks)
 
 
 @pytest.fixture(scope="module")
 def short_lived(tmp_path_factory):
     """API and one tiny worker whose job records and streams live 5 s after a job ends (viewers and TTL tests)."""
-    shared = Stack(tmp_path_factory.mktemp("load"), STEPSCOPE_RESULT_TTL="5")
+    # The janitor's production patience: the crowd test freezes the worker while 100 viewers connect.
+    lost_after = str(Settings.model_fields["lost_after"].default)
+    shared = Stack(tmp_path_factory.mktemp("load"), STEPSCOPE_RESULT_TTL="5", STEPSCOPE_LOST_AFTER=lost_after)
     try:
         shared.start_api()
         shared.start_worker()
@@ -89,15 +100,21 @@ def short_lived(tmp_path_factory):
 def test_100_viewers_of_one_running_job_each_get_every_event_in_order(short_lived: Stack):
     stack = short_lived
     rss_before = stack.rss_kib(stack.api)
-    conn = redis.Redis.from_url(stack.redis.url)
-    with Client(stack.url) as client:
+    conn = redis.Redis.from_url(stack.redis.url, socket_timeout=30)  # longer than events.follow's 5 s block
+    with Client(stack.url) as client, WorkerGate(stack.workers[0], client) as gate:
+        gate.hold()
         job = client.submit({"model": "tiny", "prompt": "watched by a crowd", "steps": 60, "height": 96, "width": 96})
-        wait_until(lambda: client.job(job["id"])["status"] == "running", 60, "the job to start")
+        gate.run_to(job["id"], 2)  # frozen mid-run until the whole crowd follows: the rest reaches them live
         # A thread of its own: a browser test earlier in the session may leave a loop running here. The reference
         # is the stream as Redis stores it, read as it is written (the stream expires 5 s after the job ends).
+        connected = threading.Event()
         with ThreadPoolExecutor(2) as pool:
             stored = pool.submit(lambda: list(events.follow(conn, job["id"])))
-            streams = pool.submit(asyncio.run, _crowd(stack.url, job["id"], 100)).result()
+            crowd = pool.submit(asyncio.run, _crowd(stack.url, job["id"], 100, connected))
+            assert connected.wait(120), "100 viewers did not connect within 120 s"
+            assert client.job(job["id"])["status"] == "running"
+            gate.release()
+            streams = crowd.result()
             reference = [(i, e["type"], e.get("index")) for i, e in stored.result(timeout=120)]
         assert client.job(job["id"])["status"] == "finished"
     assert [t for _, t, _ in reference].count("step") == 60 and reference[-1][1] == "finished"

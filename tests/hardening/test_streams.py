@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ import redis
 
 from stepscope import events, jobs
 from stepscope.config import Settings
+from tests.hardening.conftest import epoch
 from tests.hardening.sse import PRODUCTION_HEARTBEAT, SseReader
 from tests.servers import start_api, wait_until
 
@@ -142,8 +142,3 @@ def test_a_viewer_of_a_job_whose_worker_is_killed_gets_failed_on_its_open_connec
     for key in (jobs.job_key(job_id), events.stream_key(job_id)):
         expected = RESULT_TTL - (time.time() - epoch(record["finished"]))
         assert abs(conn.ttl(key) - expected) <= 30, (key, conn.ttl(key), expected)
-
-
-def epoch(iso: str) -> float:
-    """Seconds since the epoch of a record's UTC time stamp (jobs.now_iso)."""
-    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()

@@ -14,7 +14,7 @@ import torch
 import stepscope
 from stepscope.models import load_model
 from stepscope.probe import run_experiment, run_trajectory
-from stepscope.probe.trajectory import ProbeError, StepSink
+from stepscope.probe.trajectory import Cancelled, ProbeError, StepSink
 from stepscope.spec import parse_spec
 
 from .helpers import BlockOutputs, CollectingSink, inputs
@@ -164,6 +164,25 @@ def test_hooks_are_removed_when_the_run_fails(tiny):
     again = run_trajectory(tiny, inputs(steps=5), sink=CollectingSink()).final_latents
     plain = run_trajectory(tiny, inputs(steps=5), sink=CollectingSink()).final_latents
     assert torch.equal(again, plain)  # same process, same weights, same kernels: a leftover hook would show
+
+
+def test_a_stop_request_ends_the_run_after_its_step(tiny):
+    """`should_stop` (a job's cancel or the worker's SIGTERM) is asked once after every step, once that step is
+    captured: the step during which it turned true is the last one run, whatever the machine's speed."""
+    sink = CollectingSink()
+    asked: list[int] = []  # how many steps were captured each time it was asked
+
+    def should_stop() -> bool:
+        asked.append(len(sink.captures))
+        return len(asked) == 4  # the request comes in while step 3 runs
+
+    with pytest.raises(Cancelled, match=r"^cancelled after step 3$"):
+        run_trajectory(tiny, inputs(steps=12), layers=range(8), sink=sink, should_stop=should_stop)
+    assert asked == [1, 2, 3, 4]
+    assert [c.index for c in sink.captures] == [0, 1, 2, 3]
+    transformer = tiny.pipe.transformer
+    assert not transformer._forward_pre_hooks and not transformer._forward_hooks
+    assert all(not b._forward_hooks and not b._forward_pre_hooks for b in transformer.blocks)
 
 
 def test_block_caches_are_refused(tiny):

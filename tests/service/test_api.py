@@ -17,7 +17,7 @@ from PIL import Image
 
 import stepscope
 from stepscope.client import ApiError, Client
-from tests.servers import WorkerGate, service_env, start_api, wait_until
+from tests.servers import WorkerGate, service_env, start_api
 
 SPEC = {"model": "tiny", "prompt": "a ball rolls through a maze", "steps": 6}
 
@@ -120,20 +120,22 @@ def test_heartbeats_while_queued(service):
 
 
 def test_cancel_a_running_job_stops_within_a_step(client, service):
-    job = client.submit({**SPEC, "steps": 200, "probes": {"layers": "none"}})
-    seen = -1
-    for _, event in client.events(job["id"]):
-        if event["type"] == "step":
-            seen = event["index"]
-            if seen >= 3:
-                break
-    answer = client.cancel(job["id"])
-    assert answer["cancel_requested"] or answer["status"] == "cancelled"
+    tiny = next(w for w in service.workers if w.log.name == "worker-tiny.log")
+    with WorkerGate(tiny, client) as gate:
+        gate.hold()
+        job = client.submit({**SPEC, "steps": 200, "probes": {"layers": "none"}})
+        gate.run_to(job["id"], 3)  # frozen mid-run, with ~196 steps to go: the cancel lands while the job runs
+        answer = client.cancel(job["id"])
+        assert answer["status"] == "running" and answer["cancel_requested"], answer
     events = list(client.events(job["id"]))
-    assert events[-1][1]["type"] == "cancelled"
-    last_step = max(e["index"] for _, e in events if e["type"] == "step")
-    # The step running when the flag was set ends, and the worker stops there.
-    assert last_step <= seen + 2, (seen, last_step)
+    final = events[-1][1]
+    assert final["type"] == "cancelled"
+    steps = [e["index"] for _, e in events if e["type"] == "step"]
+    last_step = steps[-1]
+    assert steps == list(range(last_step + 1)) and last_step < 199, "it stopped early, every step before stored"
+    # The worker names the step at whose end it saw the request; that step is the last one stored. (That the request
+    # is looked at after every step is tests/probe/test_capture.py's test_a_stop_request_ends_the_run_after_its_step.)
+    assert final["error"] == f"cancelled after step {last_step}"
     assert client.job(job["id"])["status"] == "cancelled"
     manifest = client.manifest(job["id"])
     assert manifest["status"] == "cancelled"
@@ -379,13 +381,19 @@ def test_the_api_binds_localhost_by_default():
     assert Settings().host == "127.0.0.1"
 
 
-def test_progress_is_visible_while_running(client):
-    job = client.submit({**SPEC, "steps": 60, "probes": {"layers": "none"}})
-    wait_until(lambda: client.job(job["id"])["progress"]["done"] >= 5, 60, "progress")
-    record = client.job(job["id"])
-    assert record["status"] == "running" and record["progress"]["total"] == 60
-    client.cancel(job["id"])
-    client.wait(job["id"])
+def test_progress_is_visible_while_running(client, service):
+    tiny = next(w for w in service.workers if w.log.name == "worker-tiny.log")
+    with WorkerGate(tiny, client) as gate:
+        gate.hold()
+        job = client.submit({**SPEC, "steps": 60, "probes": {"layers": "none"}})
+        step = gate.run_to(job["id"], 5)  # frozen mid-run: the record is read while the job runs, for certain
+        record = client.job(job["id"])
+        assert record["status"] == "running" and record["progress"]["total"] == 60
+        # The record's progress follows the events: at least the steps before the one just seen (its own update may
+        # come a moment after its event).
+        assert step["progress"]["done"] - 1 <= record["progress"]["done"] < 60
+        client.cancel(job["id"])
+    assert client.wait(job["id"])["status"] == "cancelled"
 
 
 def test_full_quality_decode_on_request(client, service):

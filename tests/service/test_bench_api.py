@@ -17,7 +17,7 @@ from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, bench_instance_dir
 from stepscope.stats import wilson_interval
 from stepscope.tasks import TaskInstance
 from stepscope.tasks.bench import score_run
-from tests.servers import running_service, start_worker, wait_until
+from tests.servers import WorkerGate, running_service, start_worker, wait_until
 
 MODEL = "tiny-i2v"
 NOISE = {"name": "noise1", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 1.0}]}
@@ -238,20 +238,17 @@ def test_only_bench_jobs_have_a_bench_result(client):
         client.delete(experiment["id"])
 
 
-def first_instance(client: Client, job_id: str) -> dict:
-    """Follow the job's events until its first bench instance is stored; fail on any other ending."""
-    for _, event in client.events(job_id, timeout=WAIT):
-        if event["type"] == events.BENCH_INSTANCE:
-            return event
-        assert not events.is_final(event), event
-    raise AssertionError("the stream ended without a bench instance")
+def is_bench_instance(event: dict) -> bool:
+    return event["type"] == events.BENCH_INSTANCE
 
 
-@pytest.mark.usefixtures("worker")
-def test_cancel_stops_the_bench_and_keeps_what_finished(client):
-    job = client.bench(MODEL, ["maze"], 40, steps=4, frames=FRAMES)
-    first_instance(client, job["id"])
-    client.cancel(job["id"])
+def test_cancel_stops_the_bench_and_keeps_what_finished(client, worker):
+    with WorkerGate(worker, client) as gate:
+        gate.hold()
+        job = client.bench(MODEL, ["maze"], 40, steps=4, frames=FRAMES)
+        # Frozen once the first instance is stored, 39 to go: the cancel lands mid-bench, however fast the machine.
+        gate.run_until(job["id"], is_bench_instance, "the first bench instance", timeout=WAIT)
+        assert client.cancel(job["id"])["status"] == "running"
     final = client.wait(job["id"], timeout=WAIT)
     assert final["status"] == "cancelled", final
     answer = client.bench_result(job["id"])
@@ -263,9 +260,12 @@ def test_cancel_stops_the_bench_and_keeps_what_finished(client):
 
 
 def test_a_worker_killed_mid_bench_ends_the_job_failed(service, client, worker):
-    job = client.bench(MODEL, ["maze"], 40, steps=4, frames=FRAMES)
-    first_instance(client, job["id"])
-    os.kill(worker.pid, signal.SIGKILL)  # the `worker` fixture starts another for any test that needs one later
+    with WorkerGate(worker, client) as gate:
+        gate.hold()
+        job = client.bench(MODEL, ["maze"], 40, steps=4, frames=FRAMES)
+        gate.run_until(job["id"], is_bench_instance, "the first bench instance", timeout=WAIT)  # frozen mid-bench
+        os.kill(worker.pid, signal.SIGKILL)  # the `worker` fixture starts another for any test that needs one later
+        worker.process.wait()
     final = client.wait(job["id"], timeout=60)  # the janitor's patience is 4 s
     assert final["status"] == "failed" and "lost" in final["error"], final
 
