@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from pathlib import Path
+
+from stepscope.events import FINAL_STATUSES
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "e2e"
@@ -34,5 +38,14 @@ def screenshot(page, name: str) -> Path:
 
 
 def open_job(page, service, job_id: str, tab: str = "trajectory") -> None:
+    """Open the job's explorer and wait until it shows the job: for a job that has ended, until its whole event
+    stream has arrived (the explorer follows a run's newest step until then, so a step chosen earlier would be
+    overtaken); for any other, until the job is loaded."""
+    with urllib.request.urlopen(f"{service.url}/api/jobs/{job_id}", timeout=30) as response:
+        status = json.load(response)["status"]
     page.goto(f"{service.url}/#/jobs/{job_id}/{tab}")
-    page.wait_for_selector(f"section.explorer[data-job='{job_id}']")
+    explorer = f"section.explorer[data-job='{job_id}']"
+    if status in FINAL_STATUSES:
+        page.wait_for_selector(f"{explorer} #stream-state[data-state='ended']", state="attached")
+    else:
+        page.wait_for_selector(f"{explorer}[data-status]:not([data-status='loading'])", state="attached")

@@ -12,7 +12,7 @@ import numpy as np
 
 from stepscope.tasks import Canvas, TaskInstance, generate
 from stepscope.tasks.core import PALETTE, TaskError
-from stepscope.train.data import InstanceRef, held_out_refs
+from stepscope.train.data import InstanceRef, held_out_refs, iter_split_refs
 
 DIFFICULTIES = (1, 2, 3)
 # Instances and swap partners come from the first 1000 held-out instances of a family.
@@ -58,11 +58,21 @@ def swap_partners(instances: list[TaskInstance], canvas: Canvas) -> list[TaskIns
     if not instances:
         return []
     family = instances[0].family
-    pool = held_out_refs((family,), DIFFICULTIES, UNSEEN_PER_FAMILY, canvas.size, canvas.frames)[len(instances) :]
+    held_out = iter_split_refs(family, DIFFICULTIES, UNSEEN_PER_FAMILY, "held-out", canvas.size, canvas.frames)
+    for _ in instances:
+        next(held_out)
+    pool: list[InstanceRef] = []  # the held-out refs after the measured ones, generated as far as a search reads
+
+    def refs_in_order():
+        yield from pool
+        for ref in held_out:
+            pool.append(ref)
+            yield ref
+
     used: set[int] = set()
     partners = []
     for instance in instances:
-        for k, ref in enumerate(pool):
+        for k, ref in enumerate(refs_in_order()):
             if k in used or ref.difficulty != instance.difficulty:
                 continue
             candidate = _make(ref, canvas)
