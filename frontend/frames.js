@@ -1,6 +1,8 @@
 // Latent frames ↔ video frames. The Wan VAE is causal and 4× temporal: latent frame 0 decodes
 // to video frame 0 alone, latent frame k ≥ 1 to video frames 4k−3 … 4k.
 
+import { framePath } from "./contract/run_format.js";
+
 /** The video frames {first, last} that latent frame `k` covers (clamped to the video's length). */
 export function videoFramesOfLatent(k, temporal = 4, videoFrames = Infinity) {
   if (!Number.isInteger(k) || k < 0) throw new RangeError(`latent frame must be a non-negative integer, got ${k}`);
@@ -30,5 +32,5 @@ export function videoFramesLabel(k, temporal = 4, videoFrames = Infinity) {
 /** The decoded video frame that stands for latent frame `k` (its last), as `<dir>/frame_NNN.jpg`. */
 export function decodedFramePath(dir, k, temporal = 4, videoFrames = Infinity) {
   const { last } = videoFramesOfLatent(k, temporal, videoFrames);
-  return `${dir}/frame_${String(last).padStart(3, "0")}.jpg`;
+  return framePath(dir, last);
 }

@@ -12,6 +12,7 @@ import {
   TRAJECTORY_FINISHED,
   TRAJECTORY_STARTED,
 } from "./contract/events.js";
+import { FINISHED, RUNNING } from "./contract/run_format.js";
 
 // The shared models, as the explorer reads them. The manifest's full types live in
 // backend/stepscope/run_format.py (JSON Schema: GET /api/schema/manifest, docs/schema/manifest.schema.json);
@@ -52,7 +53,7 @@ function newTrajectory(name, kind = null) {
   return {
     name,
     kind,
-    status: "running",
+    status: RUNNING,
     seeds: null,
     steps: new Map(), // step index → {index, t, sigma, expert, artifacts}
     commitmentStep: null,
@@ -72,7 +73,7 @@ export class RunData {
     this.spec = null; // from the job record, known before the manifest exists
     this.trajectories = new Map();
     this.metrics = new Map(); // variant → {file, difference, max_cka_x0_distance, final_relative_l2}
-    this.status = "queued";
+    this.status = QUEUED;
     this.error = null;
     this.progress = { done: 0, total: 0 };
     this.worker = null;
@@ -104,17 +105,17 @@ export class RunData {
     if (event.progress) this.progress = event.progress;
     switch (event.type) {
       case QUEUED:
-        this.status = "queued";
+        this.status = QUEUED;
         break;
       case STARTED:
-        this.status = "running";
+        this.status = RUNNING;
         this.worker = event.worker ?? null;
         break;
       case EXPERIMENT_STARTED:
-        this.status = "running";
+        this.status = RUNNING;
         break;
       case TRAJECTORY_STARTED:
-        this.trajectory(event.trajectory, event.kind).status = "running";
+        this.trajectory(event.trajectory, event.kind).status = RUNNING;
         break;
       case STEP: {
         const traj = this.trajectory(event.trajectory);
@@ -137,7 +138,7 @@ export class RunData {
         break;
       case TRAJECTORY_FINISHED: {
         const traj = this.trajectory(event.trajectory, event.kind);
-        traj.status = "finished";
+        traj.status = FINISHED;
         traj.commitmentStep = event.commitment_step ?? null;
         traj.convergence = event.convergence ?? null;
         traj.final = event.final ?? null;

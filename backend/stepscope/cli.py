@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from stepscope.run_format import MANIFEST
 from stepscope.spec import SpecError, check_against_model, parse_spec
 
 SPEC_FLAGS = {
@@ -90,7 +91,7 @@ def cmd_run(args) -> int:
         return 2
     out = args.out or f"runs/{spec.model.replace('/', '_')}-seed{spec.seed}"
     run = RunDir.at(out)
-    if run.exists("manifest.json") and not args.overwrite:
+    if run.exists(MANIFEST) and not args.overwrite:
         print(f"error: {out} already holds a run (use --overwrite)", file=sys.stderr)
         return 2
     bar = tqdm(total=1, unit="step", disable=args.quiet)

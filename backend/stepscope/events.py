@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from stepscope import run_format
+
 if TYPE_CHECKING:
     import redis
 
@@ -36,15 +38,13 @@ DECODE = "decode"  # a full-quality decode of a step (or of the final latents) i
 TRAJECTORY_FINISHED = "trajectory_finished"  # a trajectory's final outputs are stored
 METRIC = "metric"  # a variant's comparison with the baseline is stored
 BENCH_INSTANCE = "bench_instance"  # a bench job's task instance ran (baseline and variants) and is scored
-FINISHED = "finished"
-FAILED = "failed"
-CANCELLED = "cancelled"
+FINISHED, FAILED, CANCELLED = run_format.FINAL_STATUSES  # a job's last event is named by its final status
 # Not stored in a stream: the API's last word to an open SSE connection when it shuts down. It
 # carries no id, so a client that reconnects with Last-Event-ID resumes after the last real event.
 STREAM_CLOSING = "stream_closing"
 
-TERMINAL = frozenset({FINISHED, FAILED, CANCELLED})  # the final statuses of a job; a stream ends after one
-FINAL_STATUSES = (FINISHED, FAILED, CANCELLED)  # the same set, in a fixed order
+FINAL_STATUSES = run_format.FINAL_STATUSES  # the final statuses of a job, in a fixed order; a stream ends after one
+TERMINAL = frozenset(FINAL_STATUSES)  # the same, as a set
 EVENT_TYPES = (
     QUEUED,
     STARTED,

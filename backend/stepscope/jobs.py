@@ -25,13 +25,13 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from stepscope import events
+from stepscope import events, run_format
 
 PREFIX = events.PREFIX
 INDEX = f"{PREFIX}:jobs"
 RUNNING = f"{PREFIX}:running"
 TERMINAL = events.TERMINAL
-STATUSES = ("queued", "running", "finished", "failed", "cancelled")
+STATUSES = (events.QUEUED, *run_format.RUN_STATUSES)
 WORKER_TTL = 15  # seconds a worker's presence key lives without a heartbeat
 HEARTBEAT_EVERY = 3.0
 LOST_AFTER = 30.0  # a running job whose worker has been silent this long is failed

@@ -18,7 +18,7 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,7 +33,11 @@ MANIFEST = "manifest.json"
 RUN_PREFIX = "run:"  # a spec image already stored in the run directory, e.g. run:inputs/first_frame.png
 BASELINE = "baseline"
 
+# A run's status (and a job's once it has a run directory): the one definition; events.py and jobs.py take theirs
+# from here, frontend/contract/run_format.js is generated from it.
 Status = Literal["running", "finished", "failed", "cancelled"]
+RUN_STATUSES: tuple[str, ...] = get_args(Status)
+FINAL_STATUSES = RUN_STATUSES[1:]  # a run (and a job's event stream) ends with one of these
 TrajectoryKind = Literal["baseline", "variant", "swap_source", "sweep_member"]
 
 
@@ -42,9 +46,14 @@ class RunFormatError(ValueError):
 
 
 # -- paths ----------------------------------------------------------------------------------
+STEP_DIGITS = 3  # step_007
+FRAME_DIGITS = 3  # frame_016.jpg
+LAYER_NORMS = "layer_norms"  # the directory of a trajectory's layer norms, and the prefix of their artifact keys
+
+
 def step_name(index: int) -> str:
-    """Steps are zero-padded to three digits: step_007."""
-    return f"step_{index:03d}"
+    """Steps are zero-padded to STEP_DIGITS digits: step_007."""
+    return f"step_{index:0{STEP_DIGITS}d}"
 
 
 def trajectory_dir(name: str) -> str:
@@ -87,12 +96,12 @@ def x0_cond_path(trajectory: str, step: int) -> str:
 
 
 def layer_norms_path(trajectory: str, pass_name: str, step: int) -> str:
-    return f"{trajectory_dir(trajectory)}/layer_norms/{pass_name}/{step_name(step)}.npy"
+    return f"{trajectory_dir(trajectory)}/{LAYER_NORMS}/{pass_name}/{step_name(step)}.npy"
 
 
 def layer_norms_key(pass_name: str) -> str:
     """The key of a pass's layer norms in a step record's `artifacts`."""
-    return f"layer_norms.{pass_name}"
+    return f"{LAYER_NORMS}.{pass_name}"
 
 
 def decode_dir(trajectory: str, step: int) -> str:
@@ -118,7 +127,7 @@ def final_latents_path(trajectory: str) -> str:
 
 def frame_path(frames_dir: str, index: int) -> str:
     """One decoded video frame in a decode or final directory."""
-    return f"{frames_dir}/frame_{index:03d}.jpg"
+    return f"{frames_dir}/frame_{index:0{FRAME_DIGITS}d}.jpg"
 
 
 def video_path(frames_dir: str) -> str:
@@ -615,6 +624,57 @@ class ManifestWriter:
         self._change(finish)
 
 
+def _failed_if_running(entry: Any) -> Any:
+    return {**entry, "status": "failed"} if isinstance(entry, dict) and entry.get("status") == "running" else entry
+
+
+def failed_manifest(manifest: Any, error: str, only_running: bool = False) -> dict | None:
+    """A lost writer's manifest labelled failed and partial, every running trajectory failed; None when there is
+    nothing of ours to label (not a JSON object, or, with `only_running`, a run that is not running). Works on the
+    raw JSON object, so a manifest of another format version is labelled without being parsed or rewritten."""
+    if not isinstance(manifest, dict) or (only_running and manifest.get("status") != "running"):
+        return None
+    labelled = {**manifest, "status": "failed", "error": error, "partial": True}
+    trajectories = manifest.get("trajectories")
+    if isinstance(trajectories, dict):
+        labelled["trajectories"] = {name: _failed_if_running(entry) for name, entry in trajectories.items()}
+    return labelled
+
+
+# -- the frontend's copy ----------------------------------------------------------------------
+JS_FILE = Path(__file__).resolve().parents[2] / "frontend" / "contract" / "run_format.js"
+
+
+def run_format_js() -> str:
+    """frontend/contract/run_format.js: the names, statuses and paths the explorer reads, as an ES module."""
+    return "\n".join(
+        [
+            "// Generated from backend/stepscope/run_format.py by `python -m stepscope.run_format`: do not edit.",
+            "// tests/unit/test_run_format.py fails when this file and run_format.py disagree.",
+            "",
+            f"export const FORMAT = {json.dumps(FORMAT)};",
+            f"export const MANIFEST = {json.dumps(MANIFEST)};",
+            f"export const BASELINE = {json.dumps(BASELINE)};",
+            f"export const LAYER_NORMS = {json.dumps(LAYER_NORMS)};",
+            "/** A run's statuses; it ends with one of FINAL_STATUSES. */",
+            f"export const RUN_STATUSES = Object.freeze({json.dumps(list(RUN_STATUSES))});",
+            f"export const FINAL_STATUSES = Object.freeze({json.dumps(list(FINAL_STATUSES))});",
+            *(f"export const {s.upper()} = {json.dumps(s)};" for s in RUN_STATUSES),
+            "",
+            f"/** step_007: a step's name in paths ({STEP_DIGITS} digits). */",
+            f'export const stepName = (index) => `step_${{String(index).padStart({STEP_DIGITS}, "0")}}`;',
+            f"/** A decoded video frame of a decode or final dir: <dir>/frame_016.jpg ({FRAME_DIGITS} digits). */",
+            "export const framePath = (framesDir, index) =>",
+            f'  `${{framesDir}}/frame_${{String(index).padStart({FRAME_DIGITS}, "0")}}.jpg`;',
+            "/** The key of a CFG pass's layer norms in a step record's `artifacts`: layer_norms.cond */",
+            "export const layerNormsKey = (pass) => `${LAYER_NORMS}.${pass}`;",
+            "/** Whether a run path is a layer-norm array (trajectories/<name>/layer_norms/<pass>/step_NNN.npy). */",
+            "export const isLayerNormsPath = (path) => path.includes(`/${LAYER_NORMS}/`);",
+            "",
+        ]
+    )
+
+
 def write_schema(path: Path = SCHEMA_FILE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n")
@@ -622,4 +682,6 @@ def write_schema(path: Path = SCHEMA_FILE) -> None:
 
 if __name__ == "__main__":
     write_schema()
+    JS_FILE.write_text(run_format_js())
     print(SCHEMA_FILE)
+    print(JS_FILE)

@@ -36,7 +36,8 @@ import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
 
-MANIFEST = "manifest.json"
+from stepscope.run_format import MANIFEST
+
 # Far above any manifest the engine writes (a 14B sweep's is a few MB), far below what would tie up the API to parse.
 MAX_MANIFEST_BYTES = 16 * 2**20
 LOCKS = ".locks"  # under the root: one lock file per job that writes runs (not a run id: RUN_ID needs no dot)

@@ -36,7 +36,7 @@ from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, bench_timeout
 from stepscope.models import LoadedModel, load_model
 from stepscope.probe import Cancelled, run_experiment
 from stepscope.probe.decode import decode_step
-from stepscope.run_format import BENCH_RESULT
+from stepscope.run_format import BENCH_RESULT, MANIFEST
 from stepscope.spec import check_against_model, parse_spec
 from stepscope.store import Fence, Revoked, Store
 from stepscope.tasks.bench import parse_bench_request, run_request
@@ -296,7 +296,7 @@ class ResidentRunner:
             manifest = run_experiment(
                 self.model, spec, run, emit=emit, should_stop=should_stop, cache_dir=self.settings.cache_dir
             )
-            return {"manifest": "manifest.json", "seconds": manifest["timings"].get("total_seconds")}
+            return {"manifest": MANIFEST, "seconds": manifest["timings"].get("total_seconds")}
 
         return self._ended(job_id, lease, "job", body)
 

@@ -5,7 +5,8 @@
 import { ApiError, jobs } from "../api.js";
 import { AssetCache } from "../assets.js";
 import { layerStats } from "../colour.js";
-import { EXPERIMENT_STARTED, METRIC, TERMINAL, TRAJECTORY_FINISHED } from "../contract/events.js";
+import { EXPERIMENT_STARTED, METRIC, QUEUED, TERMINAL, TRAJECTORY_FINISHED } from "../contract/events.js";
+import { isLayerNormsPath, layerNormsKey } from "../contract/run_format.js";
 import { ago, fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
 import { JobStream } from "../jobstream.js";
@@ -46,7 +47,7 @@ export class Explorer {
     this.goTo(position);
     this.scrubber.subscribe((change) => this.invalidate(change === "step" || change === "frame" ? "position" : "data"));
     this.cache.subscribe((path, value, kind) => {
-      if (kind === "array" && path.includes("/layer_norms/") && !this.normStats.has(path)) {
+      if (kind === "array" && isLayerNormsPath(path) && !this.normStats.has(path)) {
         this.normStats.set(path, layerStats(value));
       }
       this.invalidate("asset");
@@ -142,7 +143,7 @@ export class Explorer {
     this.run.spec = job.spec;
     this.run.status = job.status;
     this.scrubber.configure({ totalSteps: job.spec?.steps ?? 0, frames: latentFrameCount(job.spec?.frames ?? 1) });
-    if (job.status !== "queued") await this.refreshManifest();
+    if (job.status !== QUEUED) await this.refreshManifest();
     this.stream = new JobStream(jobs.eventsUrl(this.jobId), {
       onEvent: (event) => this.onEvent(event),
       onState: (state) => this.showStreamState(state),
@@ -222,7 +223,7 @@ export class Explorer {
       this.cache.want(preview, "bitmap", urgent);
     }
     if (name === this.selection.trajectory || name === "baseline") {
-      const norms = artifacts[`layer_norms.${this.normPass}`];
+      const norms = artifacts[layerNormsKey(this.normPass)];
       if (norms && !this.prefetched.has(norms)) {
         this.prefetched.add(norms);
         this.cache.want(norms, "array", urgent);

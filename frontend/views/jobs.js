@@ -4,10 +4,12 @@
 // cancels it while it runs, or deletes it once it has ended.
 
 import { ApiError, jobs } from "../api.js";
+import { QUEUED } from "../contract/events.js";
+import { CANCELLED, RUNNING } from "../contract/run_format.js";
 import { ago, fill, h } from "../dom.js";
 import { jobTitle } from "../jobtitle.js";
 
-const ACTIVE = new Set(["queued", "running"]);
+const ACTIVE = new Set([QUEUED, RUNNING]);
 const MOVES = { ArrowDown: 1, ArrowUp: -1, Home: -Infinity, End: Infinity };
 
 export class JobsList {
@@ -136,7 +138,7 @@ export class JobsList {
             title: active ? "cancel the job" : "delete the job and its run",
             onclick: (e) => this.act(e, job),
           }, active ? "cancel" : "delete")),
-        job.error && job.status !== "cancelled" ? h("div", { class: "job-error" }, job.error) : null,
+        job.error && job.status !== CANCELLED ? h("div", { class: "job-error" }, job.error) : null,
       );
     });
     fill(

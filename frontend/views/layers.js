@@ -6,6 +6,7 @@
 
 import { colourBar, lineChart, matrixChart } from "../charts.js";
 import { colourRange, heatmapPixels, SCALE_MODES } from "../colour.js";
+import { layerNormsKey } from "../contract/run_format.js";
 import { fill, h } from "../dom.js";
 import { bandRanges, layerBand } from "../layerbands.js";
 import { subarray } from "../npy.js";
@@ -124,7 +125,7 @@ export class LayerView extends RunView {
   }
 
   normsPath(name, step) {
-    return this.run.stepRecord(name, step)?.artifacts?.[`layer_norms.${this.explorer.normPass}`] ?? null;
+    return this.run.stepRecord(name, step)?.artifacts?.[layerNormsKey(this.explorer.normPass)] ?? null;
   }
 
   /** step → per-layer summaries, for every step whose norms have been loaded. */

@@ -3,6 +3,8 @@
 
 import { ApiError, artifactUrl, jobs } from "../api.js";
 import { colourBar, lineChart } from "../charts.js";
+import { DECODE, FINISHED, QUEUED, STARTED, TERMINAL } from "../contract/events.js";
+import { framePath } from "../contract/run_format.js";
 import { heatmapPixels, summary } from "../colour.js";
 import { fill, fitCanvas, h } from "../dom.js";
 import { decodedFramePath, videoFramesLabel, videoFramesOfLatent } from "../frames.js";
@@ -702,7 +704,7 @@ export class TrajectoryView extends RunView {
         this.run.trajectory(name).decodes.set(step, body.decode);
         request.state = "done";
       } else {
-        request.state = body.status === "queued" && body.position ? `queued (#${body.position + 1})` : body.status;
+        request.state = body.status === QUEUED && body.position ? `queued (#${body.position + 1})` : body.status;
         request.job = body.id;
         request.stream = new JobStream(jobs.eventsUrl(body.id), {
           onEvent: (event) => this.onDecodeEvent(request, event),
@@ -716,14 +718,14 @@ export class TrajectoryView extends RunView {
   }
 
   onDecodeEvent(request, event) {
-    if (event.type === "started") request.state = "decoding…";
-    else if (event.type === "decode") {
+    if (event.type === STARTED) request.state = "decoding…";
+    else if (event.type === DECODE) {
       this.run.trajectory(request.name).decodes.set(request.step, {
         dir: event.dir, frames: event.frames, video: event.video, seconds: event.seconds, dtype: event.dtype,
       });
       request.state = "done";
       request.seconds = event.seconds;
-    } else if (event.type === "failed" || event.type === "cancelled") {
+    } else if (TERMINAL.has(event.type) && event.type !== FINISHED) {
       request.state = event.type;
       request.error = event.error;
     }
@@ -752,7 +754,7 @@ export class TrajectoryView extends RunView {
     const { first, last } = videoFramesOfLatent(this.scrubber.frame, this.run.temporal, decode.frames);
     const images = [];
     for (let v = first; v <= last; v++) {
-      const path = `${decode.dir}/frame_${String(v).padStart(3, "0")}.jpg`;
+      const path = framePath(decode.dir, v);
       images.push(h("figure", { class: "decoded" },
         h("img", { src: artifactUrl(this.explorer.jobId, path), class: "decoded-frame", dataset: { src: path, videoFrame: v }, alt: `video frame ${v}` }),
         h("figcaption", {}, `video frame ${v}`)));

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +55,77 @@ def test_committed_json_schema_is_current():
     assert committed == json.loads(json.dumps(rf.manifest_json_schema())), (
         "docs/schema/manifest.schema.json is stale: run `python -m stepscope.run_format`"
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_frontend_contract_is_generated_from_run_format_py():
+    assert rf.JS_FILE.read_text() == rf.run_format_js(), (
+        "frontend/contract/run_format.js is stale: run `python -m stepscope.run_format`"
+    )
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (make test installs it)")
+def test_the_frontend_contract_names_what_python_names():
+    """The generated JS, run by node, gives the same names and paths as run_format on the same inputs."""
+    cases = {"steps": [0, 7, 42, 999, 1234], "frames": [0, 16, 80, 1000], "passes": ["cond", "uncond"]}
+    script = f"""
+        const rf = await import({json.dumps(rf.JS_FILE.as_uri())});
+        const c = {json.dumps(cases)};
+        console.log(JSON.stringify({{
+          statuses: rf.RUN_STATUSES, final: rf.FINAL_STATUSES, manifest: rf.MANIFEST, format: rf.FORMAT,
+          baseline: rf.BASELINE, named: [rf.RUNNING, rf.FINISHED, rf.FAILED, rf.CANCELLED],
+          steps: c.steps.map(rf.stepName),
+          frames: c.frames.map((k) => rf.framePath("trajectories/b/decode/step_004", k)),
+          keys: c.passes.map(rf.layerNormsKey),
+          norms: c.passes.map((p) => rf.isLayerNormsPath("trajectories/b/layer_norms/" + p + "/step_003.npy")),
+          notNorms: rf.isLayerNormsPath("trajectories/b/x0/step_003.npy"),
+        }}));
+    """
+    proc = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    js = json.loads(proc.stdout)
+    assert js["statuses"] == list(rf.RUN_STATUSES) and js["final"] == list(rf.FINAL_STATUSES)
+    assert js["named"] == list(rf.RUN_STATUSES)
+    assert (js["manifest"], js["format"], js["baseline"]) == (rf.MANIFEST, rf.FORMAT, rf.BASELINE)
+    assert js["steps"] == [rf.step_name(i) for i in cases["steps"]]
+    assert js["frames"] == [rf.frame_path(rf.decode_dir("b", 4), k) for k in cases["frames"]]
+    assert js["keys"] == [rf.layer_norms_key(p) for p in cases["passes"]]
+    assert js["norms"] == [True, True] and js["notNorms"] is False
+
+
+def test_no_frontend_module_builds_run_paths_or_statuses_itself():
+    """The explorer names run files and statuses through frontend/contract/run_format.js (and events.js)."""
+    by_hand = {
+        "a frame path": re.compile(r"frame_\$\{"),
+        "a padded step or frame": re.compile(r"padStart\(3"),
+        "a layer-norms key or path": re.compile(r"layer_norms[./]"),
+        "the manifest's name": re.compile(r"manifest\.json"),
+        "a status literal": re.compile(r"\.status\s*(?:===|!==|=)\s*\"(?:queued|running|finished|failed|cancelled)\""),
+    }
+    offenders = []
+    for path in (REPO / "frontend").rglob("*.js"):
+        if {"tests", "contract", "node_modules"} & set(path.relative_to(REPO / "frontend").parts):
+            continue
+        text = path.read_text()
+        offenders += [f"{path.relative_to(REPO)}: {what}" for what, pattern in by_hand.items() if pattern.search(text)]
+    assert not offenders, offenders
+
+
+def test_a_lost_writers_manifest_is_labelled_failed_without_being_parsed():
+    raw = {"format": "stepscope-run/9", "status": "running", "trajectories": {"a": {"status": "running"}, "b": 3}}
+    labelled = rf.failed_manifest(raw, "worker lost")
+    assert labelled == {
+        "format": "stepscope-run/9",
+        "status": "failed",
+        "error": "worker lost",
+        "partial": True,
+        "trajectories": {"a": {"status": "failed"}, "b": 3},
+    }
+    assert raw["status"] == "running" and raw["trajectories"]["a"]["status"] == "running"  # the input is not changed
+    assert rf.failed_manifest({**raw, "status": "finished"}, "x", only_running=True) is None
+    assert rf.failed_manifest(["not", "a", "run"], "x") is None
 
 
 def test_writer_stores_each_change_and_reads_back(tmp_path):

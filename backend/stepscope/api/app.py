@@ -25,6 +25,7 @@ from stepscope.api.deps import Services, adopt_stored_runs, require_token
 from stepscope.api.routes import artifacts, bench, events, exports, health, jobs, models, schema, tasks
 from stepscope.api.routes.events import EventHub
 from stepscope.config import Settings, get_settings
+from stepscope.run_format import failed_manifest
 from stepscope.spec import ExperimentSpec
 from stepscope.store import MANIFEST, NotFound, RunDir
 from stepscope.tasks.bench import BenchRequest
@@ -130,16 +131,9 @@ def mark_failed(run: RunDir, error: str, only_running: bool = False) -> None:
     except (ValueError, RecursionError):  # not JSON, or over the size limit: nothing of ours to label
         log.warning("run %s: its manifest cannot be read; not labelled failed", run.path)
         return
-    if not isinstance(manifest, dict) or (only_running and manifest.get("status") != "running"):
-        return
-    manifest["status"] = "failed"
-    manifest["error"] = error
-    manifest["partial"] = True
-    trajectories = manifest.get("trajectories")
-    for traj in trajectories.values() if isinstance(trajectories, dict) else ():
-        if isinstance(traj, dict) and traj.get("status") == "running":
-            traj["status"] = "failed"
-    run.write_manifest(manifest)
+    labelled = failed_manifest(manifest, error, only_running)
+    if labelled is not None:
+        run.write_manifest(labelled)
 
 
 # Seconds between looks for run directories written into the store without the service (after the one at start).
