@@ -141,6 +141,26 @@ def start_api(env: dict, log: Path, port: int | None = None) -> Proc:
 
 
 @contextmanager
+def api_without_worker(root: Path):
+    """Redis and the API with no worker, for routes that read the store or refuse input. Yields the API's Proc with
+    `redis_url`, `conn` (a client), `root` and `runs` (the store, root/var/runs) set."""
+    server = EmbeddedRedis(root / "redis", persistence=False).start()
+    proc = None
+    try:
+        env = service_env(server.url, str(root / "var" / "runs"), str(root / "cache"))
+        proc = start_api(env, root / "api.log")
+        proc.redis_url = server.url
+        proc.conn = redis.Redis.from_url(server.url)
+        proc.root = root
+        proc.runs = root / "var" / "runs"
+        yield proc
+    finally:
+        if proc is not None:
+            proc.stop()
+        server.stop()
+
+
+@contextmanager
 def running_service(root: Path, store: Path | str, workers: list[tuple[str, str | None]], **env_extra: str):
     """Embedded Redis, one `stepscope worker` per (model, name) started side by side, and the API.
 

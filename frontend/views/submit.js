@@ -41,8 +41,7 @@ export class SubmitView {
     this.imageThumb = h("img", { class: "thumb", alt: "", hidden: true });
     // A reasoning-task instance (stepscope.tasks) fills the prompt, canvas and first frame.
     this.taskFamily = h("select", { id: "task-family", "aria-label": "task family" });
-    this.taskDifficulty = h("select", { id: "task-difficulty", "aria-label": "task difficulty" },
-      [1, 2, 3].map((d) => h("option", { value: d }, `difficulty ${d}`)));
+    this.taskDifficulty = h("select", { id: "task-difficulty", "aria-label": "task difficulty" }); // from GET /api/tasks
     this.taskSeed = input("task-seed", { type: "number", min: 0, step: 1, value: 0, "aria-label": "task seed" });
     this.taskButton = h("button", { type: "button", id: "use-task", onclick: () => this.useTask() }, "Use this task");
     this.taskError = h("span", { class: "field-error", role: "alert" });
@@ -151,6 +150,8 @@ export class SubmitView {
     try {
       const { families } = await tasks.list();
       fill(this.taskFamily, families.map((f) => h("option", { value: f.name, title: f.description }, f.name)));
+      const difficulties = [...new Set(families.flatMap((f) => f.difficulties))].sort((a, b) => a - b);
+      fill(this.taskDifficulty, difficulties.map((d) => h("option", { value: d }, `difficulty ${d}`)));
     } catch (error) {
       this.taskError.textContent = error.detail ?? String(error);
       return;

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 from stepscope.events import FINAL_STATUSES
 
@@ -35,6 +37,28 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png"
     page.screenshot(path=str(path))
     return path
+
+
+@contextmanager
+def offline_page(browser):
+    """A page of its own context on which every request that would leave 127.0.0.1 is aborted; yields (page, the
+    list of aborted URLs)."""
+    blocked: list[str] = []
+
+    def local_only(route):
+        if urlparse(route.request.url).hostname == "127.0.0.1" or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.route("**/*", local_only)
+        yield page, blocked
+    finally:
+        context.close()
 
 
 def open_job(page, service, job_id: str, tab: str = "trajectory") -> None:

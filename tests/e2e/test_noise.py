@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 
 from stepscope import events
-from tests.e2e.helpers import open_job
+from tests.e2e.helpers import offline_page, open_job
 
 pytestmark = pytest.mark.browser
 
@@ -69,23 +69,9 @@ def test_a_running_job_asks_for_nothing_before_it_exists(page, service, client):
 
 
 def test_redoc_loads_nothing_from_elsewhere(service, browser):
-    blocked: list[str] = []
-
-    def local_only(route):
-        if urlparse(route.request.url).hostname == "127.0.0.1" or route.request.url.startswith("data:"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.route("**/*", local_only)
+    with offline_page(browser) as (page, blocked):
         page.goto(f"{service.url}/redoc")
         page.wait_for_selector("text=API docs by Redocly", timeout=60_000)
         page.wait_for_selector("h1:has-text('stepscope')", timeout=30_000)
         page.wait_for_load_state("networkidle")
-    finally:
-        context.close()
     assert blocked == [], blocked

@@ -19,36 +19,23 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import redis
 from PIL import Image
 
 from stepscope import run_format as rf
-from stepscope.embedded_redis import EmbeddedRedis
 from stepscope.jobs import Jobs, job_key
 from stepscope.store import MAX_MANIFEST_BYTES
 from tests.runs import manifest, write_run
-from tests.servers import service_env, start_api
+from tests.servers import api_without_worker
 
 SECRET = "the secret outside the data directory"
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile")
-    server = EmbeddedRedis(root / "redis", persistence=False).start()
-    proc = None
-    try:
-        env = service_env(server.url, str(root / "var" / "runs"), str(root / "cache"))
-        proc = start_api(env, root / "api.log")
-        proc.conn = redis.Redis.from_url(server.url)
-        proc.runs = root / "var" / "runs"
-        proc.outside = root / "outside"
+    with api_without_worker(tmp_path_factory.mktemp("hostile")) as proc:
+        proc.outside = proc.root / "outside"
         proc.outside.mkdir()
         yield proc
-    finally:
-        if proc is not None:
-            proc.stop()
-        server.stop()
 
 
 def job_routes(job_id: str) -> list[tuple[str, str, dict]]:

@@ -17,16 +17,14 @@ import uuid
 
 import httpx
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from stepscope import run_format as rf
-from stepscope.embedded_redis import EmbeddedRedis
 from stepscope.jobs import Jobs
 from tests.runs import manifest, step_record
-from tests.servers import service_env, start_api
+from tests.servers import api_without_worker
 
 MARKER = b"OUTSIDE-THE-DATA-DIRECTORY"
 
@@ -99,23 +97,12 @@ def png(side: int, colour=(40, 90, 160)) -> bytes:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    root = tmp_path_factory.mktemp("property")
-    server = EmbeddedRedis(root / "redis", persistence=False).start()
-    proc = None
-    try:
-        env = service_env(server.url, str(root / "var" / "runs"), str(root / "cache"))
-        proc = start_api(env, root / "api.log")
-        proc.conn = redis.Redis.from_url(server.url)
-        proc.runs = root / "var" / "runs"
-        proc.outside = root / "outside"
+    with api_without_worker(tmp_path_factory.mktemp("property")) as proc:
+        proc.outside = proc.root / "outside"
         proc.outside.mkdir()
         (proc.outside / "secret.png").write_bytes(png(8, (255, 0, 255)) + MARKER)
         (proc.outside / "manifest.json").write_bytes(MARKER)
         yield proc
-    finally:
-        if proc is not None:
-            proc.stop()
-        server.stop()
 
 
 def build(api, job_id: str, raw: bytes, previews: list[str], manifest_outside: bool, summary: bytes | None) -> None:

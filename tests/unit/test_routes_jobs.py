@@ -17,27 +17,15 @@ import redis
 from PIL import Image
 
 from stepscope.config import Settings
-from stepscope.embedded_redis import EmbeddedRedis
 from stepscope.jobs import queue_name
 from stepscope.run_format import input_image_path, run_ref
-from tests.servers import service_env, start_api
+from tests.servers import api_without_worker
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    server = EmbeddedRedis(root / "redis", persistence=False).start()
-    proc = None
-    try:
-        env = service_env(server.url, str(root / "runs"), str(root / "cache"))
-        proc = start_api(env, root / "api.log")
-        proc.redis_url = server.url
-        proc.root = root
+    with api_without_worker(tmp_path_factory.mktemp("api")) as proc:
         yield proc
-    finally:
-        if proc is not None:
-            proc.stop()
-        server.stop()
 
 
 def png_data_url(colour=(200, 30, 30)) -> str:
@@ -137,7 +125,7 @@ def test_an_uploaded_swap_source_image_is_stored_once_under_its_field_name(api):
     field = "variants.0.interventions.0.source.image"
     assert job["spec"]["image"] == run_ref(input_image_path("image"))
     assert job["spec"]["variants"][0]["interventions"][0]["source"]["image"] == run_ref(input_image_path(field))
-    inputs = sorted(p.name for p in (api.root / "runs" / job["id"] / "inputs").iterdir())
+    inputs = sorted(p.name for p in (api.runs / job["id"] / "inputs").iterdir())
     assert inputs == sorted(p.split("/")[-1] for p in (input_image_path("image"), input_image_path(field)))
     assert httpx.delete(f"{api.url}/api/jobs/{job['id']}", timeout=30).status_code == 204
 

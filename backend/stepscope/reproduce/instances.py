@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from stepscope.tasks import Canvas, TaskInstance, generate
-from stepscope.tasks.core import PALETTE, TaskError
+from stepscope.tasks.core import DIFFICULTIES, PALETTE, TaskError
 from stepscope.train.data import InstanceRef, held_out_refs, iter_split_refs
 
-DIFFICULTIES = (1, 2, 3)
 # Instances and swap partners come from the first 1000 held-out instances of a family.
 UNSEEN_PER_FAMILY = 1000
 
