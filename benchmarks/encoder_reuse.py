@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from jsonl import emit_line  # noqa: E402
+from stepscope.bench import run_bench  # noqa: E402
 from stepscope.models import load_model  # noqa: E402
 from stepscope.preview import linear_preview_for  # noqa: E402
 from stepscope.probe import EncoderCache  # noqa: E402
@@ -39,7 +40,6 @@ from stepscope.reproduce import make_config  # noqa: E402
 from stepscope.reproduce.command import run_reproduce  # noqa: E402
 from stepscope.run import load_run  # noqa: E402
 from stepscope.tasks import Canvas  # noqa: E402
-from stepscope.tasks.bench import run_bench  # noqa: E402
 
 MODES = ("uncached", "cached")
 

@@ -9,15 +9,24 @@ allows (run_format, a leaf, before model loading; model loading, which the probe
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 # The model side's stages, in import order: each entry is (stage name, modules it imports).
+TASK_MODULES = sorted(
+    ".".join(p.relative_to(Path(__file__).resolve().parents[1] / "backend").with_suffix("").parts).removesuffix(
+        ".__init__"
+    )
+    for p in (Path(__file__).resolve().parents[1] / "backend" / "stepscope" / "tasks").rglob("*.py")
+)
 MODEL_SIDE_STAGES = [
     ("run_format", ["stepscope.run_format"]),
+    ("tasks", TASK_MODULES),
     ("model_loading", ["stepscope.models.loading"]),
     ("probe_engine", ["stepscope.probe", "stepscope.models.loading"]),
 ]
@@ -74,3 +83,80 @@ def test_the_probe_engine_does_not_import_the_service(model_side):
     assert {"stepscope.probe", "stepscope.models.loading"} <= set(loaded)
     service = [m for m in ("fastapi", "rq", "redis", "stepscope.api", "stepscope.worker") if m in loaded]
     assert not service, service
+
+
+def test_the_task_suite_is_a_leaf(model_side):
+    """tasks/ (instances, scorers, curves) imports nothing else of stepscope but `stats` (intervals, numpy alone) and
+    no torch: `stepscope bench` and `reproduce` sit above it, so a family or scorer is written and tested with numpy."""
+    loaded = model_side["tasks"]
+    assert set(TASK_MODULES) <= set(loaded)
+    others = [m for m in loaded if m.startswith("stepscope.") and not m.startswith("stepscope.tasks")]
+    others = [m for m in others if m not in ("stepscope.run_format", "stepscope.stats")]  # run_format: an earlier stage
+    heavy = [m for m in ("torch", "diffusers", "fastapi", "redis") if m in loaded]
+    assert not others and not heavy, others + heavy
+    # Inside functions too: nothing above the suite. (calibration's `--bench DIR` reads stored runs through
+    # stepscope.run, the reader every side uses, when it is asked to.)
+    above = ("stepscope.probe", "stepscope.models", "stepscope.spec", "stepscope.bench", "stepscope.reproduce")
+    above += ("stepscope.train", "stepscope.api", "stepscope.worker", "stepscope.jobs", "stepscope.cli")
+    for path in (BACKEND / "stepscope" / "tasks").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(above):
+                raise AssertionError(f"{path.name} imports {node.module}")
+
+
+BACKEND = Path(__file__).resolve().parents[1] / "backend"
+
+
+def module_imports() -> dict[str, set[str]]:
+    """stepscope module → the stepscope modules it imports when it is imported (module level, outside
+    `if TYPE_CHECKING:`; imports inside functions run later and are not part of loading it)."""
+    paths = {}
+    for path in (BACKEND / "stepscope").rglob("*.py"):
+        name = ".".join(path.relative_to(BACKEND).with_suffix("").parts).removesuffix(".__init__")
+        paths[name] = path
+
+    def owner(name: str) -> str | None:
+        while name and name not in paths:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Import):
+                    deps |= {owner(a.name) for a in sub.names if a.name.startswith("stepscope")}
+                elif isinstance(sub, ast.ImportFrom):
+                    base = sub.module or ""
+                    if sub.level:
+                        parent = package.rsplit(".", sub.level - 1)[0] if sub.level > 1 else package
+                        base = f"{parent}.{base}" if base else parent
+                    if base.startswith("stepscope"):
+                        deps |= {owner(f"{base}.{a.name}") for a in sub.names}
+        graph[name] = deps - {name, None}
+    return graph
+
+
+def test_no_import_circle():
+    graph = module_imports()
+    assert graph["stepscope.bench"] and "stepscope.tasks.core" in graph["stepscope.bench"]  # the graph sees imports
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                raise AssertionError("import circle: " + " → ".join([*path[path.index(dep) :], dep]))
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

@@ -371,7 +371,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from stepscope.tasks.bench import run_from_args
+    from stepscope.bench import run_from_args
 
     return run_from_args(args)
 
@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     service_flags(up)
     up.set_defaults(func=cmd_up)
 
-    from stepscope.tasks.bench import add_arguments as add_bench_arguments  # no torch until it runs
+    from stepscope.bench import add_arguments as add_bench_arguments  # no torch until it runs
 
     bench = sub.add_parser("bench", help="success rates on the reasoning tasks (docs/tasks.md)")
     add_bench_arguments(bench).set_defaults(func=cmd_bench)

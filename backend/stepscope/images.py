@@ -70,3 +70,8 @@ def encode_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def png_data_url(image: Image.Image) -> str:
+    """The image as a `data:image/png;base64,…` URL (what a spec's `image` field takes)."""
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")

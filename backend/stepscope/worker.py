@@ -11,7 +11,7 @@ for cancellation at every step, stop at the job's deadline, and clean up (hooks 
 engine; caches are freed here) so the next job starts from the same resident model. Every event,
 progress update, heartbeat and write into the run directory checks the lease first (jobs.py,
 store.Fence): a worker whose job the janitor failed while it was frozen stops at its next write.
-A bench job (kind `bench`) runs `stepscope.tasks.bench.run_request`, the code of `stepscope bench`,
+A bench job (kind `bench`) runs `stepscope.bench.run_request`, the code of `stepscope bench`,
 into the job's directory.
 """
 
@@ -31,6 +31,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from stepscope import events
+from stepscope.bench import parse_bench_request, run_request
 from stepscope.config import Settings, compile_on, get_settings, step_decode_dtype_for
 from stepscope.jobs import HEARTBEAT_EVERY, Jobs, announce_worker, bench_timeout, queue_name, retire_worker, rq_queue
 from stepscope.models import LoadedModel, load_model
@@ -39,7 +40,6 @@ from stepscope.probe.decode import decode_step
 from stepscope.run_format import BENCH_RESULT, MANIFEST
 from stepscope.spec import check_against_model, parse_spec
 from stepscope.store import Fence, Revoked, Store
-from stepscope.tasks.bench import parse_bench_request, run_request
 
 log = logging.getLogger("stepscope.worker")
 

@@ -15,13 +15,13 @@ import torch
 from PIL import Image
 
 import stepscope
+from stepscope.bench import run_bench
 from stepscope.images import encode_png
 from stepscope.preview import linear_preview_for
 from stepscope.probe import EncoderCache, Experiment, run_experiment, run_trajectory
 from stepscope.probe.encoder_cache import TEXT_ENCODER, VAE_ENCODE
 from stepscope.spec import parse_spec
 from stepscope.store import RunDir
-from stepscope.tasks.bench import run_bench
 
 from .helpers import inputs
 

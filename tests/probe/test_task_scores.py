@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import stepscope
+from stepscope.bench import image_data_url, instance_spec, score_run
 from stepscope.probe import run_experiment
 from stepscope.spec import SpecError, parse_spec
 from stepscope.tasks import Canvas, candidate_curves, generate
-from stepscope.tasks.bench import image_data_url, instance_spec, score_run
 
 SMALLEST = Canvas(size=64, frames=9)  # the smallest canvas the tasks support (docs/tasks.md)
 

@@ -163,7 +163,7 @@ def test_reproduce_takes_its_intervals_from_stepscope_stats_not_the_bench():
     for path in (REPO / "backend" / "stepscope" / "reproduce").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                assert node.module != "stepscope.tasks.bench", path.name
+                assert node.module != "stepscope.bench", path.name
 
 
 def _curve(steps: list[int], live: list[int], final_winner_is_answer: bool, final_live: bool = True) -> dict:

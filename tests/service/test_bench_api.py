@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from stepscope import events
+from stepscope.bench import score_run
 from stepscope.client import ApiError, Client
 from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, bench_instance_dir
 from stepscope.stats import wilson_interval
 from stepscope.tasks import TaskInstance
-from stepscope.tasks.bench import score_run
 from tests.servers import WorkerGate, running_service, start_worker, wait_until
 
 MODEL = "tiny-i2v"

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
+from stepscope.bench import add_arguments, main, score_run, summarize, table
 from stepscope.run import load_run
 from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY
 from stepscope.stats import wilson_interval
 from stepscope.store import RunDir
 from stepscope.tasks import TaskInstance, family_names
-from stepscope.tasks.bench import add_arguments, main, score_run, summarize, table
 
 NOISE = {"name": "noise8", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 1.0}]}
 
@@ -165,8 +165,8 @@ def test_bench_options_fit_a_subcommand():
 def test_the_summary_is_stored_after_every_instance(tmp_path):
     """A process killed mid-bench leaves the summary of the instances it finished: it is replaced after each one
     (before the instance's event), while the large bench.json waits for the end."""
+    from stepscope.bench import run_bench
     from stepscope.models import load_model
-    from stepscope.tasks.bench import run_bench
 
     model = load_model("tiny-i2v", device="cpu")
     seen = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from stepscope.bench import MAX_N, MAX_RUNS, BenchRequest, check_request, parse_bench_request, summarize, table
 from stepscope.jobs import bench_timeout
 from stepscope.models import PRESETS
 from stepscope.spec import MAX_TASK_SEED, SpecError
-from stepscope.tasks.bench import MAX_N, MAX_RUNS, BenchRequest, check_request, parse_bench_request, summarize, table
 
 NOISE = {"name": "noise1", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 1.0}]}
 

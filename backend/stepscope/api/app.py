@@ -24,11 +24,11 @@ from stepscope.api import errors
 from stepscope.api.deps import Services, adopt_stored_runs, require_token
 from stepscope.api.routes import artifacts, bench, events, exports, health, jobs, models, schema, tasks
 from stepscope.api.routes.events import EventHub
+from stepscope.bench import BenchRequest
 from stepscope.config import Settings, get_settings
 from stepscope.run_format import failed_manifest
 from stepscope.spec import ExperimentSpec
 from stepscope.store import MANIFEST, NotFound, RunDir
-from stepscope.tasks.bench import BenchRequest
 
 log = logging.getLogger("stepscope.api")
 

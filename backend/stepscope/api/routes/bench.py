@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from stepscope.api.deps import ServicesDep, job_record
 from stepscope.api.errors import ApiError, responses
 from stepscope.api.routes.jobs import job_view, limited_body, model_info_for, queue_full, queue_positions
+from stepscope.bench import check_request, parse_bench_request
 from stepscope.jobs import bench_timeout, enqueue
 from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE
 from stepscope.store import MAX_MANIFEST_BYTES, NotFound, new_run_id
-from stepscope.tasks.bench import check_request, parse_bench_request
 
 router = APIRouter(prefix="/api/bench", tags=["bench"])
 

@@ -10,8 +10,8 @@ from pydantic import BeforeValidator
 
 from stepscope.api import errors
 from stepscope.api.errors import ApiError
+from stepscope.images import png_data_url
 from stepscope.tasks import TaskError, family_names, generate, get_family
-from stepscope.tasks.bench import image_data_url
 from stepscope.tasks.core import DIFFICULTIES
 
 router = APIRouter(prefix="/api", tags=["tasks"])
@@ -67,6 +67,6 @@ def task_instance(family: str, difficulty: Difficulty = 1, seed: TaskSeed = 0) -
         "height": instance.canvas.size,
         "width": instance.canvas.size,
         "frames": instance.canvas.frames,
-        "image": image_data_url(instance),
+        "image": png_data_url(instance.first_frame_image()),
         "instance": instance.to_json(),
     }

@@ -1,4 +1,4 @@
-"""Benchmark a model on the task suite: `python -m stepscope.tasks.bench --model M --tasks maze,... --n N`.
+"""Benchmark a model on the task suite: `python -m stepscope.bench --model M --tasks maze,... --n N`.
 
 For each family, N instances (instance i: seed first_seed + i, difficulty 1 + i % 3 unless one is
 given) each run as one experiment through the probe engine — the baseline and every variant of
@@ -16,7 +16,6 @@ the function the command line calls too.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import json
 import logging
@@ -60,9 +59,10 @@ _logger = logging.getLogger("stepscope.bench")
 
 
 def image_data_url(instance: TaskInstance) -> str:
-    from stepscope.images import encode_png
+    """The instance's first frame as a data URL (a spec's `image`)."""
+    from stepscope.images import png_data_url
 
-    return "data:image/png;base64," + base64.b64encode(encode_png(instance.first_frame_image())).decode("ascii")
+    return png_data_url(instance.first_frame_image())
 
 
 def instance_spec(instance: TaskInstance, model_name: str, model_task: str, steps: int, variants: list, curves: str):
@@ -543,7 +543,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m stepscope.tasks.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stepscope.bench", description=__doc__.splitlines()[0])
     return run_from_args(add_arguments(parser).parse_args(argv))
 
 
