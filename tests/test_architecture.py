@@ -4,7 +4,8 @@ Each rule is checked in a fresh interpreter, and interpreters are few: each one 
 ~10 s. The API side gets one of its own. The model side is imported in stages in one more, recording `sys.modules`
 after each stage. That is as sound as one interpreter per rule: a module once imported stays in `sys.modules`, so a
 module absent after a stage was imported neither by it nor before it; and what precedes a stage is only what its rule
-allows (run_format, a leaf, before model loading; model loading, which the probe rule imports itself, before the probe).
+allows (run_format and the task suite, leaves, before model loading; model loading, which the probe rule imports itself,
+before the probe).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from pathlib import Path
 
 import pytest
 
+BACKEND = Path(__file__).resolve().parents[1] / "backend"
+
+
+def module_name(path: Path) -> str:
+    """backend/stepscope/tasks/core.py → stepscope.tasks.core (a package's __init__.py → the package)."""
+    return ".".join(path.relative_to(BACKEND).with_suffix("").parts).removesuffix(".__init__")
+
+
+TASK_MODULES = sorted(module_name(p) for p in (BACKEND / "stepscope" / "tasks").rglob("*.py"))
 # The model side's stages, in import order: each entry is (stage name, modules it imports).
-TASK_MODULES = sorted(
-    ".".join(p.relative_to(Path(__file__).resolve().parents[1] / "backend").with_suffix("").parts).removesuffix(
-        ".__init__"
-    )
-    for p in (Path(__file__).resolve().parents[1] / "backend" / "stepscope" / "tasks").rglob("*.py")
-)
 MODEL_SIDE_STAGES = [
     ("run_format", ["stepscope.run_format"]),
     ("tasks", TASK_MODULES),
@@ -104,16 +108,10 @@ def test_the_task_suite_is_a_leaf(model_side):
                 raise AssertionError(f"{path.name} imports {node.module}")
 
 
-BACKEND = Path(__file__).resolve().parents[1] / "backend"
-
-
 def module_imports() -> dict[str, set[str]]:
     """stepscope module → the stepscope modules it imports when it is imported (module level, outside
     `if TYPE_CHECKING:`; imports inside functions run later and are not part of loading it)."""
-    paths = {}
-    for path in (BACKEND / "stepscope").rglob("*.py"):
-        name = ".".join(path.relative_to(BACKEND).with_suffix("").parts).removesuffix(".__init__")
-        paths[name] = path
+    paths = {module_name(path): path for path in (BACKEND / "stepscope").rglob("*.py")}
 
     def owner(name: str) -> str | None:
         while name and name not in paths:

@@ -3,7 +3,7 @@
 
 import { ApiError, artifactUrl, jobs } from "../api.js";
 import { colourBar, lineChart } from "../charts.js";
-import { DECODE, FINISHED, QUEUED, STARTED, TERMINAL } from "../contract/events.js";
+import { CANCELLED, DECODE, FAILED, QUEUED, STARTED } from "../contract/events.js";
 import { framePath } from "../contract/run_format.js";
 import { heatmapPixels, summary } from "../colour.js";
 import { fill, fitCanvas, h } from "../dom.js";
@@ -725,7 +725,7 @@ export class TrajectoryView extends RunView {
       });
       request.state = "done";
       request.seconds = event.seconds;
-    } else if (TERMINAL.has(event.type) && event.type !== FINISHED) {
+    } else if (event.type === FAILED || event.type === CANCELLED) {
       request.state = event.type;
       request.error = event.error;
     }

@@ -8,11 +8,13 @@ is foreground when any pixel it covers, in any video frame it covers, is painted
 
 from __future__ import annotations
 
+from itertools import islice
+
 import numpy as np
 
-from stepscope.tasks import Canvas, TaskInstance, generate
+from stepscope.tasks import Canvas, TaskInstance
 from stepscope.tasks.core import DIFFICULTIES, PALETTE, TaskError
-from stepscope.train.data import InstanceRef, held_out_refs, iter_split_refs
+from stepscope.train.data import InstanceRef, iter_split
 
 # Instances and swap partners come from the first 1000 held-out instances of a family.
 UNSEEN_PER_FAMILY = 1000
@@ -33,11 +35,12 @@ def held_out_instances(family: str, n: int, canvas: Canvas) -> list[TaskInstance
     """The first `n` held-out instances of a family (difficulty 1, 2, 3 in turn)."""
     if not 1 <= n <= UNSEEN_PER_FAMILY // 2:
         raise TaskError("n", f"must be in 1..{UNSEEN_PER_FAMILY // 2}, got {n}")
-    return [_make(ref, canvas) for ref in held_out_refs((family,), DIFFICULTIES, n, canvas.size, canvas.frames)]
+    return [task for _, task in _held_out(family, n, canvas)]
 
 
-def _make(ref: InstanceRef, canvas: Canvas) -> TaskInstance:
-    return generate(ref.family, ref.difficulty, ref.seed, canvas=canvas)
+def _held_out(family: str, n: int, canvas: Canvas):
+    """The first `n` held-out (ref, instance) pairs of a family, generated as they are read."""
+    return iter_split(family, DIFFICULTIES, n, "held-out", canvas.size, canvas.frames)
 
 
 def answer_of(instance: TaskInstance) -> str:
@@ -57,24 +60,21 @@ def swap_partners(instances: list[TaskInstance], canvas: Canvas) -> list[TaskIns
     if not instances:
         return []
     family = instances[0].family
-    held_out = iter_split_refs(family, DIFFICULTIES, UNSEEN_PER_FAMILY, "held-out", canvas.size, canvas.frames)
-    for _ in instances:
-        next(held_out)
-    pool: list[InstanceRef] = []  # the held-out refs after the measured ones, generated as far as a search reads
+    after_measured = islice(_held_out(family, UNSEEN_PER_FAMILY, canvas), len(instances), None)
+    pool: list[tuple[InstanceRef, TaskInstance]] = []  # generated as far as a search has read
 
-    def refs_in_order():
+    def pool_in_order():
         yield from pool
-        for ref in held_out:
-            pool.append(ref)
-            yield ref
+        for pair in after_measured:
+            pool.append(pair)
+            yield pair
 
     used: set[int] = set()
     partners = []
     for instance in instances:
-        for k, ref in enumerate(refs_in_order()):
+        for k, (ref, candidate) in enumerate(pool_in_order()):
             if k in used or ref.difficulty != instance.difficulty:
                 continue
-            candidate = _make(ref, canvas)
             if answer_of(candidate) != answer_of(instance):
                 used.add(k)
                 partners.append(candidate)

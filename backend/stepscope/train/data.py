@@ -87,11 +87,11 @@ def training_refs(families: tuple[str, ...], difficulties: tuple[int, ...], per_
     return instance_refs(families, difficulties, per_family, TRAIN_SEEDS)
 
 
-def iter_split_refs(
+def iter_split(
     family: str, difficulties: tuple[int, ...], per_family: int, split: str, size: int, frames: int
-) -> Iterator[InstanceRef]:
-    """The first `per_family` instances of `family` in `split`, one by one (see `split_refs`): a caller that needs
-    only the first few generates only the tasks up to them."""
+) -> Iterator[tuple[InstanceRef, TaskInstance]]:
+    """The first `per_family` instances of `family` in `split` (see `split_refs`), one by one with the task each
+    was generated as: a caller that needs only the first few generates only the tasks up to them, and once."""
     seeds = SeedRange(split, SPLITS[split].start, SPLITS[split].stop)
     limit = MAX_SCAN_FACTOR * per_family + 10_000
     index = 0
@@ -102,8 +102,9 @@ def iter_split_refs(
                 raise ValueError(f"{split}: only {k} {family} instances of that part among {limit} seeds")
             ref = InstanceRef(family, difficulty, seeds.seed(index))
             index += 1
-            if task_part(instance_key(make_instance(ref, size, frames))) == split:
-                yield ref
+            task = make_instance(ref, size, frames)
+            if task_part(instance_key(task)) == split:
+                yield ref, task
                 break
 
 
@@ -113,9 +114,7 @@ def split_refs(
     """The first `per_family` instances of each family of `split`, difficulties in turn: the k-th has difficulty
     `difficulties[k % len]` and the first seed of the split (after the (k−1)-th's) whose task at that difficulty
     belongs to the split's part. Raises when MAX_SCAN_FACTOR·n + 10,000 seeds hold too few."""
-    return [
-        ref for family in families for ref in iter_split_refs(family, difficulties, per_family, split, size, frames)
-    ]
+    return [ref for family in families for ref, _ in iter_split(family, difficulties, per_family, split, size, frames)]
 
 
 def held_out_refs(
