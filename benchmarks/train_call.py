@@ -7,6 +7,9 @@ measure several configurations in the time of one. Every variant is `fit` with i
 VAE variants are then scored with `vae-ceiling` on validation instances (never held-out ones: model selection),
 transformer variants with `evaluate` on validation and training instances. The best variant by that score (or
 the only one) is packed whole (its output directory as a split tar); the others' records and logs come back.
+When the variant to pack is known before scoring (one variant, or `--pack NAME`), it is packed as soon as the
+fits end, and scoring stops at `--deadline` seconds after the start (unfinished scorers are killed and named in
+the summary), so a slow scorer cannot cost the call its checkpoint.
 
     python benchmarks/train_call.py --stage vae --seconds 390 --out $OUT \\
         --variant a: --variant b:vae.base_dim=20 --variant c:vae.image_batch=0
@@ -146,6 +149,9 @@ def main() -> int:
     parser.add_argument("--held-out-n", type=int, default=0, help="VAE: also score this many held-out a family")
     parser.add_argument("--out", required=True, help="$OUT: logs, records and the best variant's parts")
     parser.add_argument("--pack", default="best", help="'best', 'none', or a variant name to pack whole")
+    parser.add_argument(
+        "--deadline", type=float, default=0.0, help="seconds after the start past which scorers are killed (0: none)"
+    )
     args = parser.parse_args()
     args.guidance = args.guidance or [5.0, 1.0]
     out = Path(args.out)
@@ -172,6 +178,12 @@ def main() -> int:
             codes[name] = proc.wait()
         log.close()
     fit_seconds = time.monotonic() - started
+    members = ["vae/config.json", "vae-checkpoint", "vae.json"] if args.stage == "vae" else ["transformer-checkpoint"]
+    members += ["training.json", "train_keys.txt"]
+    # The weights travel once, in the checkpoint (`python -m stepscope.train export-vae` rebuilds vae/ here).
+    early = next(iter(variants)) if args.pack == "best" and len(variants) == 1 else None
+    early = args.pack if args.pack in variants else early
+    packed = {early: pack(out, early, WORK / early, members)} if early is not None and codes[early] == 0 else {}
     scores = {}
     score_procs = []
     for name in variants:
@@ -181,9 +193,15 @@ def main() -> int:
             log = open(WORK / f"{name}-{tag}.log", "w")  # noqa: SIM115
             log.write(" ".join(cmd) + "\n")
             log.flush()
-            score_procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-    for proc, log in score_procs:
-        proc.wait()
+            score_procs.append((tag, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    killed = []
+    for tag, proc, log in score_procs:
+        try:
+            proc.wait(timeout=None if not args.deadline else max(1.0, started + args.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            killed.append(tag)
         log.close()
     for name in variants:
         scores[name] = score_of(args, name)
@@ -196,6 +214,7 @@ def main() -> int:
         "fit_seconds": round(fit_seconds, 1),
         "total_seconds": round(time.monotonic() - started, 1),
         "validation_score": scores,
+        "scorers_killed_at_deadline": killed,
     }
     best = max(scores, key=scores.get) if scores else None
     summary["best"] = best
@@ -204,12 +223,9 @@ def main() -> int:
     with tarfile.open(out / "records.tar.gz", "w:gz") as tar:
         for path in small:
             tar.add(path, arcname=str(path.relative_to(WORK)))
-    if chosen is not None:
-        # The weights travel once, in the checkpoint (`python -m stepscope.train export-vae` rebuilds vae/ here).
-        members = (
-            ["vae/config.json", "vae-checkpoint", "vae.json"] if args.stage == "vae" else ["transformer-checkpoint"]
-        )
-        summary["packed"] = {chosen: pack(out, chosen, WORK / chosen, members + ["training.json", "train_keys.txt"])}
+    if chosen is not None and chosen not in packed:
+        packed[chosen] = pack(out, chosen, WORK / chosen, members)
+    summary["packed"] = packed
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     return 0
