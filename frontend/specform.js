@@ -338,27 +338,3 @@ export function interventionSteps(interventions = []) {
   }
   return marks;
 }
-
-/** A one-line human summary of one intervention. */
-export function describeIntervention(iv) {
-  const many = (xs, one) => `${one}${xs.length > 1 ? "s" : ""} ${xs.join(", ")}`;
-  // No list means every step, frame or layer (the spec's null).
-  const steps = iv.steps ? `at ${many(iv.steps, "step")}` : "at every step";
-  const unit = iv.frame_units === "video" ? "video frame" : "latent frame";
-  const frames = iv.frames ? `in ${many(iv.frames, unit)}` : `in every ${unit}`;
-  const layers = (xs) => (xs ? many(xs, "layer") : "every layer");
-  switch (iv.kind) {
-    case "noise_at_step":
-      return `noise ×${iv.strength} ${steps}`;
-    case "noise_at_frame":
-      return `noise ×${iv.strength} ${frames} ${steps}`;
-    case "layer_swap":
-      return `swap ${layers(iv.layers)} ${steps} from B`;
-    case "seed_ensemble":
-      return `ensemble of seeds ${iv.seeds ? iv.seeds.join(", ") : "(default)"}, ${iv.layers ? layers(iv.layers) : "layers of the third quarter of the depth"}, ${steps}`;
-    case "guidance":
-      return `guidance ${iv.scale}${iv.scale_2 !== null && iv.scale_2 !== undefined ? ` / ${iv.scale_2}` : ""}`;
-    default:
-      return iv.kind;
-  }
-}

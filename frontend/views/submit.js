@@ -5,6 +5,7 @@
 import { ApiError, dataUrlToFile, models as fetchModels, request, specSchema, tasks } from "../api.js";
 import { fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
+import { variantPrefix } from "../interventions.js";
 import { buildSpec, explainFieldError, FieldError, fieldBounds, fieldForError, interventionForms } from "../specform.js";
 
 let nextId = 0;
@@ -296,9 +297,7 @@ export class SubmitView {
 
   addVariant(kind) {
     const used = new Set(this.variants.map((v) => v.name));
-    // Short names for the built-in kinds; any other kind names its variants after itself.
-    const short = { noise_at_step: "noise", noise_at_frame: "frame", layer_swap: "swap", seed_ensemble: "ensemble", guidance: "cfg" };
-    const base = short[kind] ?? kind;
+    const base = variantPrefix(kind);
     let n = 1;
     while (used.has(`${base}${n}`)) n++;
     this.variants.push({ name: `${base}${n}`, interventions: [this.newIntervention(kind)] });

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -65,3 +66,38 @@ def test_field_bounds_read_from_the_served_schema_are_the_spec_fields():
         assert got.get("default", "computed") == want.get("default", "computed"), path
         assert got.get("step") == {"integer": 1, "number": "any"}.get(want["type"]), path
 
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (make test installs it)")
+def test_the_explorer_has_words_only_for_kinds_the_spec_has():
+    """frontend/interventions.js names kinds of its own accord (short names, summaries, sweep axes):
+    each must be one of spec.py's, so renaming or removing a kind there cannot leave it behind."""
+    script = f"""
+        const m = await import({json.dumps((FRONTEND / "interventions.js").as_uri())});
+        console.log(JSON.stringify({{ kinds: m.DESCRIBED_KINDS, unknown: m.describeIntervention({{ kind: "blur" }}),
+          prefix: m.variantPrefix("blur") }}));
+    """
+    js = run_node(script)
+    assert set(js["kinds"]) <= INTERVENTION_KINDS, set(js["kinds"]) - INTERVENTION_KINDS
+    assert js["kinds"], "interventions.js exports its kinds"
+    # A kind added to spec.py without words here still reads: by its own name.
+    assert (js["unknown"], js["prefix"]) == ("blur", "blur")
+
+
+def test_only_interventions_js_names_an_intervention_kind():
+    """Intervention kinds are named in one frontend module; the others get them from the schema (the
+    submit form) or from the data they show. A kind that is also the name of a spec field
+    ("guidance") counts only where it is compared as a kind."""
+    field_names = {path.split(".")[-1] for path in spec_scalar_paths()} | set(ExperimentSpec.model_fields)
+    patterns = {}
+    for kind in sorted(INTERVENTION_KINDS):
+        as_kind = rf"(?:case\s+|kind\s*[!=]==?\s*)[\"'`]{kind}[\"'`]|[\"'`]{kind}[\"'`]\s*(?:[!=]==?\s*[\w.?]*kind\b)"
+        anywhere = rf"[\"'`]{kind}[\"'`]|\b{kind}\s*:"
+        patterns[kind] = re.compile(as_kind if kind in field_names else f"{as_kind}|{anywhere}")
+    offenders = []
+    for path in sorted(FRONTEND.rglob("*.js")):
+        relative = path.relative_to(FRONTEND)
+        if relative.parts[0] in {"tests", "node_modules"} or relative == Path("interventions.js"):
+            continue
+        text = path.read_text()
+        offenders += [f"{relative}: {kind}" for kind, pattern in patterns.items() if pattern.search(text)]
+    assert not offenders, offenders
