@@ -286,18 +286,6 @@ export class RunData {
   }
 }
 
-/** What the x axis of a sweep's curve is, in words ("injection step", "noise strength", …). */
-export function sweepAxisLabel(sweep) {
-  const kind = sweep?.intervention?.kind;
-  if (sweep?.over === "steps") {
-    return { noise_at_step: "injection step", noise_at_frame: "injection step", layer_swap: "swap step" }[kind] ?? "step";
-  }
-  if (sweep?.over === "frames") return kind === "layer_swap" ? "swapped latent frame" : "noised latent frame";
-  if (sweep?.over === "layers") return kind === "layer_swap" ? "swapped layer" : "layer";
-  if (sweep?.over === "strength") return "noise strength";
-  return sweep?.over ?? "value";
-}
-
 /**
  * A sweep's summary curve as chart series over its swept values: final 1 − CKA of x̂₀, of the
  * hidden states (mean over the recorded layers; null where a member has none), final relative

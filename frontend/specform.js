@@ -79,6 +79,59 @@ function display(value) {
   return Array.isArray(value) ? value.join(", ") : String(value);
 }
 
+/**
+ * @typedef {object} FieldBounds What the spec's JSON Schema says of one field.
+ * @property {string|undefined} type the JSON type ("integer", "number", "string", "boolean", "array"),
+ *   undefined for a field that is one of several types (probes.layers: "all", "none" or a list)
+ * @property {number|undefined} min
+ * @property {number|undefined} max
+ * @property {*} default the API's value when the field is left out (null: none; undefined: computed)
+ * @property {number|string|undefined} step a number input's step: `multipleOf`, 1 for integers, "any" for numbers
+ * @property {boolean} nullable null is allowed
+ * @property {string[]} [options] an enum's choices
+ */
+
+/**
+ * A field of the spec by dotted path ("steps", "probes.every", "task.seed"): its type, bounds, default
+ * and choices, read from the JSON Schema as pydantic v2 writes it (nested models are `$ref`s into
+ * `$defs`, optional ones `anyOf` [model, null]). Throws for a path the schema does not have, so a
+ * field renamed in spec.py breaks the form loudly instead of sending a name the API refuses.
+ * Integer bounds beyond JavaScript's exact integers (the seed's 2⁶³ − 1) become the largest exact one:
+ * the form cannot send a larger integer exactly.
+ * @param {object} schema the ExperimentSpec's JSON Schema (GET /api/schema/spec)
+ * @param {string} path
+ * @returns {FieldBounds}
+ */
+export function fieldBounds(schema, path) {
+  let parent = schema;
+  let prop;
+  const names = path.split(".");
+  names.forEach((name, i) => {
+    prop = parent.properties?.[name];
+    if (!prop) throw new Error(`the spec's schema has no field ${names.slice(0, i + 1).join(".")}`);
+    if (i < names.length - 1) parent = nonNull(schema, prop).node;
+  });
+  const { node, nullable } = nonNull(schema, prop);
+  const type = node.type;
+  const exact = (n) => (type === "integer" ? Math.max(-Number.MAX_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, n)) : n);
+  let min = node.minimum;
+  let max = node.maximum;
+  // An exclusive bound of an integer is the next integer in.
+  if (min === undefined && node.exclusiveMinimum !== undefined && type === "integer") min = node.exclusiveMinimum + 1;
+  if (max === undefined && node.exclusiveMaximum !== undefined && type === "integer") max = node.exclusiveMaximum - 1;
+  /** @type {FieldBounds} */
+  const bounds = {
+    type,
+    min: min === undefined ? undefined : exact(min),
+    max: max === undefined ? undefined : exact(max),
+    default: prop.default,
+    step: node.multipleOf ?? (type === "integer" ? 1 : type === "number" ? "any" : undefined),
+    nullable,
+  };
+  if (node.enum) bounds.options = node.enum;
+  return bounds;
+}
+
 function formField(key, title, prop, inner, required) {
   const type = inner.enum ? "choice"
     : inner.type === "array" ? "list"
@@ -284,28 +337,4 @@ export function interventionSteps(interventions = []) {
     if (Array.isArray(iv.steps)) for (const s of iv.steps) marks.push({ step: s, kind: iv.kind });
   }
   return marks;
-}
-
-/** A one-line human summary of one intervention. */
-export function describeIntervention(iv) {
-  const many = (xs, one) => `${one}${xs.length > 1 ? "s" : ""} ${xs.join(", ")}`;
-  // No list means every step, frame or layer (the spec's null).
-  const steps = iv.steps ? `at ${many(iv.steps, "step")}` : "at every step";
-  const unit = iv.frame_units === "video" ? "video frame" : "latent frame";
-  const frames = iv.frames ? `in ${many(iv.frames, unit)}` : `in every ${unit}`;
-  const layers = (xs) => (xs ? many(xs, "layer") : "every layer");
-  switch (iv.kind) {
-    case "noise_at_step":
-      return `noise ×${iv.strength} ${steps}`;
-    case "noise_at_frame":
-      return `noise ×${iv.strength} ${frames} ${steps}`;
-    case "layer_swap":
-      return `swap ${layers(iv.layers)} ${steps} from B`;
-    case "seed_ensemble":
-      return `ensemble of seeds ${iv.seeds ? iv.seeds.join(", ") : "(default)"}, ${iv.layers ? layers(iv.layers) : "layers of the third quarter of the depth"}, ${steps}`;
-    case "guidance":
-      return `guidance ${iv.scale}${iv.scale_2 !== null && iv.scale_2 !== undefined ? ` / ${iv.scale_2}` : ""}`;
-    default:
-      return iv.kind;
-  }
 }

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
+import { describeIntervention } from "../interventions.js";
 import {
   buildSpec as buildSpecWith,
-  describeIntervention,
   FieldError,
   fieldForError,
   interventionForms,

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { parsePosition, positionQuery } from "../position.js";
-import { RunData, sweepAxisLabel, sweepCurves } from "../rundata.js";
+import { sweepAxisLabel } from "../interventions.js";
+import { RunData, sweepCurves } from "../rundata.js";
 
 const SWEEP = {
   intervention: { kind: "noise_at_step", strength: 1.0, steps: [1] },

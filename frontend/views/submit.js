@@ -5,7 +5,8 @@
 import { ApiError, dataUrlToFile, models as fetchModels, request, specSchema, tasks } from "../api.js";
 import { fill, h } from "../dom.js";
 import { latentFrameCount } from "../frames.js";
-import { buildSpec, explainFieldError, FieldError, fieldForError, interventionForms } from "../specform.js";
+import { variantPrefix } from "../interventions.js";
+import { buildSpec, explainFieldError, FieldError, fieldBounds, fieldForError, interventionForms } from "../specform.js";
 
 let nextId = 0;
 
@@ -20,6 +21,11 @@ function field(path, label, input, hint = null) {
 function input(id, attrs = {}) {
   return h("input", { id, name: id, ...attrs });
 }
+
+// How the spinners move, where not by 1 (integers) or freely (numbers): multiples of 16 and 4k+1 frames
+// (spec.py's validators; its JSON Schema does not carry them), guidance in halves. Steps only: every
+// bound and default of these inputs comes from the spec's JSON Schema (applySchema).
+const SPIN = { height: 16, width: 16, frames: 4, guidance: 0.5, guidance_2: 0.5 };
 
 const EXAMPLE_PROMPT = "a red ball rolls through a green hedge maze, turns at two corners and stops at the exit";
 
@@ -42,27 +48,35 @@ export class SubmitView {
     // A reasoning-task instance (stepscope.tasks) fills the prompt, canvas and first frame.
     this.taskFamily = h("select", { id: "task-family", "aria-label": "task family" });
     this.taskDifficulty = h("select", { id: "task-difficulty", "aria-label": "task difficulty" }); // from GET /api/tasks
-    this.taskSeed = input("task-seed", { type: "number", min: 0, step: 1, value: 0, "aria-label": "task seed" });
+    this.taskSeed = input("task-seed", { type: "number", "aria-label": "task seed" });
     this.taskButton = h("button", { type: "button", id: "use-task", onclick: () => this.useTask() }, "Use this task");
     this.taskError = h("span", { class: "field-error", role: "alert" });
     this.task = null; // the task instance the run is scored against: {family, difficulty, seed, height, width, frames}
     this.taskNote = h("span", { id: "task-note", class: "muted" });
     this.taskClear = h("button", { type: "button", id: "clear-task", class: "small", hidden: true, onclick: () => this.setTask(null) }, "clear");
-    this.seed = input("seed", { type: "number", min: 0, step: 1, value: 0 });
-    this.steps = input("steps", { type: "number", min: 1, step: 1, value: 20 });
-    this.guidance = input("guidance", { type: "number", min: 0, step: 0.5, value: 5 });
-    this.guidance2 = input("guidance-2", { type: "number", min: 0, step: 0.5, placeholder: "same" });
-    this.height = input("height", { type: "number", min: 16, step: 16, value: 64 });
-    this.width = input("width", { type: "number", min: 16, step: 16, value: 64 });
-    this.frames = input("frames", { type: "number", min: 1, step: 4, value: 17, oninput: () => this.showLatentFrames() });
+    // Bounds and defaults of the spec's own inputs arrive with its JSON Schema (start → applySchema).
+    this.seed = input("seed", { type: "number" });
+    this.steps = input("steps", { type: "number" });
+    this.guidance = input("guidance", { type: "number" });
+    this.guidance2 = input("guidance-2", { type: "number", placeholder: "same" });
+    this.height = input("height", { type: "number" });
+    this.width = input("width", { type: "number" });
+    this.frames = input("frames", { type: "number", oninput: () => this.showLatentFrames() });
     this.framesHint = h("span", { class: "hint" });
     // A task is scored on its own square canvas and frame count: moving away from it drops the task.
     for (const el of [this.height, this.width, this.frames]) el.addEventListener("input", () => this.checkTaskCanvas());
-    this.layers = input("probe-layers", { type: "text", value: "all", placeholder: "all, none or 0-9, 20" });
-    this.every = input("probe-every", { type: "number", min: 1, step: 1, value: 1 });
-    this.passes = h("select", { id: "probe-passes" }, ["cond", "uncond", "both"].map((p) => h("option", { value: p }, p)));
+    this.layers = input("probe-layers", { type: "text", placeholder: "all, none or 0-9, 20" });
+    this.every = input("probe-every", { type: "number" });
+    this.passes = h("select", { id: "probe-passes" }); // the choices are the schema's
     this.decodeSteps = input("probe-decode-steps", { type: "text", placeholder: "e.g. 5, 10" });
-    this.finalDecode = input("probe-final-decode", { type: "checkbox", checked: true });
+    this.finalDecode = input("probe-final-decode", { type: "checkbox" });
+    // The inputs that are fields of the spec, by the spec's dotted name.
+    this.specInputs = [
+      ["task.seed", this.taskSeed], ["seed", this.seed], ["steps", this.steps], ["guidance", this.guidance],
+      ["guidance_2", this.guidance2], ["height", this.height], ["width", this.width], ["frames", this.frames],
+      ["probes.layers", this.layers], ["probes.every", this.every], ["probes.passes", this.passes],
+      ["probes.decode_steps", this.decodeSteps], ["probes.final_decode", this.finalDecode],
+    ];
     this.forms = {}; // intervention kind → form, from the spec's JSON Schema (see start())
     this.variantKind = h("select", { id: "add-variant-kind", "aria-label": "intervention kind", onchange: () => {
       for (const button of this.variantList.querySelectorAll(".add-to-variant")) button.textContent = `+ add ${this.kindLabel()} to this variant`;
@@ -131,6 +145,7 @@ export class SubmitView {
       this.models = models.models;
       this.defaultModel = models.default;
       this.forms = interventionForms(schema);
+      this.applySchema(schema);
     } catch (error) {
       this.showFormError(error.detail ?? String(error));
       return;
@@ -145,6 +160,33 @@ export class SubmitView {
     await this.startTasks();
   }
 
+  /**
+   * Give the spec's own inputs their bounds, defaults and choices from its JSON Schema, so that they
+   * are spec.py's (a field the schema lacks throws: the form then says so instead of sending it).
+   * A default becomes the input's `value` attribute; the model's suggestions (modelChanged) change
+   * only what it shows.
+   * @param {object} schema the ExperimentSpec's JSON Schema
+   */
+  applySchema(schema) {
+    for (const [path, el] of this.specInputs) {
+      const bounds = fieldBounds(schema, path);
+      const initial = bounds.default === null || bounds.default === undefined ? "" : bounds.default;
+      if (el.type === "checkbox") {
+        el.defaultChecked = el.checked = Boolean(initial);
+      } else if (el.tagName === "SELECT") {
+        fill(el, bounds.options.map((option) => h("option", { value: option, defaultSelected: option === initial }, option)));
+        el.value = String(initial);
+      } else {
+        if (el.type === "number") {
+          for (const key of ["min", "max"]) if (bounds[key] !== undefined) el[key] = String(bounds[key]);
+          el.step = String(SPIN[path] ?? bounds.step ?? "any");
+        }
+        el.defaultValue = Array.isArray(initial) ? initial.join(", ") : String(initial);
+      }
+    }
+    this.showLatentFrames();
+  }
+
   /** Offer the task families; with an image-to-video model, start from a real task (maze, seed 0). */
   async startTasks() {
     try {
@@ -156,7 +198,8 @@ export class SubmitView {
       this.taskError.textContent = error.detail ?? String(error);
       return;
     }
-    if (this.selectedModel()?.task === "i2v") await this.useTask("maze", 1, 0);
+    // The task row's own difficulty and seed: the lowest difficulty and the spec's default seed.
+    if (this.selectedModel()?.task === "i2v") await this.useTask("maze");
   }
 
   /**
@@ -254,9 +297,7 @@ export class SubmitView {
 
   addVariant(kind) {
     const used = new Set(this.variants.map((v) => v.name));
-    // Short names for the built-in kinds; any other kind names its variants after itself.
-    const short = { noise_at_step: "noise", noise_at_frame: "frame", layer_swap: "swap", seed_ensemble: "ensemble", guidance: "cfg" };
-    const base = short[kind] ?? kind;
+    const base = variantPrefix(kind);
     let n = 1;
     while (used.has(`${base}${n}`)) n++;
     this.variants.push({ name: `${base}${n}`, interventions: [this.newIntervention(kind)] });

@@ -4,8 +4,8 @@
 
 import { formatNumber, lineChart, niceTicks } from "../charts.js";
 import { fill, h } from "../dom.js";
-import { sweepAxisLabel, sweepCurves } from "../rundata.js";
-import { describeIntervention } from "../specform.js";
+import { describeIntervention, sweepAxisLabel } from "../interventions.js";
+import { sweepCurves } from "../rundata.js";
 import { RunView } from "./runview.js";
 
 const COLOURS = {
