@@ -119,6 +119,42 @@ def test_the_task_suite_is_a_leaf(model_side):
                     raise AssertionError(f"{path.name} imports {name}")
 
 
+def family_tables(source: str, families: set[str]) -> list[int]:
+    """Lines of `source` that keep something per family by name: a dict literal or `dict(...)` with two or more
+    family names as keys, or a tuple, list or set literal of two or more family names. (One name alone is no
+    table: "trajectory" is also a run kind, and an analysis may be about mazes only.)"""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict):
+            named = node.keys
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            named = node.elts
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+            named = [ast.Constant(k.arg) for k in node.keywords]
+        else:
+            continue
+        hits = [k for k in named if isinstance(k, ast.Constant) and k.value in families]
+        if len(hits) >= 2:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_family_facts_are_kept_by_the_families_alone():
+    """A family's facts (its prompt, the parameter that carries its answer, its foreground colours: tasks.core's
+    FAMILY_FACTS) live on its class in tasks/; training and reproduce read them there (`get_family(name)`), and every
+    caller takes the list of families from `family_names()`. A table keyed by family names anywhere else in backend/
+    or benchmarks/ would be a second owner, and a family added later would be missing from it."""
+    from stepscope.tasks import family_names
+
+    families = set(family_names())
+    assert family_tables('X = {"maze": "goal", "pattern": "turns"}\nY = ("maze", "trajectory")', families) == [1, 2]
+    suite = BACKEND / "stepscope" / "tasks"
+    sources = [p for p in (BACKEND / "stepscope").rglob("*.py") if not p.is_relative_to(suite)]
+    sources += sorted((BACKEND.parent / "benchmarks").rglob("*.py"))
+    found = [f"{p.relative_to(BACKEND.parent)}:{n}" for p in sources for n in family_tables(p.read_text(), families)]
+    assert not found, found
+
+
 def module_imports() -> dict[str, set[str]]:
     """stepscope module → the stepscope modules it imports when it is imported (module level, outside
     `if TYPE_CHECKING:`; imports inside functions run later and are not part of loading it)."""
