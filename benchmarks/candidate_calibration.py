@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 
+from stepscope.bench import calibrate_bench  # noqa: E402  (reads the stored runs, then measures with the suite)
 from stepscope.tasks.calibration import (  # noqa: E402
     MIN_WINNERS,
     TOLERANCE,
-    calibrate_bench,
     calibrate_family,
     maze_structure,
     noise_curves,

@@ -89,23 +89,70 @@ def test_the_probe_engine_does_not_import_the_service(model_side):
     assert not service, service
 
 
+TASK_SUITE_MAY_IMPORT = ("stepscope.stats",)  # intervals, numpy alone
+
+
 def test_the_task_suite_is_a_leaf(model_side):
     """tasks/ (instances, scorers, curves) imports nothing else of stepscope but `stats` (intervals, numpy alone) and
     no torch: `stepscope bench` and `reproduce` sit above it, so a family or scorer is written and tested with numpy."""
     loaded = model_side["tasks"]
     assert set(TASK_MODULES) <= set(loaded)
     others = [m for m in loaded if m.startswith("stepscope.") and not m.startswith("stepscope.tasks")]
-    others = [m for m in others if m not in ("stepscope.run_format", "stepscope.stats")]  # run_format: an earlier stage
+    # run_format: imported by the stage before.
+    others = [m for m in others if m not in ("stepscope.run_format", *TASK_SUITE_MAY_IMPORT)]
     heavy = [m for m in ("torch", "diffusers", "fastapi", "redis") if m in loaded]
     assert not others and not heavy, others + heavy
-    # Inside functions too: nothing above the suite. (calibration's `--bench DIR` reads stored runs through
-    # stepscope.run, the reader every side uses, when it is asked to.)
-    above = ("stepscope.probe", "stepscope.models", "stepscope.spec", "stepscope.bench", "stepscope.reproduce")
-    above += ("stepscope.train", "stepscope.api", "stepscope.worker", "stepscope.jobs", "stepscope.cli")
+    # Inside functions too, where loading the module does not reach: no import of anything else of stepscope, not
+    # even run-directory readers (a stored bench is read by stepscope.bench, which hands the suite its videos).
     for path in (BACKEND / "stepscope" / "tasks").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(above):
-                raise AssertionError(f"{path.name} imports {node.module}")
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path.name}: relative import (name stepscope.tasks... in full)"
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                inside = name == "stepscope.tasks" or name.startswith("stepscope.tasks.")
+                if name.partition(".")[0] == "stepscope" and not inside and name not in TASK_SUITE_MAY_IMPORT:
+                    raise AssertionError(f"{path.name} imports {name}")
+
+
+def family_tables(source: str, families: set[str]) -> list[int]:
+    """Lines of `source` that keep something per family by name: a dict literal or `dict(...)` with two or more
+    family names as keys, or a tuple, list or set literal of two or more family names. (One name alone is no
+    table: "trajectory" is also a run kind, and an analysis may be about mazes only.)"""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict):
+            named = node.keys
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            named = node.elts
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+            named = [ast.Constant(k.arg) for k in node.keywords]
+        else:
+            continue
+        hits = [k for k in named if isinstance(k, ast.Constant) and k.value in families]
+        if len(hits) >= 2:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_family_facts_are_kept_by_the_families_alone():
+    """A family's facts (its prompt, the parameter that carries its answer, its foreground colours: tasks.core's
+    FAMILY_FACTS) live on its class in tasks/; training and reproduce read them there (`get_family(name)`), and every
+    caller takes the list of families from `family_names()`. A table keyed by family names anywhere else in backend/
+    or benchmarks/ would be a second owner, and a family added later would be missing from it."""
+    from stepscope.tasks import family_names
+
+    families = set(family_names())
+    assert family_tables('X = {"maze": "goal", "pattern": "turns"}\nY = ("maze", "trajectory")', families) == [1, 2]
+    suite = BACKEND / "stepscope" / "tasks"
+    sources = [p for p in (BACKEND / "stepscope").rglob("*.py") if not p.is_relative_to(suite)]
+    sources += sorted((BACKEND.parent / "benchmarks").rglob("*.py"))
+    found = [f"{p.relative_to(BACKEND.parent)}:{n}" for p in sources for n in family_tables(p.read_text(), families)]
+    assert not found, found
 
 
 def module_imports() -> dict[str, set[str]]:

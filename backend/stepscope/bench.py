@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +33,7 @@ from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE, bench
 from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, parse_spec, spec_error_from
 from stepscope.stats import mean_interval
 from stepscope.store import Revoked, RunDir
+from stepscope.tasks.calibration import video_shares
 from stepscope.tasks.core import (
     DIFFICULTIES,
     MAX_FRAMES,
@@ -125,6 +126,26 @@ def score_run(instance: TaskInstance, run_path: str | RunDir, curves: str = "pre
             "explored_then_committed": curve.explored_then_committed(),
         }
     return out
+
+
+def calibrate_bench(bench_dir: str) -> dict:
+    """The answer-win shares of a stored bench's baseline trajectories, re-measured now: the final videos, and every
+    step's preview pooled, per family (`benchmarks/candidate_calibration.py --bench DIR`; docs/tasks.md,
+    *Calibration*). The bench reads the runs, one at a time; the task suite measures their videos."""
+    from stepscope.run import load_run
+
+    report = json.loads((Path(bench_dir) / BENCH_RESULT).read_text())
+
+    def baselines() -> Iterator[tuple[TaskInstance, dict[str, list[np.ndarray]]]]:
+        for row in report["instances"]:
+            trajectory = load_run(str(Path(bench_dir) / row["dir"])).baseline
+            videos = {"final_video": [trajectory.video], "step_previews": [m[0] for m in trajectory.previews]}
+            yield TaskInstance.from_json(row["instance"]), videos
+
+    return {
+        "bench": {key: report.get(key) for key in ("model", "n", "steps", "canvas", "first_seed")},
+        "families": video_shares(baselines()),
+    }
 
 
 def summarize(instances: list[dict], families: list[str], trajectory_names: list[str]) -> dict:

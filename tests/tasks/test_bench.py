@@ -72,7 +72,7 @@ def test_bench_json_summary_and_report(bench, capsys):
 
 def test_the_calibration_re_measures_a_stored_bench(bench):
     # What `benchmarks/candidate_calibration.py --bench DIR` reports: every baseline's final video and step previews.
-    from stepscope.tasks.calibration import calibrate_bench
+    from stepscope.bench import calibrate_bench
 
     out, _ = bench
     report = json.loads((out / BENCH_RESULT).read_text())

@@ -19,6 +19,7 @@ from stepscope.tasks.calibration import (
     judge,
     main,
     preview_of,
+    video_shares,
 )
 from stepscope.tasks.curves import answer_win_shares, chance_level
 from stepscope.tasks.families.maze import path_to, tree_paths
@@ -146,3 +147,19 @@ def test_a_measure_that_favours_the_answer_is_caught(monkeypatch, capsys):
     monkeypatch.setattr(family, "candidates", favours_the_answer)
     assert main(["--n", "40", "--families", "trajectory"]) == 1
     assert "**no**" in capsys.readouterr().out
+
+
+def test_video_shares_pool_each_source_per_family():
+    # What stepscope.bench.calibrate_bench hands the suite for a stored bench: each instance with its videos by source.
+    tasks = [generate(family, 1, 3) for family in FAMILIES]
+    videos = []
+    for task in tasks:
+        other = task.candidate_video((task.answer + 1) % len(task.candidates))
+        videos.append((task, {"truth": [task.ground_truth()], "mixed": [other, task.ground_truth()]}))
+    shares = video_shares(iter(videos))
+    assert set(shares) == set(FAMILIES)
+    for task in tasks:
+        truth, mixed = shares[task.family]["truth"], shares[task.family]["mixed"]
+        assert truth["n"] == 1 and truth["answer_wins"] == 1.0
+        assert mixed["n"] == 2 and mixed["answer_wins"] == 0.5
+        assert mixed["chance"] == pytest.approx(1 / len(task.candidates))  # both have a winner

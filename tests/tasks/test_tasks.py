@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stepscope.tasks import Canvas, TaskError, TaskInstance, candidate_curves, corrupt, family_names, generate
-from stepscope.tasks.core import CELL, PALETTE, fill_cell
+from stepscope.tasks.core import CELL, FAMILY_FACTS, PALETTE, Family, fill_cell, get_family, register
 from stepscope.tasks.families.maze import agent_index
 from stepscope.tasks.families.trajectory import ball_position
 from stepscope.tasks.validate import validate_family
@@ -132,6 +132,53 @@ def test_candidate_videos_measure_as_their_candidate(family):
         measure = task.measure_candidates(task.candidate_video(index))
         assert measure.winner == index and measure.live == 1, (index, measure)
         assert task.score(task.candidate_video(index)).passed == (index == task.answer)
+
+
+def _painted(video: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(T, H, W) bool: the pixels painted in one of the palette colours `names`."""
+    return np.any([np.all(video == np.asarray(PALETTE[n], dtype=np.uint8), axis=-1) for n in names], axis=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_states_its_facts_and_they_hold(family):
+    # Training, reproduce and the bench read these from the family (get_family(name).<fact>), never from their own
+    # tables: each is stated by the family class with its type, and true of the family's instances.
+    impl = get_family(family)
+    for fact, kind in FAMILY_FACTS.items():
+        assert isinstance(getattr(type(impl), fact), kind) and getattr(type(impl), fact), fact
+    assert impl.name == family
+    answers: dict[int, set[str]] = {1: set(), 2: set(), 3: set()}
+    for seed in range(30):
+        task = generate(family, 1 + seed % 3, seed)
+        assert task.prompt == impl.prompt  # one prompt a family: training embeds each family's once
+        answers[task.difficulty].add(json.dumps(task.params[impl.answer_param]))
+        if seed >= 6:
+            continue
+        # The foreground colours paint the objects that carry the answer: in every frame of the ground truth, and
+        # elsewhere in a video that gives another answer.
+        truth = task.ground_truth()
+        assert _painted(truth, impl.foreground).any(axis=(1, 2)).all()
+        other = task.candidate_video((task.answer + 1) % len(task.candidates))
+        assert not np.array_equal(_painted(other, impl.foreground), _painted(truth, impl.foreground))
+    # Instances of one difficulty differ in the answer parameter: the reproduction's swap partners are drawn so.
+    assert all(len(values) >= 2 for values in answers.values()), answers
+
+
+def test_register_refuses_a_family_that_lacks_a_fact():
+    class Lacking(Family):  # every fact but answer_param
+        name = "lacking-a-fact"
+        description = "a test family"
+        prompt = "Lacking: nothing happens."
+        foreground = ("agent",)
+
+    before = family_names()
+    with pytest.raises(TypeError, match="answer_param"):
+        register(Lacking)
+    Lacking.answer_param = "turns"
+    Lacking.foreground = ("agent", "floor")  # the floor carries no answer
+    with pytest.raises(TypeError, match="foreground"):
+        register(Lacking)
+    assert family_names() == before  # nothing registered
 
 
 def test_bad_requests_name_the_field():

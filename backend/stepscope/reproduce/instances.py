@@ -2,8 +2,10 @@
 
 Instances are the held-out ones of `stepscope.train.data` (seeds from 1,000,000,000, difficulties in
 turn, tasks of the held-out part: `split_refs`), so a trained model is measured on tasks it never
-saw. The foreground of an instance is where its ground-truth video paints the task's objects; a token
-is foreground when any pixel it covers, in any video frame it covers, is painted.
+saw. The foreground of an instance is where its ground-truth video paints the task's objects (the
+family's `foreground` colours); a token is foreground when any pixel it covers, in any video frame it
+covers, is painted. What carries an instance's answer is its family's `answer_param`: the family
+classes own both facts (stepscope.tasks.core.Family).
 """
 
 from __future__ import annotations
@@ -19,17 +21,6 @@ from stepscope.train.data import InstanceRef, iter_split
 # Instances and swap partners come from the first 1000 held-out instances of a family.
 UNSEEN_PER_FAMILY = 1000
 
-# The palette colours the ground truth paints its answer-bearing objects with (docs/tasks.md):
-# maze: agent, trail and goal; trajectory: the ball; pattern: the shape.
-FOREGROUND_COLOURS = {"maze": ("agent", "trail", "goal"), "trajectory": ("agent",), "pattern": ("trail",)}
-# What an instance's answer is, per family: two instances with different values have different answers.
-ANSWER_PARAMS = {"maze": "goal", "trajectory": "landing_column", "pattern": "turns"}
-
-
-def foreground_colours(family: str) -> tuple[str, ...]:
-    """Palette names of a family's foreground; a family not listed: every colour but floor and wall."""
-    return FOREGROUND_COLOURS.get(family, tuple(n for n in PALETTE if n not in ("floor", "wall")))
-
 
 def held_out_instances(family: str, n: int, canvas: Canvas) -> list[TaskInstance]:
     """The first `n` held-out instances of a family (difficulty 1, 2, 3 in turn)."""
@@ -44,11 +35,9 @@ def _held_out(family: str, n: int, canvas: Canvas):
 
 
 def answer_of(instance: TaskInstance) -> str:
-    """A comparable description of the instance's answer (the goal cell, landing column or number of turns)."""
-    key = ANSWER_PARAMS.get(instance.family)
-    if key is not None and key in instance.params:
-        return repr(instance.params[key])
-    return instance.candidates[instance.answer]
+    """A comparable description of the instance's answer: its family's `answer_param` (the goal cell, landing
+    column or number of turns)."""
+    return repr(instance.params[instance.family_impl.answer_param])
 
 
 def swap_partners(instances: list[TaskInstance], canvas: Canvas) -> list[TaskInstance]:
@@ -88,7 +77,7 @@ def foreground_pixels(instance: TaskInstance) -> np.ndarray:
     """(T, S, S) bool: the pixels the ground-truth video paints in a foreground colour."""
     video = instance.ground_truth()
     mask = np.zeros(video.shape[:3], dtype=bool)
-    for name in foreground_colours(instance.family):
+    for name in instance.family_impl.foreground:
         mask |= np.all(video == np.asarray(PALETTE[name], dtype=np.uint8), axis=-1)
     return mask
 

@@ -1,7 +1,7 @@
 """Is a candidate measure blind to the answer? Measure videos that carry no answer and compare how often the winner
 is the answer with chance (`curves.answer_win_shares`).
 
-    python -m stepscope.tasks.calibration --n 3000 [--families maze,...] [--bench DIR] [--json]
+    python -m stepscope.tasks.calibration --n 3000 [--families maze,...] [--json]
 
 Answer-free videos, one per instance and condition (instance i: difficulty 1 + i % 3, seed first_seed + i):
 uniform noise (every channel of every pixel uniform in 0..255) and grey noise (normal around 0.5 with σ 0.3 on a
@@ -9,8 +9,9 @@ uniform noise (every channel of every pixel uniform in 0..255) and grey noise (n
 x̂₀ preview: (T − 1) / 4 + 1 frames of S / 8 × S / 8 pixels, read as T × S × S like any video). A measure blind
 to the answer names it as often as a winner picked at random among the candidates: `chance`. Beside them, the
 real-signal check (the ground truth, at full and at preview resolution, gives one live candidate, the answer),
-the maze's structure (is the goal's branch unlike the other dead ends?) and, with `--bench DIR`, the final videos
-and per-step previews of a stored bench (e.g. a random-weight model: `stepscope bench --model tiny-i2v`).
+the maze's structure (is the goal's branch unlike the other dead ends?) and `video_shares`, the same shares for
+videos a caller brings: `stepscope.bench.calibrate_bench` reads a stored bench's final videos and per-step previews
+(e.g. a random-weight model's: `stepscope bench --model tiny-i2v`) and passes them here, so the suite reads no runs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import json
 import sys
 import time
 import zlib
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -176,30 +176,21 @@ def maze_structure(n: int, first_seed: int = 0) -> dict:
     }
 
 
-def calibrate_bench(bench_dir: str) -> dict:
-    """The answer-win shares of a stored bench's baseline trajectories (`stepscope bench`), re-measured now: the
-    final videos, and every step's preview pooled, per family."""
-    from stepscope.run import load_run
-
-    report = json.loads((Path(bench_dir) / "bench.json").read_text())
+def video_shares(videos: Iterable[tuple[TaskInstance, dict[str, list[np.ndarray]]]]) -> dict:
+    """The answer-win shares of videos measured now, per family and source: `videos` gives each instance with its
+    videos by source (e.g. {"final_video": [...], "step_previews": [...]}); each source's videos are pooled."""
     pooled: dict[str, dict[str, tuple[list, list, list]]] = {}
-    for row in report["instances"]:
-        instance = TaskInstance.from_json(row["instance"])
-        trajectory = load_run(str(Path(bench_dir) / row["dir"])).baseline
+    for instance, sources in videos:
         k = len(instance.candidates)
-        sources = {"final_video": [trajectory.video], "step_previews": [m[0] for m in trajectory.previews]}
-        for source, videos in sources.items():
+        for source, shown in sources.items():
             winners, answers, counts = pooled.setdefault(instance.family, {}).setdefault(source, ([], [], []))
-            for video in videos:
+            for video in shown:
                 winners.append(instance.measure_candidates(video).winner)
                 answers.append(instance.answer)
                 counts.append(k)
     return {
-        "bench": {key: report.get(key) for key in ("model", "n", "steps", "canvas", "first_seed")},
-        "families": {
-            family: {source: answer_win_shares(*lists) for source, lists in by_source.items()}
-            for family, by_source in pooled.items()
-        },
+        family: {source: answer_win_shares(*lists) for source, lists in by_source.items()}
+        for family, by_source in pooled.items()
     }
 
 
@@ -242,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=3000, help="instances (answer-free videos a condition) per family")
     parser.add_argument("--families", default=",".join(family_names()), help="comma-separated families")
     parser.add_argument("--first-seed", type=int, default=0, help="instance i uses seed first_seed + i")
-    parser.add_argument("--bench", help="a stored bench directory whose baseline videos and previews to measure too")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.n < 1:
@@ -252,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     out = {"tolerance": TOLERANCE, "noise": results}
     if "maze" in families:
         out["maze_structure"] = maze_structure(args.n, args.first_seed)
-    if args.bench:
-        out["bench"] = calibrate_bench(args.bench)
     if args.json:
         print(json.dumps(out))
     else:

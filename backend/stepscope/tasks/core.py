@@ -3,9 +3,12 @@
 A family is one class with four jobs: `generate` an instance's parameters from a seeded random
 generator, `render` the ground-truth video, `score` any video, and `candidates` (how much of each
 possible answer a video, e.g. one denoising step's x̂₀ decode, shows), with `candidate_regions` saying
-where in the picture each candidate is read (so a viewer can draw it). Families register
-themselves with `@register`; `stepscope.tasks.families` imports every module in its folder,
-so adding a family is one new file there plus its test.
+where in the picture each candidate is read (so a viewer can draw it). The class also owns the family's
+facts (`FAMILY_FACTS`: its prompt, which parameter carries the answer, which colours paint the objects
+that carry it); training and the reproduction read them from the family (`get_family(name)`), never
+from tables of their own. Families register themselves with `@register`, which refuses a class
+that lacks a fact; `stepscope.tasks.families` imports every module in its folder, so adding a family is
+one new file there plus its test.
 """
 
 from __future__ import annotations
@@ -196,13 +199,22 @@ class CandidateRegions:
 
 
 class Family:
-    """A task family: subclass, set `name` and `prompt_text`, implement the four methods, decorate with @register."""
+    """A task family: subclass, set every fact of `FAMILY_FACTS`, implement the methods, decorate with @register.
+
+    The facts are class attributes with no default here, so a family that forgets one is refused at registration
+    (and reading it from the base class fails) instead of inheriting a guess."""
 
     name: ClassVar[str]
-    description: ClassVar[str]
+    description: ClassVar[str]  # one line: what happens in the video and what the answer is
+    prompt: ClassVar[str]  # the text prompt of every instance of the family (it names the family)
+    # The key of `params` whose value is the answer: two instances with different values have different answers
+    # (the reproduction's layer-swap partners differ in it).
+    answer_param: ClassVar[str]
+    # Palette names the ground truth paints the answer-bearing objects with: the reproduction's foreground tokens.
+    foreground: ClassVar[tuple[str, ...]]
 
     def generate(self, difficulty: int, rng: np.random.Generator, canvas: Canvas) -> dict[str, Any]:
-        """Return {"params", "candidates", "answer", "prompt"} for a new instance."""
+        """Return {"params", "candidates", "answer"} for a new instance (`params` holds `answer_param`)."""
         raise NotImplementedError
 
     def render(self, instance: TaskInstance) -> np.ndarray:
@@ -229,9 +241,31 @@ class Family:
 
 FAMILIES: dict[str, Family] = {}
 
+# Every fact a family states about itself, and its type: `register` checks them, tests/tasks/test_tasks.py reads them.
+FAMILY_FACTS: dict[str, type] = {
+    "name": str,
+    "description": str,
+    "prompt": str,
+    "answer_param": str,
+    "foreground": tuple,
+}
+
+
+def check_facts(cls: type[Family]) -> None:
+    """Raise TypeError unless `cls` states every fact of FAMILY_FACTS with its type (foreground: palette names)."""
+    label = getattr(cls, "name", cls.__name__)
+    for fact, kind in FAMILY_FACTS.items():
+        value = getattr(cls, fact, None)
+        if not isinstance(value, kind) or not value:
+            raise TypeError(f"task family {label!r}: {fact} must be a non-empty {kind.__name__}, got {value!r}")
+    unknown = [c for c in cls.foreground if c not in PALETTE or c in ("floor", "wall")]
+    if unknown:
+        raise TypeError(f"task family {label!r}: foreground names {unknown}, not object colours of PALETTE")
+
 
 def register(cls: type[Family]) -> type[Family]:
-    """Class decorator: make a family available by its name."""
+    """Class decorator: make a family available by its name (once it states every fact of FAMILY_FACTS)."""
+    check_facts(cls)
     if cls.name in FAMILIES:
         raise ValueError(f"task family {cls.name!r} registered twice")
     FAMILIES[cls.name] = cls()
@@ -272,7 +306,7 @@ def generate(family: str, difficulty: int = 1, seed: int = 0, canvas: Canvas | N
         difficulty=difficulty,
         seed=seed,
         canvas=canvas,
-        prompt=made["prompt"],
+        prompt=impl.prompt,
         params=made["params"],
         candidates=made["candidates"],
         answer=made["answer"],

@@ -17,6 +17,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from stepscope.tasks.core import DIFFICULTIES, family_names
+
 MAX_SHIPPED_BYTES = 40 * 1024 * 1024  # the budget for all shipped weights together (build.shipped_bytes)
 
 
@@ -101,8 +103,9 @@ class TrainConfig:
 
     name: str = "full"
     seed: int = 0
-    families: tuple[str, ...] = ("maze", "pattern", "trajectory")
-    difficulties: tuple[int, ...] = (1, 2, 3)
+    # Every registered task family, by name (the order is the model's family index); a checkpoint keeps its own list.
+    families: tuple[str, ...] = field(default_factory=lambda: tuple(family_names()))
+    difficulties: tuple[int, ...] = DIFFICULTIES
     size: int = 64  # canvas pixels (the task suite's default picture format)
     frames: int = 17
     flow_shift: float = 3.0  # UniPC's flow_shift at sampling and the shift of the training-time σ draw

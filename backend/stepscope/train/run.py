@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from stepscope.models.loading import write_model_settings
+from stepscope.tasks.core import get_family
 from stepscope.train.build import (
     assemble_pipeline,
     build_transformer_for,
@@ -83,11 +84,8 @@ class Budget:
 
 
 def family_prompts(cfg: TrainConfig) -> list[str]:
-    """The prompt of each family, in `cfg.families` order (a family's prompt is the same for all its instances)."""
-    from stepscope.train.data import InstanceRef, make_instance
-
-    first = [InstanceRef(f, cfg.difficulties[0], TRAIN_SEEDS.start) for f in cfg.families]
-    return [make_instance(ref, cfg.size, cfg.frames).prompt for ref in first]
+    """The prompt of each family, in `cfg.families` order (the family's `prompt`: every instance's)."""
+    return [get_family(f).prompt for f in cfg.families]
 
 
 @dataclass

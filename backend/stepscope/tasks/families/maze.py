@@ -148,6 +148,12 @@ def through_wall_route(instance: TaskInstance) -> list[Cell]:
 class Maze(Family):
     name = "maze"
     description = "an agent walks from start to goal through a tree maze; one route, several dead ends"
+    prompt = (
+        "Maze: the red square walks along the white corridors from its start to the green goal, "
+        "leaving a blue trail, without crossing the dark walls."
+    )
+    answer_param = "goal"  # the goal cell
+    foreground = ("agent", "trail", "goal")
 
     def generate(self, difficulty: int, rng: np.random.Generator, canvas: Canvas) -> dict:
         grid = canvas.grid
@@ -184,11 +190,7 @@ class Maze(Family):
                 "ends": [list(e) for e in ends],
             }
             labels = ["goal" if e == goal else f"dead end at row {e[0]} col {e[1]}" for e in ends]
-            prompt = (
-                "Maze: the red square walks along the white corridors from its start to the green goal, "
-                "leaving a blue trail, without crossing the dark walls."
-            )
-            return {"params": params, "candidates": labels, "answer": ends.index(goal), "prompt": prompt}
+            return {"params": params, "candidates": labels, "answer": ends.index(goal)}
         raise RuntimeError(f"no maze found in {MAX_ATTEMPTS} attempts (grid {grid}, difficulty {difficulty})")
 
     # -- pictures -------------------------------------------------------------------------

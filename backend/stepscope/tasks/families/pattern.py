@@ -90,6 +90,12 @@ def nonnegative_weights(target: np.ndarray, basis: np.ndarray) -> np.ndarray:
 class Pattern(Family):
     name = "pattern"
     description = "a shape turns clockwise one quarter turn per red square; which orientation is the answer"
+    prompt = (
+        "Pattern: the blue shape turns clockwise by a quarter turn once for each red square in the top-left "
+        "corner, then stays still."
+    )
+    answer_param = "turns"  # quarter turns
+    foreground = ("trail",)  # the shape
 
     def generate(self, difficulty: int, rng: np.random.Generator, canvas: Canvas) -> dict:
         size = SHAPE_CELLS[difficulty]
@@ -107,12 +113,8 @@ class Pattern(Family):
             raise RuntimeError(f"no shape with four distinct orientations in {MAX_ATTEMPTS} attempts")
         turns = int(rng.integers(1, MAX_TURNS + 1))
         params = {"shape": [list(c) for c in shape], "turns": turns}
-        prompt = (
-            "Pattern: the blue shape turns clockwise by a quarter turn once for each red square in the top-left "
-            "corner, then stays still."
-        )
         labels = [f"{j} quarter turn(s) clockwise" for j in range(MAX_TURNS + 1)]
-        return {"params": params, "candidates": labels, "answer": turns, "prompt": prompt}
+        return {"params": params, "candidates": labels, "answer": turns}
 
     # -- pictures -------------------------------------------------------------------------
     def render_turns(self, instance: TaskInstance, turns: int) -> np.ndarray:

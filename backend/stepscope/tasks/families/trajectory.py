@@ -90,6 +90,12 @@ def bounces(x0: int, travel: int, lo: int, hi: int) -> int:
 class Trajectory(Family):
     name = "trajectory"
     description = "a ball bounces between two walls and lands on one of several landing places"
+    prompt = (
+        "Trajectory: the red ball keeps moving the way it came from the pink mark, bounces off the dark "
+        "side walls and comes to rest on one of the amber landing places on the floor."
+    )
+    answer_param = "landing_column"
+    foreground = ("agent",)  # the ball
 
     def generate(self, difficulty: int, rng: np.random.Generator, canvas: Canvas) -> dict:
         grid = canvas.grid
@@ -123,12 +129,8 @@ class Trajectory(Family):
             "landing_column": land_col,
             "bounces": bounces(x0, travel, lo, hi),
         }
-        prompt = (
-            "Trajectory: the red ball keeps moving the way it came from the pink mark, bounces off the dark "
-            "side walls and comes to rest on one of the amber landing places on the floor."
-        )
         labels = [f"landing place at column {c}" for c in slots_sorted]
-        return {"params": params, "candidates": labels, "answer": slots_sorted.index(land_col), "prompt": prompt}
+        return {"params": params, "candidates": labels, "answer": slots_sorted.index(land_col)}
 
     # -- pictures -------------------------------------------------------------------------
     def _scene(self, instance: TaskInstance) -> np.ndarray:
