@@ -19,7 +19,7 @@ from stepscope.probe.interventions import (
     SwapReplayer,
     default_ensemble_layers,
 )
-from stepscope.spec import LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble, SourceRun, parse_spec
+from stepscope.spec import LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble, SourceRun, check_spec
 
 from .helpers import CollectingSink, inputs
 
@@ -216,7 +216,7 @@ def test_default_ensemble_layers_are_the_middle_half():
 
 
 def test_experiment_group_writes_comparisons(tiny, run_dir):
-    spec = parse_spec(
+    spec = check_spec(
         {
             "prompt": "a maze",
             "steps": 6,  # enough for steps before, at and after the noise at step 4
@@ -226,7 +226,8 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
                 {"name": "ens", "interventions": [{"kind": "seed_ensemble", "seeds": [0, 5, 7]}]},
                 {"name": "nocfg", "interventions": [{"kind": "guidance", "scale": 1.0}]},
             ],
-        }
+        },
+        tiny.info,
     )
     manifest = run_experiment(tiny, spec, run_dir)
     assert manifest["status"] == "finished"

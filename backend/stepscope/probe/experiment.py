@@ -1,6 +1,6 @@
 """An experiment: the baseline trajectory, then each variant, then its comparison to the baseline.
 
-    run_experiment(model, spec, run_dir)  →  manifest (also stored as manifest.json)
+    run_experiment(model, check_spec(data, model.info), run_dir)  →  manifest (also stored as manifest.json)
 
 Everything lands in the run directory through the store, at the paths `stepscope.run_format`
 names; `emit` is told about each artifact after it is stored (the worker turns these into
@@ -47,6 +47,7 @@ from stepscope.probe.recorder import BackgroundQueue, Decoder, RunOutputs, Traje
 from stepscope.probe.trajectory import Cancelled, SolverState, TrajectoryInputs, captured_steps, run_trajectory
 from stepscope.run_format import BASELINE, RUN_PREFIX
 from stepscope.spec import (
+    CheckedSpec,
     ExperimentSpec,
     Guidance,
     LayerSwap,
@@ -55,7 +56,6 @@ from stepscope.spec import (
     SeedEnsemble,
     Sweep,
     Variant,
-    check_against_model,
 )
 from stepscope.store import RunDir
 
@@ -94,7 +94,7 @@ class TrajectoryPlan:
 
 
 class Experiment:
-    """Runs one spec on a resident model into one run directory.
+    """Runs one checked spec (`spec.check_spec`) on a resident model into one run directory.
 
     `encoder_cache`: an EncoderCache of `model.pipe` to share with other experiments (a bench's instances); by
     default the experiment has its own, so each distinct prompt and image is encoded once in it.
@@ -103,7 +103,7 @@ class Experiment:
     def __init__(
         self,
         model: LoadedModel,
-        spec: ExperimentSpec,
+        checked: CheckedSpec,
         run: RunDir,
         *,
         emit: Callable[[dict], None] | None = None,
@@ -112,7 +112,7 @@ class Experiment:
         allow_paths: bool = False,
         encoder_cache: EncoderCache | None = None,
     ):
-        check_against_model(spec, model.info)
+        spec = _checked_for(checked, model)
         if encoder_cache is not None and encoder_cache.pipe is not model.pipe:
             raise ValueError("encoder_cache: made for another pipeline than this model's")
         self.model = model
@@ -578,6 +578,19 @@ def sweep_curve(results: list[rf.MetricsFile]) -> rf.SweepCurve:
     )
 
 
-def run_experiment(model: LoadedModel, spec: ExperimentSpec, run: RunDir, **kwargs) -> dict:
-    """Run `spec` on `model` into `run`; returns the final manifest (also stored)."""
-    return Experiment(model, spec, run, **kwargs)()
+def _checked_for(checked: CheckedSpec, model: LoadedModel) -> ExperimentSpec:
+    """The spec of `checked`, which must have been checked against this model (`spec.check_spec`)."""
+    if not isinstance(checked, CheckedSpec):
+        raise TypeError(
+            f"the probe engine runs a CheckedSpec, got {type(checked).__name__}: "
+            "check it once with stepscope.spec.check_spec(data, model.info)"
+        )
+    if checked.info != model.info:
+        raise ValueError("the spec was checked against another model than this one: check it with model.info")
+    return checked.spec
+
+
+def run_experiment(model: LoadedModel, checked: CheckedSpec, run: RunDir, **kwargs) -> dict:
+    """Run the checked spec (`spec.check_spec(data, model.info)`) on `model` into `run`; returns the final manifest
+    (also stored)."""
+    return Experiment(model, checked, run, **kwargs)()
