@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from stepscope.models import load_model  # noqa: E402
 from stepscope.models.loading import write_model_settings  # noqa: E402
 from stepscope.probe import run_experiment  # noqa: E402
-from stepscope.spec import parse_spec  # noqa: E402
+from stepscope.spec import check_spec  # noqa: E402
 from stepscope.store import RunDir  # noqa: E402
 from stepscope.tasks import generate  # noqa: E402
 from stepscope.train.build import assemble_pipeline, seeded_components  # noqa: E402
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             for n in lengths:
                 run = RunDir.at(str(Path(tmp) / f"run-{n}-{repeat}"))
                 started = time.perf_counter()
-                run_experiment(models[n], parse_spec({**spec, "model": models[n].name}), run, allow_paths=True)
+                checked = check_spec({**spec, "model": models[n].name}, models[n].info)
+                run_experiment(models[n], checked, run, allow_paths=True)
                 if repeat:
                     times[n].append(time.perf_counter() - started)
     for n in lengths:

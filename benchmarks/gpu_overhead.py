@@ -49,7 +49,7 @@ from stepscope.models.presets import RandomConfig, TinyConfig  # noqa: E402
 from stepscope.models.random import TEXT_DIM, build_random_pipeline  # noqa: E402
 from stepscope.models.tiny import build_text_encoder, build_vae  # noqa: E402
 from stepscope.probe import run_experiment  # noqa: E402
-from stepscope.spec import parse_spec  # noqa: E402
+from stepscope.spec import check_spec  # noqa: E402
 from stepscope.store import RunDir  # noqa: E402
 
 # The benchmark's model configurations: stepscope's random-weight presets at the real sizes.
@@ -169,7 +169,7 @@ def stepscope_run(model: LoadedModel, args, publish, cache_dir: str, mode: str) 
             "decode_every": args.decode_every,
             "final_decode": True,
         }
-    spec = parse_spec(request)
+    spec = check_spec(request, model.info)
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         run = RunDir.at(tmp)
         sync()

@@ -9,8 +9,10 @@ from stepscope.spec import (
     MAX_ENSEMBLE,
     MAX_SWEEP_MEMBERS,
     MAX_VARIANTS,
+    CheckedSpec,
     SpecError,
     check_against_model,
+    check_spec,
     latent_frame_of,
     parse_spec,
 )
@@ -145,6 +147,23 @@ def test_checks_against_the_model_name_the_field():
         with pytest.raises(SpecError) as err:
             check_against_model(spec, info)
         assert err.value.field == field and words in err.value.message
+
+
+def test_check_spec_parses_and_checks_once_and_a_checked_spec_cannot_be_made_unchecked():
+    tiny = PRESETS["tiny"].info
+    checked = check_spec({"steps": 3}, tiny)
+    assert checked.spec == parse_spec({"steps": 3}) and checked.info == tiny
+    assert check_spec(checked.spec, tiny) == checked  # a spec parsed before the model was known
+    for make in (lambda: check_spec({"steps": 0}, tiny), lambda: check_spec({"probes": {"layers": [8]}}, tiny)):
+        with pytest.raises(SpecError) as err:
+            make()
+        assert err.value.field in ("steps", "probes.layers")
+    # The type is the guarantee: made by hand, it still runs the model's checks.
+    with pytest.raises(SpecError) as err:
+        CheckedSpec(parse_spec({"probes": {"layers": [8]}}), tiny)
+    assert err.value.field == "probes.layers"
+    with pytest.raises(TypeError):
+        CheckedSpec({"steps": 3}, tiny)
 
 
 def test_index_lists_are_sorted_and_deduplicated():

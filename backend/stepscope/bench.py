@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stepscope import events
 from stepscope.images import ImageError, decode_data_url, is_data_url
 from stepscope.run_format import BENCH_RESULT, BENCH_SUMMARY, BENCH_TABLE, bench_instance_dir
-from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, parse_spec, spec_error_from
+from stepscope.spec import MAX_STEPS, MAX_TASK_SEED, MAX_VARIANTS, SpecError, Variant, check_spec, spec_error_from
 from stepscope.stats import mean_interval
 from stepscope.store import Revoked, RunDir
 from stepscope.tasks.calibration import video_shares
@@ -371,14 +371,11 @@ def parse_bench_request(data: Any) -> BenchRequest:
 def check_request(request: BenchRequest, info) -> None:
     """Checks that need the model (a `models.ModelInfo`): the spec of the first instance — the variants, steps and
     canvas every instance shares — must be valid and fit the model; raise SpecError naming the request's field."""
-    from stepscope.spec import check_against_model
-
     instance = generate(request.tasks[0], request.difficulty or 1, request.first_seed, canvas=request.canvas)
     variants = [v.model_dump(mode="json") for v in request.variants]
     data = instance_spec(instance, request.model, info.task, request.resolved_steps(), variants, request.curves)
     try:
-        spec = parse_spec(data)
-        check_against_model(spec, info)
+        spec = check_spec(data, info).spec
     except SpecError as exc:
         field = "size" if exc.field in ("height", "width") else exc.field  # the spec's names for the canvas
         raise SpecError(field, exc.message) from None
@@ -423,7 +420,6 @@ def run_bench(
     Every instance's experiment shares `encoder_cache` (a `probe.EncoderCache` of the model's pipeline; by default one
     for this bench): a family's prompt and the negative prompt are encoded once in the bench, each first frame once."""
     from stepscope.probe import Cancelled, EncoderCache, run_experiment
-    from stepscope.spec import check_against_model
 
     if curves not in CURVE_SOURCES:
         raise TaskError("curves", f"must be one of {CURVE_SOURCES}, got {curves!r}")
@@ -476,12 +472,12 @@ def run_bench(
                     raise Cancelled(f"cancelled after {len(instances)} of {total} bench instances")
                 level = difficulty or 1 + i % 3
                 instance = generate(family, level, first_seed + i, canvas=canvas)
-                spec = parse_spec(instance_spec(instance, model.name, model.info.task, steps, variants, curves))
-                check_against_model(spec, model.info)
+                data = instance_spec(instance, model.name, model.info.task, steps, variants, curves)
+                checked = check_spec(data, model.info)
                 rel = bench_instance_dir(family, instance.seed)
                 run = root.subdir(rel)
                 run_experiment(
-                    model, spec, run, should_stop=should_stop, cache_dir=cache_dir, encoder_cache=encoder_cache
+                    model, checked, run, should_stop=should_stop, cache_dir=cache_dir, encoder_cache=encoder_cache
                 )
                 scored = score_run(instance, run, curves, stored=True)  # the run scored itself
                 instances.append(

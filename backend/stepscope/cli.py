@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stepscope.run_format import MANIFEST
-from stepscope.spec import SpecError, check_against_model, parse_spec
+from stepscope.spec import SpecError, check_spec, parse_spec
 
 SPEC_FLAGS = {
     "model": str,
@@ -85,7 +85,7 @@ def cmd_run(args) -> int:
             compile=compile_blocks,
             step_decode_dtype=step_decode_dtype_for(settings, device, args.offload),
         )
-        check_against_model(spec, model.info)
+        checked = check_spec(spec, model.info)  # parsed above to know the model; checked once, here
     except (ModelError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +105,7 @@ def cmd_run(args) -> int:
             bar.refresh()
 
     try:
-        manifest = run_experiment(model, spec, run, emit=on_event, cache_dir=settings.cache_dir, allow_paths=True)
+        manifest = run_experiment(model, checked, run, emit=on_event, cache_dir=settings.cache_dir, allow_paths=True)
     except Cancelled:
         bar.close()
         print("cancelled", file=sys.stderr)

@@ -4,13 +4,18 @@ An experiment is a baseline trajectory plus optional variants (the same inputs w
 interventions applied). Everything here is checked without loading a model;
 `check_against_model` adds the checks that need the model's shape (depth, latent frames).
 Every error names the field it is about, as a dotted path such as `variants.0.interventions.0.steps`.
+
+`check_spec(data, info)` does both and is the one way to a `CheckedSpec`, the only spec the
+probe engine runs: each process that takes a spec from outside (the API from a request, the
+worker from a job record, the CLI, bench and reproduce from their options) checks it once there.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Literal, get_args
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +26,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from stepscope.models.presets import ModelInfo
 
 MAX_STEPS = 200
 MAX_SIDE = 1280
@@ -540,8 +548,11 @@ def spec_error_from(exc: ValidationError) -> SpecError:
     return SpecError(".".join(parts) or "spec", message)
 
 
-def check_against_model(spec: ExperimentSpec, info) -> None:
-    """Checks that need the model's shape (a `models.ModelInfo`); raise SpecError naming the field."""
+def check_against_model(spec: ExperimentSpec, info: ModelInfo) -> None:
+    """Checks that need the model's shape (a `models.ModelInfo`); raise SpecError naming the field.
+
+    The part of `check_spec` that needs the model: callers outside spec.py want `check_spec`.
+    """
     multiple = info.vae_spatial * info.patch_size[1]
     for field in ("height", "width"):
         value = getattr(spec, field)
@@ -579,3 +590,27 @@ def check_against_model(spec: ExperimentSpec, info) -> None:
         raise SpecError("image", "this image-to-video model needs a first-frame image")
     if info.task != "i2v" and images:
         raise SpecError(images[0][0], "this model is text-to-video and takes no image")
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    """A spec that passed every check, against the model of `info`: what the probe engine runs.
+
+    Making one runs `check_against_model`, so a CheckedSpec cannot hold a spec that was not checked;
+    make it with `check_spec`.
+    """
+
+    spec: ExperimentSpec
+    info: ModelInfo  # the model it was checked against; the engine refuses to run it on another
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, ExperimentSpec):
+            raise TypeError(f"CheckedSpec: expected an ExperimentSpec, got {type(self.spec).__name__}")
+        check_against_model(self.spec, self.info)
+
+
+def check_spec(data: dict | ExperimentSpec, info: ModelInfo) -> CheckedSpec:
+    """Parse `data` (a JSON object; or a spec already parsed, when the model had to be known first) and check it
+    against the model of `info` (a `models.ModelInfo`); raise SpecError naming the first bad field."""
+    spec = data if isinstance(data, ExperimentSpec) else parse_spec(data)
+    return CheckedSpec(spec, info)

@@ -38,7 +38,7 @@ from stepscope.models import LoadedModel, load_model
 from stepscope.probe import Cancelled, run_experiment
 from stepscope.probe.decode import decode_step
 from stepscope.run_format import BENCH_RESULT, MANIFEST
-from stepscope.spec import check_against_model, parse_spec
+from stepscope.spec import check_spec
 from stepscope.store import Fence, Revoked, Store
 
 log = logging.getLogger("stepscope.worker")
@@ -290,11 +290,12 @@ class ResidentRunner:
         emit = self._emitter(job_id, lease)
 
         def body() -> dict:
-            spec = parse_spec(record["spec"])
-            check_against_model(spec, self.model.info)
+            # The record's JSON is checked here once, as the API checked the request: it may come from another
+            # version of stepscope, or from anyone who can write to Redis.
+            checked = check_spec(record["spec"], self.model.info)
             run = self.store.create(job_id, fence=self._fence(job_id, lease))
             manifest = run_experiment(
-                self.model, spec, run, emit=emit, should_stop=should_stop, cache_dir=self.settings.cache_dir
+                self.model, checked, run, emit=emit, should_stop=should_stop, cache_dir=self.settings.cache_dir
             )
             return {"manifest": MANIFEST, "seconds": manifest["timings"].get("total_seconds")}
 

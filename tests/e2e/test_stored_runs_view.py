@@ -7,7 +7,7 @@ import pytest
 
 from stepscope.client import Client
 from stepscope.probe import run_experiment
-from stepscope.spec import parse_spec
+from stepscope.spec import check_spec
 from stepscope.store import Store
 from tests.e2e.helpers import screenshot
 from tests.servers import running_service, wait_until
@@ -44,7 +44,7 @@ def findings(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("findings")
     store = Store(str(root / "runs"))
     for run_id, spec in RUNS.items():
-        run_experiment(tiny, parse_spec(spec), store.create(run_id))
+        run_experiment(tiny, check_spec(spec, tiny.info), store.create(run_id))
     with running_service(root, root / "runs", []) as service:
         yield service
 

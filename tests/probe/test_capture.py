@@ -15,7 +15,7 @@ import stepscope
 from stepscope.models import load_model
 from stepscope.probe import run_experiment, run_trajectory
 from stepscope.probe.trajectory import Cancelled, ProbeError, StepSink
-from stepscope.spec import parse_spec
+from stepscope.spec import check_spec
 
 from .helpers import BlockOutputs, CollectingSink, inputs
 
@@ -112,8 +112,9 @@ def test_layer_norms_match_a_direct_computation(tiny):
 
 
 def test_stored_norms_have_the_token_grid_shape(tiny, run_dir):
-    spec = parse_spec(
-        {"prompt": "grid", "steps": 3, "height": 64, "width": 96, "frames": 9, "probes": {"layers": [1, 2]}}
+    spec = check_spec(
+        {"prompt": "grid", "steps": 3, "height": 64, "width": 96, "frames": 9, "probes": {"layers": [1, 2]}},
+        tiny.info,
     )
     with BlockOutputs(tiny) as direct:
         run_experiment(tiny, spec, run_dir)
@@ -198,7 +199,7 @@ def test_block_caches_are_refused(tiny):
 
 
 def test_run_directory_manifest_and_load_run(tiny, run_dir):
-    spec = parse_spec({"prompt": "a maze", "steps": 6, "probes": {"every": 2, "decode_steps": [3]}})
+    spec = check_spec({"prompt": "a maze", "steps": 6, "probes": {"every": 2, "decode_steps": [3]}}, tiny.info)
     manifest = run_experiment(tiny, spec, run_dir)
     assert manifest["status"] == "finished"
     on_disk = json.loads(run_dir.read_bytes("manifest.json"))
@@ -222,7 +223,7 @@ def test_run_directory_manifest_and_load_run(tiny, run_dir):
 
 
 def test_preview_matches_the_linear_map(tiny, run_dir):
-    spec = parse_spec({"prompt": "colour", "steps": 2})
+    spec = check_spec({"prompt": "colour", "steps": 2}, tiny.info)
     run_experiment(tiny, spec, run_dir)
     run = stepscope.load_run(run_dir.path)
     weight = np.asarray(run.manifest["preview"]["weight"])
@@ -288,7 +289,7 @@ def test_the_installed_entry_point_lists_the_presets():
 
 def test_last_step_decode_is_shared_with_the_final_decode(tiny, run_dir):
     events = []
-    spec = parse_spec({"prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1, 3]}})
+    spec = check_spec({"prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1, 3]}}, tiny.info)
     run_experiment(tiny, spec, run_dir, emit=events.append)
     run = stepscope.load_run(run_dir.path)
     decodes = {d["step"]: d["dir"] for d in run.baseline.entry["decodes"]}
@@ -308,7 +309,9 @@ def test_step_decodes_can_use_a_lower_precision_vae_while_the_final_decode_does_
     from stepscope.store import RunDir
 
     # The smallest shapes: float16/bfloat16 convolutions are slow on CPUs without native units for them.
-    spec = parse_spec({**LOW_PRECISION_SHAPE, "prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1, 3]}})
+    spec = check_spec(
+        {**LOW_PRECISION_SHAPE, "prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1, 3]}}, tiny.info
+    )
     plain_dir, fast_dir = RunDir.at(str(tmp_path / "fp32")), RunDir.at(str(tmp_path / dtype))
     run_experiment(tiny, spec, plain_dir)
     fast = load_model("tiny", step_decode_dtype=dtype)
@@ -333,7 +336,9 @@ def test_a_step_decode_that_overflows_is_redone_with_the_vae_as_loaded(tiny, tmp
     from stepscope.probe.decode import decode_step
     from stepscope.store import RunDir
 
-    spec = parse_spec({**LOW_PRECISION_SHAPE, "prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1]}})
+    spec = check_spec(
+        {**LOW_PRECISION_SHAPE, "prompt": "a maze", "steps": 4, "probes": {"decode_steps": [1]}}, tiny.info
+    )
     plain_dir, fast_dir = RunDir.at(str(tmp_path / "fp32")), RunDir.at(str(tmp_path / "fp16"))
     run_experiment(tiny, spec, plain_dir)
     fast = load_model("tiny", step_decode_dtype="float16")

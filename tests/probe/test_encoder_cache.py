@@ -20,7 +20,7 @@ from stepscope.images import encode_png
 from stepscope.preview import linear_preview_for
 from stepscope.probe import EncoderCache, Experiment, run_experiment, run_trajectory
 from stepscope.probe.encoder_cache import TEXT_ENCODER, VAE_ENCODE
-from stepscope.spec import parse_spec
+from stepscope.spec import check_spec
 from stepscope.store import RunDir
 
 from .helpers import inputs
@@ -96,7 +96,9 @@ def _run(model, spec, path, capacity: int | None) -> tuple[stepscope.Run, Encode
     cache_dir = str(path.parent / "preview-cache")
     linear_preview_for(model.pipe.vae, cache_dir)  # fitted before counting: the fit encodes videos of its own
     given = None if capacity is None else EncoderCache(model.pipe, capacity=capacity)
-    experiment = Experiment(model, parse_spec(spec), RunDir.at(str(path)), cache_dir=cache_dir, encoder_cache=given)
+    experiment = Experiment(
+        model, check_spec(spec, model.info), RunDir.at(str(path)), cache_dir=cache_dir, encoder_cache=given
+    )
     work = EncoderWork(model.pipe)
     try:
         experiment()
@@ -196,7 +198,7 @@ def test_serving_restores_the_encoders_and_an_experiment_refuses_another_pipelin
     assert pipe.vae.encode == encode_before
     with pytest.raises(ValueError, match="encoder_cache"):
         run_experiment(
-            tiny, parse_spec({"prompt": "x", "steps": 2}), run_dir, encoder_cache=EncoderCache(tiny_moe.pipe)
+            tiny, check_spec({"prompt": "x", "steps": 2}, tiny.info), run_dir, encoder_cache=EncoderCache(tiny_moe.pipe)
         )
 
 

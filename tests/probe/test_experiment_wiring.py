@@ -8,7 +8,7 @@ import pytest
 import stepscope
 from stepscope.probe import run_experiment, run_trajectory
 from stepscope.probe.interventions import LatentPerturbations
-from stepscope.spec import NoiseAtFrame, NoiseAtStep, parse_spec
+from stepscope.spec import NoiseAtFrame, NoiseAtStep, check_spec, parse_spec
 
 from .helpers import BlockOutputs, CollectingSink, inputs
 from .test_interventions import TransformerInputs
@@ -56,12 +56,13 @@ def test_noise_at_video_frames_reaches_the_latent_frame_holding_them(tiny):
 
 
 def test_the_experiment_stores_hidden_state_cka_equal_to_a_direct_computation(tiny, run_dir):
-    spec = parse_spec(
+    spec = check_spec(
         {
             "prompt": "a maze",
             "steps": 4,
             "variants": [{"name": "n2", "interventions": [{"kind": "noise_at_step", "steps": [2], "strength": 1.0}]}],
-        }
+        },
+        tiny.info,
     )
     run_experiment(tiny, spec, run_dir)
     stored = stepscope.load_run(run_dir.path).metrics("n2")["hidden_state_cka_distance"]
@@ -82,7 +83,7 @@ def test_the_experiment_stores_hidden_state_cka_equal_to_a_direct_computation(ti
 
 
 def test_cond_x0_is_stored_beside_the_guided_x0(tiny, run_dir):
-    spec = parse_spec({"prompt": "a maze", "steps": 3, "probes": {"cond_x0": True}})
+    spec = check_spec({"prompt": "a maze", "steps": 3, "probes": {"cond_x0": True}}, tiny.info)
     run_experiment(tiny, spec, run_dir)
     run = stepscope.load_run(run_dir.path)
     sink = CollectingSink()
@@ -94,7 +95,7 @@ def test_cond_x0_is_stored_beside_the_guided_x0(tiny, run_dir):
 
 
 def test_guidance_given_only_scale_keeps_the_baselines_guidance_2(tiny_moe, run_dir):
-    spec = parse_spec(
+    spec = check_spec(
         {
             "prompt": "a maze",
             "steps": 2,
@@ -104,7 +105,8 @@ def test_guidance_given_only_scale_keeps_the_baselines_guidance_2(tiny_moe, run_
                 {"name": "g", "interventions": [{"kind": "guidance", "scale": 3.0}]},
                 {"name": "g2", "interventions": [{"kind": "guidance", "scale": 3.0, "scale_2": 4.0}]},
             ],
-        }
+        },
+        tiny_moe.info,
     )
     manifest = run_experiment(tiny_moe, spec, run_dir)
     assert manifest["trajectories"]["g"]["guidance"] == 3.0
@@ -115,7 +117,7 @@ def test_guidance_given_only_scale_keeps_the_baselines_guidance_2(tiny_moe, run_
 def test_layer_swap_warnings_reach_the_manifest(tiny, run_dir):
     swap = {"kind": "layer_swap", "layers": [2, 3], "steps": [0], "source": {"seed": 1}}
     framed = {**swap, "frames": [1]}
-    spec = parse_spec(
+    spec = check_spec(
         {
             "steps": 2,
             "probes": {"layers": "none", "final_decode": False},
@@ -123,8 +125,17 @@ def test_layer_swap_warnings_reach_the_manifest(tiny, run_dir):
                 {"name": "all", "interventions": [swap]},
                 {"name": "framed", "interventions": [framed]},
             ],
-        }
+        },
+        tiny.info,
     )
     manifest = run_experiment(tiny, spec, run_dir)
     (warning,) = manifest["warnings"]
     assert warning.startswith("all: ") and "swapping layer 3 alone" in warning
+
+
+def test_the_engine_runs_only_a_spec_checked_against_its_model(tiny, tiny_moe, run_dir):
+    with pytest.raises(TypeError, match="check_spec"):
+        run_experiment(tiny, parse_spec({"steps": 1}), run_dir)
+    with pytest.raises(ValueError, match="another model"):
+        run_experiment(tiny, check_spec({"steps": 1}, tiny_moe.info), run_dir)
+    assert not run_dir.exists("manifest.json")  # refused before anything was written

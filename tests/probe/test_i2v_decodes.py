@@ -12,7 +12,7 @@ from PIL import Image
 import stepscope
 from stepscope.images import encode_png
 from stepscope.probe import EncoderCache, run_experiment
-from stepscope.spec import parse_spec
+from stepscope.spec import check_spec
 
 
 def test_the_first_frame_encode_waits_for_a_running_decode(tiny_i2v, run_dir):
@@ -37,7 +37,7 @@ def test_the_first_frame_encode_waits_for_a_running_decode(tiny_i2v, run_dir):
 
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     image = "data:image/png;base64," + base64.b64encode(encode_png(Image.fromarray(pixels))).decode()
-    spec = parse_spec(
+    spec = check_spec(
         {
             "model": "tiny-i2v",
             "prompt": "a maze",
@@ -51,7 +51,8 @@ def test_the_first_frame_encode_waits_for_a_running_decode(tiny_i2v, run_dir):
                 {"name": f"noise{i}", "interventions": [{"kind": "noise_at_step", "steps": [1], "strength": 0.5}]}
                 for i in range(2)
             ],
-        }
+        },
+        tiny_i2v.info,
     )
     vae.encode, vae.decode = timed("encode", real_encode, 0.0), timed("decode", real_decode, 0.5)
     try:

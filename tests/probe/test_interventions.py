@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -10,16 +11,22 @@ import torch
 
 import stepscope
 from stepscope import cli
+from stepscope import spec as spec_module
 from stepscope.probe import run_experiment, run_trajectory
 from stepscope.probe.interventions import (
+    INTERVENTIONS,
     EnsembleAverager,
     HiddenStateBank,
+    Intervention,
     LatentPerturbations,
+    PlanContext,
     SwapRecorder,
     SwapReplayer,
+    TrajectoryChanges,
     default_ensemble_layers,
+    intervention_for,
 )
-from stepscope.spec import LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble, SourceRun, parse_spec
+from stepscope.spec import Guidance, LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble, SourceRun, check_spec
 
 from .helpers import CollectingSink, inputs
 
@@ -210,13 +217,48 @@ def test_seed_ensemble_averages_states_at_its_layers_and_steps(tiny):
     assert not torch.equal(later[0], later[1])
 
 
+def test_every_kind_of_the_spec_has_one_intervention_class():
+    kinds = set(get_args(get_args(spec_module.Intervention)[0]))
+    assert set(INTERVENTIONS) == kinds
+    assert all(issubclass(cls, Intervention) and cls is not Intervention for cls in INTERVENTIONS.values())
+
+
+def test_each_intervention_applies_its_own_part_and_says_where_a_sweep_member_starts():
+    base = inputs(steps=6, guidance=5.0, guidance_2=4.0)
+    banks = []
+
+    def source_states(swap):
+        banks.append(HiddenStateBank())
+        return banks[-1]
+
+    context = PlanContext(base, num_layers=8, tokens_per_frame=16, source_states=source_states)
+    changes = TrajectoryChanges(inputs=base)
+    noise = NoiseAtStep(steps=[4, 2], strength=1.0)
+    frame_noise = NoiseAtFrame(frames=[1], strength=1.0)
+    swap = LayerSwap(layers=[3], steps=[5], source=SourceRun(seed=1))
+    ensemble = SeedEnsemble(seeds=[0, 1], steps=[3])
+    for iv in (noise, Guidance(scale=2.0), frame_noise, ensemble, swap):
+        intervention_for(iv).apply(changes, context)
+    assert changes.noise == [noise, frame_noise]  # in the variant's order: they become one LatentPerturbations
+    assert (changes.inputs.guidance, changes.inputs.guidance_2, changes.inputs.seeds) == (2.0, 4.0, [0, 1])
+    (ens_layers, averager), (swap_layers, replayer) = changes.rewrites
+    assert ens_layers == [4, 5] and isinstance(averager, EnsembleAverager)  # the default layers of depth 8
+    assert swap_layers == [3] and isinstance(replayer, SwapReplayer) and replayer.bank is banks[0]
+    assert base.guidance == 5.0 and base.seeds == [0]  # the baseline's inputs are left as they were
+    starts = [intervention_for(iv).first_step() for iv in (noise, frame_noise, swap, ensemble, Guidance(scale=1.0))]
+    assert starts == [2, 0, 5, 0, 0]  # an ensemble's batch is not the baseline's: from scratch
+    assert [intervention_for(iv).source_runs() for iv in (noise, swap, ensemble)] == [0, 1, 0]
+    assert intervention_for(LayerSwap(layers=[2, 3], source=SourceRun())).warnings()
+    assert not intervention_for(noise).warnings()
+
+
 def test_default_ensemble_layers_are_the_middle_half():
     assert default_ensemble_layers(40) == list(range(20, 30))
     assert default_ensemble_layers(8) == [4, 5]
 
 
 def test_experiment_group_writes_comparisons(tiny, run_dir):
-    spec = parse_spec(
+    spec = check_spec(
         {
             "prompt": "a maze",
             "steps": 6,  # enough for steps before, at and after the noise at step 4
@@ -226,7 +268,8 @@ def test_experiment_group_writes_comparisons(tiny, run_dir):
                 {"name": "ens", "interventions": [{"kind": "seed_ensemble", "seeds": [0, 5, 7]}]},
                 {"name": "nocfg", "interventions": [{"kind": "guidance", "scale": 1.0}]},
             ],
-        }
+        },
+        tiny.info,
     )
     manifest = run_experiment(tiny, spec, run_dir)
     assert manifest["status"] == "finished"

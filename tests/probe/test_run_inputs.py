@@ -11,7 +11,7 @@ from PIL import Image
 from stepscope.probe.experiment import run_experiment
 from stepscope.run import load_run
 from stepscope.run_format import input_image_path, run_ref
-from stepscope.spec import parse_spec
+from stepscope.spec import check_spec
 from stepscope.store import RunDir
 
 SOURCE_FIELD = "variants.0.interventions.0.source.image"
@@ -29,7 +29,7 @@ def test_images_the_api_stored_are_used_in_place_not_stored_again(tiny_i2v, tmp_
     # What POST /api/jobs does with the two images before the worker runs the spec.
     run.write_bytes(input_image_path("image"), first)
     run.write_bytes(input_image_path(SOURCE_FIELD), source)
-    spec = parse_spec(
+    spec = check_spec(
         {
             "model": "tiny-i2v",
             "image": run_ref(input_image_path("image")),
@@ -50,7 +50,8 @@ def test_images_the_api_stored_are_used_in_place_not_stored_again(tiny_i2v, tmp_
                     ],
                 }
             ],
-        }
+        },
+        tiny_i2v.info,
     )
     manifest = run_experiment(tiny_i2v, spec, run, cache_dir=str(tmp_path / "cache"))
     assert manifest["status"] == "finished"
@@ -65,7 +66,7 @@ def test_images_the_api_stored_are_used_in_place_not_stored_again(tiny_i2v, tmp_
 def test_a_data_url_image_is_stored_under_its_fields_name(tiny_i2v, tmp_path):
     run = RunDir.at(str(tmp_path / "run"))
     data_url = "data:image/png;base64," + base64.b64encode(png((10, 200, 10))).decode()
-    spec = parse_spec(
+    spec = check_spec(
         {
             "model": "tiny-i2v",
             "image": data_url,
@@ -74,7 +75,8 @@ def test_a_data_url_image_is_stored_under_its_fields_name(tiny_i2v, tmp_path):
             "width": 32,
             "frames": 5,
             "probes": {"layers": "none", "final_decode": False},
-        }
+        },
+        tiny_i2v.info,
     )
     manifest = run_experiment(tiny_i2v, spec, run, cache_dir=str(tmp_path / "cache"))
     assert run.glob("inputs/*") == [input_image_path("image")]

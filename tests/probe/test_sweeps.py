@@ -10,7 +10,7 @@ import stepscope
 from stepscope.probe import run_experiment, run_trajectory
 from stepscope.probe.interventions import HiddenStateBank, LatentPerturbations, SwapRecorder, SwapReplayer
 from stepscope.probe.trajectory import SolverState
-from stepscope.spec import LayerSwap, NoiseAtStep, SourceRun, parse_spec
+from stepscope.spec import LayerSwap, NoiseAtStep, SourceRun, check_spec
 
 from .helpers import CollectingSink, inputs
 from .test_experiment_wiring import direct_cka
@@ -74,13 +74,14 @@ def test_a_sweep_over_steps_stores_members_and_their_curve(tiny, run_dir):
     template = {"kind": "noise_at_step", "steps": [0], "strength": 1.0, "units": "sigma", "seed": 2}
     # The first step, one inside and the last: a member's index differs from its value (3 is member 1).
     values = [0, 3, STEPS - 1]
-    spec = parse_spec(
+    spec = check_spec(
         {
             "prompt": "a maze",
             "steps": STEPS,
             "variants": [{"name": "n3", "interventions": [{**template, "steps": [3]}]}],
             "sweeps": [{"name": "inject", "over": "steps", "values": values, "intervention": template}],
-        }
+        },
+        tiny.info,
     )
     manifest = run_experiment(tiny, spec, run_dir)
     assert manifest["status"] == "finished"
@@ -116,7 +117,7 @@ def test_a_sweep_over_steps_stores_members_and_their_curve(tiny, run_dir):
 
 def test_ensemble_sweeps_run_from_scratch_and_a_swap_sweep_runs_b_once(tiny, run_dir):
     swap = {"kind": "layer_swap", "layers": [0], "steps": [1], "source": {"seed": 5}}
-    spec = parse_spec(
+    spec = check_spec(
         {
             "steps": 3,
             "probes": {"final_decode": False},
@@ -129,7 +130,8 @@ def test_ensemble_sweeps_run_from_scratch_and_a_swap_sweep_runs_b_once(tiny, run
                 },
                 {"name": "swap", "over": "layers", "values": [1, 6], "intervention": swap},
             ],
-        }
+        },
+        tiny.info,
     )
     manifest = run_experiment(tiny, spec, run_dir)
     assert manifest["status"] == "finished"

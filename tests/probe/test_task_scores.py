@@ -9,7 +9,7 @@ import pytest
 import stepscope
 from stepscope.bench import image_data_url, instance_spec, score_run
 from stepscope.probe import run_experiment
-from stepscope.spec import SpecError, parse_spec
+from stepscope.spec import SpecError, check_spec, parse_spec
 from stepscope.tasks import Canvas, candidate_curves, generate
 
 SMALLEST = Canvas(size=64, frames=9)  # the smallest canvas the tasks support (docs/tasks.md)
@@ -28,9 +28,9 @@ def test_stored_scores_equal_the_scorer_on_the_stored_outputs(tiny_i2v, run_dir)
         "over": "strength",
         "values": [0.5, 4.0],
     }
-    spec = parse_spec(_spec(instance, sweeps=[sweep]))
-    assert spec.task.family == "maze" and spec.image == image_data_url(instance)
-    run_experiment(tiny_i2v, spec, run_dir)
+    checked = check_spec(_spec(instance, sweeps=[sweep]), tiny_i2v.info)
+    assert checked.spec.task.family == "maze" and checked.spec.image == image_data_url(instance)
+    run_experiment(tiny_i2v, checked, run_dir)
 
     run = stepscope.load_run(run_dir.path)
     assert run.status == "finished"
@@ -78,7 +78,7 @@ def test_a_run_without_a_task_stores_no_scores(tiny_i2v, run_dir):
     instance = generate("maze", 1, 0, canvas=SMALLEST)
     spec = _spec(instance)
     del spec["task"]
-    run_experiment(tiny_i2v, parse_spec(spec), run_dir)
+    run_experiment(tiny_i2v, check_spec(spec, tiny_i2v.info), run_dir)
     baseline = stepscope.load_run(run_dir.path).baseline.record
     assert baseline.task_score is None and baseline.candidates is None
 

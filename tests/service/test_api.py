@@ -13,10 +13,14 @@ import zlib
 import httpx
 import numpy as np
 import pytest
+import redis
 from PIL import Image
 
 import stepscope
 from stepscope.client import ApiError, Client
+from stepscope.config import Settings
+from stepscope.jobs import Jobs, enqueue
+from stepscope.store import new_run_id
 from tests.servers import WorkerGate, service_env, start_api
 
 SPEC = {"model": "tiny", "prompt": "a ball rolls through a maze", "steps": 6}
@@ -165,6 +169,17 @@ def test_a_failing_model_fails_the_job_and_the_worker_goes_on(client, spec_run):
     final = "trajectories/baseline/final/latents.npy"
     # Two workers on one machine: weights built from one seed, the same shapes and kernels, so bitwise equal.
     np.testing.assert_array_equal(client.array(good_id, final), client.array(ref_id, final))
+
+
+def test_a_record_the_api_did_not_check_fails_its_job_naming_the_field(client, service):
+    """The worker checks a job record's spec itself (it may come from another version, or from anyone who can write
+    to Redis): one that names a layer tiny lacks fails with the field named, and the worker goes on."""
+    conn, job_id, defaults = redis.Redis.from_url(service.redis_url), new_run_id(), Settings()
+    Jobs(conn).create(job_id, "tiny", {**SPEC, "steps": 2, "probes": {"layers": [99]}})
+    enqueue(conn, job_id, "tiny", defaults.job_timeout, defaults.result_ttl)
+    last = list(client.events(job_id))[-1][1]
+    assert last["type"] == "failed" and "SpecError: probes.layers: layer 99 is beyond" in last["error"], last
+    assert run_to_end(client, {**SPEC, "steps": 2})[1][-1][1]["type"] == "finished"
 
 
 def _png(width: int, height: int) -> bytes:

@@ -11,7 +11,7 @@ from stepscope.api.routes.health import offered_models
 from stepscope.client import Client
 from stepscope.config import Settings
 from stepscope.probe import run_experiment
-from stepscope.spec import parse_spec
+from stepscope.spec import check_spec
 from stepscope.store import Store
 from tests.servers import running_service, wait_until
 
@@ -24,8 +24,8 @@ def starting(tiny, tmp_path_factory):
     """A store with two finished runs and a directory that is not a run; the API over it with no worker at all."""
     root = tmp_path_factory.mktemp("starting")
     store = Store(str(root / "runs"))
-    run_experiment(tiny, parse_spec(SPEC), store.create("maze-3-noise"))
-    run_experiment(tiny, parse_spec({**SPEC, "variants": [VARIANT]}), store.create("maze-3-trajectory"))
+    run_experiment(tiny, check_spec(SPEC, tiny.info), store.create("maze-3-noise"))
+    run_experiment(tiny, check_spec({**SPEC, "variants": [VARIANT]}, tiny.info), store.create("maze-3-trajectory"))
     store.create("not-a-run")  # a directory without a manifest is left alone
     with running_service(root, root / "runs", [], STEPSCOPE_MODELS="tiny,tiny-i2v") as service:
         with Client(service.url) as client:

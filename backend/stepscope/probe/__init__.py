@@ -2,11 +2,11 @@
 
 from stepscope.models import load_model
 from stepscope.probe import run_experiment
-from stepscope.spec import parse_spec
+from stepscope.spec import check_spec
 from stepscope.store import RunDir
 
 model = load_model("tiny")
-manifest = run_experiment(model, parse_spec({"prompt": "a maze"}), RunDir.at("runs/demo"))
+manifest = run_experiment(model, check_spec({"prompt": "a maze"}, model.info), RunDir.at("runs/demo"))
 """
 
 from stepscope.probe.encoder_cache import EncoderCache

@@ -1,6 +1,6 @@
 """An experiment: the baseline trajectory, then each variant, then its comparison to the baseline.
 
-    run_experiment(model, spec, run_dir)  →  manifest (also stored as manifest.json)
+    run_experiment(model, check_spec(data, model.info), run_dir)  →  manifest (also stored as manifest.json)
 
 Everything lands in the run directory through the store, at the paths `stepscope.run_format`
 names; `emit` is told about each artifact after it is stored (the worker turns these into
@@ -8,8 +8,9 @@ Redis stream events, the CLI into a progress bar). Variants share the baseline's
 inputs unless an intervention says otherwise.
 
 `Experiment.__call__` reads top to bottom: prepare the inputs, run the baseline, then for
-each variant turn its interventions into a `TrajectoryPlan` (latent perturbations, block
-rewrites, changed inputs), run it, and compare it with the baseline.
+each variant turn its interventions into a `TrajectoryPlan` (each applies its part through the
+one protocol of `interventions.Intervention`: latent perturbations, block rewrites, changed
+inputs), run it, and compare it with the baseline.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,28 +37,17 @@ from stepscope.probe import metrics
 from stepscope.probe.encoder_cache import DEFAULT_CAPACITY, EncoderCache
 from stepscope.probe.hooks import BlockRewrite, HookSet
 from stepscope.probe.interventions import (
-    EnsembleAverager,
     HiddenStateBank,
     LatentPerturbations,
+    PlanContext,
     SwapRecorder,
-    SwapReplayer,
-    default_ensemble_layers,
-    layer_swap_warnings,
+    TrajectoryChanges,
+    intervention_for,
 )
 from stepscope.probe.recorder import BackgroundQueue, Decoder, RunOutputs, TrajectoryRecorder
 from stepscope.probe.trajectory import Cancelled, SolverState, TrajectoryInputs, captured_steps, run_trajectory
 from stepscope.run_format import BASELINE, RUN_PREFIX
-from stepscope.spec import (
-    ExperimentSpec,
-    Guidance,
-    LayerSwap,
-    NoiseAtFrame,
-    NoiseAtStep,
-    SeedEnsemble,
-    Sweep,
-    Variant,
-    check_against_model,
-)
+from stepscope.spec import CheckedSpec, ExperimentSpec, LayerSwap, Sweep, Variant
 from stepscope.store import RunDir
 
 
@@ -94,7 +85,7 @@ class TrajectoryPlan:
 
 
 class Experiment:
-    """Runs one spec on a resident model into one run directory.
+    """Runs one checked spec (`spec.check_spec`) on a resident model into one run directory.
 
     `encoder_cache`: an EncoderCache of `model.pipe` to share with other experiments (a bench's instances); by
     default the experiment has its own, so each distinct prompt and image is encoded once in it.
@@ -103,7 +94,7 @@ class Experiment:
     def __init__(
         self,
         model: LoadedModel,
-        spec: ExperimentSpec,
+        checked: CheckedSpec,
         run: RunDir,
         *,
         emit: Callable[[dict], None] | None = None,
@@ -112,7 +103,7 @@ class Experiment:
         allow_paths: bool = False,
         encoder_cache: EncoderCache | None = None,
     ):
-        check_against_model(spec, model.info)
+        spec = _checked_for(checked, model)
         if encoder_cache is not None and encoder_cache.pipe is not model.pipe:
             raise ValueError("encoder_cache: made for another pipeline than this model's")
         self.model = model
@@ -146,11 +137,12 @@ class Experiment:
         lat = (spec.latent_frames, spec.height // info.vae_spatial, spec.width // info.vae_spatial)
         p_t, p_h, p_w = info.patch_size
         token_grid = (lat[0] // p_t, lat[1] // p_h, lat[2] // p_w)
-        # Progress counts the steps of every trajectory: baseline, variants, sweep members and swap sources.
-        swaps = sum(isinstance(iv, LayerSwap) for v in spec.variants for iv in v.interventions)
-        swaps += sum(isinstance(s.intervention, LayerSwap) for s in spec.sweeps)
+        # Progress counts the steps of every trajectory: baseline, variants, sweep members and their source runs
+        # (a layer swap's run B; a sweep's members share one).
+        sources = sum(intervention_for(iv).source_runs() for v in spec.variants for iv in v.interventions)
+        sources += sum(intervention_for(s.intervention).source_runs() for s in spec.sweeps)
         members = sum(len(s.values) for s in spec.sweeps)
-        self.total_steps = spec.steps * (1 + len(spec.variants) + members + swaps)
+        self.total_steps = spec.steps * (1 + len(spec.variants) + members + sources)
         self.steps_before = 0
 
         preview = linear_preview_for(model.pipe.vae, cache_dir or get_settings().cache_dir)
@@ -197,11 +189,7 @@ class Experiment:
             else None
         )
         warnings = [
-            f"{v.name}: {w}"
-            for v in spec.variants
-            for iv in v.interventions
-            if isinstance(iv, LayerSwap)
-            for w in layer_swap_warnings(iv)
+            f"{v.name}: {w}" for v in spec.variants for iv in v.interventions for w in intervention_for(iv).warnings()
         ]
         if warnings:
             self.manifest.add_warnings(warnings)
@@ -216,7 +204,7 @@ class Experiment:
             base = self._base_inputs()
             self.emit(events.experiment_started_event(self._progress(), rf.MANIFEST))
             rewrites = [(self.layers, self.sketcher)] if self.sketcher is not None else []
-            keep = sorted({k for sweep in self.spec.sweeps for k in map(resume_step, sweep.members()) if k > 0})
+            keep = sorted({k for sweep in self.spec.sweeps for k in map(first_step, sweep.members()) if k > 0})
             plan = TrajectoryPlan(BASELINE, "baseline", base, rewrites=rewrites, keep_states=keep)
             self.baseline = self._trajectory(plan)
             for index, variant in enumerate(self.spec.variants):
@@ -272,32 +260,21 @@ class Experiment:
         return self._plan(variant.name, "variant", list(variant.interventions), base, meta, swap_bank)
 
     def _plan(self, name, kind, interventions, base, meta, swap_bank) -> TrajectoryPlan:
-        """One trajectory plan from interventions; `swap_bank(ii, swap)` gives run B's states for a layer swap."""
-        inputs = base
-        latent_items: list[NoiseAtStep | NoiseAtFrame] = []
-        rewrites: list[tuple[list[int], BlockRewrite]] = []
+        """One trajectory plan: each intervention, in order, applies its part to the baseline's call;
+        `swap_bank(ii, swap)` runs run B of the layer swap at index ii and gives its states."""
+        changes = TrajectoryChanges(inputs=base)
+        tokens_per_frame = self.out.token_grid[1] * self.out.token_grid[2]
         for ii, iv in enumerate(interventions):
-            if isinstance(iv, (NoiseAtStep, NoiseAtFrame)):
-                latent_items.append(iv)
-            elif isinstance(iv, Guidance):
-                # Only `scale` given: the low-noise expert keeps the baseline's guidance_2.
-                scale_2 = iv.scale_2 if iv.scale_2 is not None else base.guidance_2
-                inputs = replace(inputs, guidance=iv.scale, guidance_2=scale_2)
-            elif isinstance(iv, SeedEnsemble):
-                inputs = replace(inputs, seeds=list(iv.seeds))
-                layers = list(iv.layers) if iv.layers is not None else default_ensemble_layers(self.num_layers)
-                rewrites.append((layers, EnsembleAverager(iv, layers)))
-            elif isinstance(iv, LayerSwap):
-                tokens_per_frame = self.out.token_grid[1] * self.out.token_grid[2]
-                rewrites.append((list(iv.layers), SwapReplayer(iv, swap_bank(ii, iv), tokens_per_frame)))
+            context = PlanContext(base, self.num_layers, tokens_per_frame, partial(swap_bank, ii))
+            intervention_for(iv).apply(changes, context)
         hidden_states = None
         if self.sketcher is not None:
             hidden_states = metrics.HiddenStateCKA(self.sketcher)
-            rewrites.append((self.layers, hidden_states))  # last: it sees the rewritten outputs
+            changes.rewrites.append((self.layers, hidden_states))  # last: it sees the rewritten outputs
         meta = {**meta, "interventions": [iv.model_dump(mode="json") for iv in interventions]}
-        if len(inputs.seeds) > 1:
+        if len(changes.inputs.seeds) > 1:
             meta["returned_member"] = 0  # the seed ensemble returns its first seed; every member is stored
-        plan = TrajectoryPlan(name, kind, inputs, meta, LatentPerturbations(latent_items), rewrites)
+        plan = TrajectoryPlan(name, kind, changes.inputs, meta, LatentPerturbations(changes.noise), changes.rewrites)
         plan.hidden_states = hidden_states
         return plan
 
@@ -317,7 +294,7 @@ class Experiment:
                 over=sweep.over,
                 values=[float(v) for v in sweep.values],
                 members=names,
-                start_steps=[resume_step(iv) if resume_step(iv) in self.baseline_states else 0 for iv in members],
+                start_steps=[first_step(iv) if first_step(iv) in self.baseline_states else 0 for iv in members],
             ),
         )
         with ExitStack() as banks:
@@ -336,7 +313,7 @@ class Experiment:
             for index, (name, iv) in enumerate(zip(names, members, strict=True)):
                 meta = {"sweep": sweep.name, "sweep_index": index}
                 plan = self._plan(name, "sweep_member", [iv], base, meta, swap_bank)
-                plan.resume = self.baseline_states.get(resume_step(iv))
+                plan.resume = self.baseline_states.get(first_step(iv))
                 if plan.resume is not None:
                     plan.meta["resumed_from_step"] = plan.resume.step
                 recorder = self._trajectory(plan)
@@ -535,15 +512,10 @@ class Experiment:
                 self.manifest.set_sweep_scores(sweep_name, [scores.get(m) for m in sweep.members])
 
 
-def resume_step(iv) -> int:
-    """The first step an intervention can change, where a sweep member may start from the baseline's state.
-
-    0 (run from scratch) for a seed ensemble, whose batch differs from the baseline's, and for
-    interventions acting at every step.
-    """
-    if isinstance(iv, SeedEnsemble) or getattr(iv, "steps", None) is None:
-        return 0
-    return min(iv.steps)
+def first_step(iv) -> int:
+    """The first step an intervention of the spec can change: a sweep member of it starts there from the baseline's
+    stored state (0: from scratch)."""
+    return intervention_for(iv).first_step()
 
 
 def _source_image_field(prefix: str, ii: int) -> str:
@@ -578,6 +550,19 @@ def sweep_curve(results: list[rf.MetricsFile]) -> rf.SweepCurve:
     )
 
 
-def run_experiment(model: LoadedModel, spec: ExperimentSpec, run: RunDir, **kwargs) -> dict:
-    """Run `spec` on `model` into `run`; returns the final manifest (also stored)."""
-    return Experiment(model, spec, run, **kwargs)()
+def _checked_for(checked: CheckedSpec, model: LoadedModel) -> ExperimentSpec:
+    """The spec of `checked`, which must have been checked against this model (`spec.check_spec`)."""
+    if not isinstance(checked, CheckedSpec):
+        raise TypeError(
+            f"the probe engine runs a CheckedSpec, got {type(checked).__name__}: "
+            "check it once with stepscope.spec.check_spec(data, model.info)"
+        )
+    if checked.info != model.info:
+        raise ValueError("the spec was checked against another model than this one: check it with model.info")
+    return checked.spec
+
+
+def run_experiment(model: LoadedModel, checked: CheckedSpec, run: RunDir, **kwargs) -> dict:
+    """Run the checked spec (`spec.check_spec(data, model.info)`) on `model` into `run`; returns the final manifest
+    (also stored)."""
+    return Experiment(model, checked, run, **kwargs)()

@@ -52,9 +52,9 @@ class PassTracker:
     cond first, then uncond.
     """
 
-    def __init__(self, experts: dict[str, torch.nn.Module]):
+    def __init__(self, experts: dict[str, torch.nn.Module], first_step: int = 0):
         self.experts = experts
-        self.step = 0
+        self.step = first_step  # the step running (counted in the whole schedule: a resumed run starts later)
         self.expert: str | None = None
         self.pass_name: str | None = None
         self._context_name: str | None = None
@@ -88,6 +88,11 @@ class PassTracker:
             self.pass_name = self._context_name or ("cond" if self._forwards_this_step == 1 else "uncond")
 
         return hook
+
+    @property
+    def forwards_this_step(self) -> int:
+        """Forwards begun in the running step so far, of any expert and pass: 1 during the step's first."""
+        return self._forwards_this_step
 
     def next_step(self) -> None:
         self.step += 1

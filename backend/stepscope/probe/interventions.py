@@ -1,23 +1,30 @@
 """Interventions: what a variant changes about a run.
 
-Two kinds act at two places of the loop:
+Each kind is a spec model in spec.py and an `Intervention` class here (`INTERVENTIONS` maps the one
+to the other), which the experiment asks the same few things: `apply` its part to the trajectory's
+`TrajectoryChanges`, the `first_step` it can change, the `source_runs` it needs and its `warnings`.
+The classes act through three mechanisms, at three places of the loop:
 - on the state entering a step (noise_at_step, noise_at_frame): `LatentPerturbations`, which
   shifts the model's input and, for UniPC, the corrected sample the solver continues from;
-- on block outputs inside a forward (layer_swap, seed_ensemble): a `BlockRewrite`.
-Guidance changes act on the pipeline call itself (see `trajectory.TrajectoryInputs`).
+- on block outputs inside a forward (layer_swap, seed_ensemble): a `BlockRewrite`;
+- on the pipeline call itself (guidance; the seeds of a seed_ensemble): the `TrajectoryInputs`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import torch
 
-from stepscope.probe.hooks import UNIPC, HookSet, wants_pass
-from stepscope.spec import LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble
+from stepscope.probe.hooks import UNIPC, BlockRewrite, HookSet, wants_pass
+from stepscope.spec import Guidance, LayerSwap, NoiseAtFrame, NoiseAtStep, SeedEnsemble
+
+if TYPE_CHECKING:
+    from stepscope.probe.trajectory import TrajectoryInputs
 
 # Hidden states of a swap source are kept in host memory up to this many bytes, then on disk.
 DEFAULT_BANK_MEMORY = int(os.environ.get("STEPSCOPE_SWAP_MEMORY_BYTES", 4 * 2**30))
@@ -367,3 +374,114 @@ def _wide_dtype(states: torch.Tensor) -> torch.dtype:
     if states.dtype == torch.float32 and states.device.type != "mps":
         return torch.float64
     return torch.float32
+
+
+# -- one protocol for every kind ---------------------------------------------------------------
+
+
+@dataclass
+class TrajectoryChanges:
+    """What a trajectory's interventions make of the baseline's pipeline call; each adds its part, in order."""
+
+    inputs: TrajectoryInputs  # the call's inputs: the baseline's, or changed (guidance, seeds)
+    noise: list[NoiseAtStep | NoiseAtFrame] = field(default_factory=list)  # become one LatentPerturbations
+    rewrites: list[tuple[list[int], BlockRewrite]] = field(default_factory=list)  # (layers, rewrite), in order
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What the experiment tells an intervention that applies itself to a trajectory."""
+
+    base: TrajectoryInputs  # the baseline's inputs
+    num_layers: int
+    tokens_per_frame: int  # tokens of one latent frame (tokens are frame-major)
+    source_states: Callable[[LayerSwap], HiddenStateBank]  # runs a layer swap's run B: its block outputs
+
+
+class Intervention:
+    """One kind of intervention as the engine runs it; `spec` is its model from spec.py.
+
+    Before anything runs the experiment asks each intervention for `source_runs` (progress),
+    `warnings` (the manifest) and `first_step` (where a sweep member may start from the
+    baseline's state); building the trajectory, `apply`. A new kind: its spec model (spec.py's
+    `Intervention` union), a subclass here overriding what differs, and its entry in `INTERVENTIONS`.
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def apply(self, changes: TrajectoryChanges, context: PlanContext) -> None:
+        """Add this intervention's part to the trajectory: changed inputs, latent noise or block rewrites."""
+        raise NotImplementedError
+
+    def first_step(self) -> int:
+        """The first step it can change: a sweep member starts there from the baseline's stored state (0: from
+        scratch). The smallest of its `steps`; 0 when it acts at every step."""
+        steps = getattr(self.spec, "steps", None)
+        return 0 if steps is None else min(steps)
+
+    def source_runs(self) -> int:
+        """Trajectories it runs before its own (counted in the experiment's progress)."""
+        return 0
+
+    def warnings(self) -> list[str]:
+        """What a user should know about it, stored in the manifest."""
+        return []
+
+
+class AddNoise(Intervention):
+    """noise_at_step, noise_at_frame: Gaussian noise added to the latent entering chosen steps (`LatentPerturbations`,
+    one for all of a trajectory's noise, so the perturbations of one step enter the solver as one δ)."""
+
+    def apply(self, changes: TrajectoryChanges, context: PlanContext) -> None:
+        changes.noise.append(self.spec)
+
+
+class ChangeGuidance(Intervention):
+    """guidance: the pipeline's guidance scales; with only `scale` given the low-noise expert keeps the baseline's
+    guidance_2."""
+
+    def apply(self, changes: TrajectoryChanges, context: PlanContext) -> None:
+        scale_2 = self.spec.scale_2 if self.spec.scale_2 is not None else context.base.guidance_2
+        changes.inputs = replace(changes.inputs, guidance=self.spec.scale, guidance_2=scale_2)
+
+
+class AverageSeeds(Intervention):
+    """seed_ensemble: the seeds run as one batch, block outputs averaged across it (`EnsembleAverager`)."""
+
+    def apply(self, changes: TrajectoryChanges, context: PlanContext) -> None:
+        changes.inputs = replace(changes.inputs, seeds=list(self.spec.seeds))
+        layers = list(self.spec.layers) if self.spec.layers is not None else default_ensemble_layers(context.num_layers)
+        changes.rewrites.append((layers, EnsembleAverager(self.spec, layers)))
+
+    def first_step(self) -> int:
+        return 0  # its batch is not the baseline's: no stored state of the baseline continues it
+
+
+class SwapLayers(Intervention):
+    """layer_swap: block outputs replaced by those of run B, which runs first (`SwapRecorder` → `SwapReplayer`)."""
+
+    def apply(self, changes: TrajectoryChanges, context: PlanContext) -> None:
+        replayer = SwapReplayer(self.spec, context.source_states(self.spec), context.tokens_per_frame)
+        changes.rewrites.append((list(self.spec.layers), replayer))
+
+    def source_runs(self) -> int:
+        return 1
+
+    def warnings(self) -> list[str]:
+        return layer_swap_warnings(self.spec)
+
+
+# Each spec model of spec.py's `Intervention` union → the class that runs it.
+INTERVENTIONS: dict[type, type[Intervention]] = {
+    NoiseAtStep: AddNoise,
+    NoiseAtFrame: AddNoise,
+    Guidance: ChangeGuidance,
+    SeedEnsemble: AverageSeeds,
+    LayerSwap: SwapLayers,
+}
+
+
+def intervention_for(spec) -> Intervention:
+    """The engine's side of an intervention of the spec (a member of spec.py's `Intervention` union)."""
+    return INTERVENTIONS[type(spec)](spec)

@@ -5,6 +5,10 @@ pass tracking, layer norms, block rewrites), a wrapper around `scheduler.step` t
 and `callback_on_step_end`, which hands each captured step to a sink, perturbs the next
 latent and checks for cancellation. With no interventions the final latents are bitwise those
 of the plain pipeline.
+
+`run_trajectory` reads like a pipeline's `__call__`: make the probes, install the hooks, prepare
+the first latent, run the pipeline (whose loop calls `StepCallbacks` at each step's edges),
+return what it recorded; `ResumeFrom` starts the loop at a stored `SolverState`.
 """
 
 from __future__ import annotations
@@ -206,87 +210,38 @@ def run_trajectory(
     the state came from (the same seeds, steps, prompts and guidance).
     """
     check_probe_visibility(model)
-    pipe = model.pipe
-    experts = model.experts
-    sink = sink or StepSink()
+    pipe, experts = model.pipe, model.experts
     perturbations = perturbations or LatentPerturbations([])
-    capture_at = set(range(inputs.steps) if capture is None else capture)
     start = resume.step if resume is not None else 0
-    keep_states = {k for k in keep_states if start < k < inputs.steps}
-
-    hooks = HookSet()
-    tracker = PassTracker(experts)
-    x0_reader = X0Reader(pipe.scheduler)
-    norms = LayerNormProbe(tracker, list(layers), passes)
-    result = TrajectoryResult(None, [], [], [], [])  # type: ignore[arg-type]
-    clock = {"step_started": 0.0}
-
-    def mark_step_start(module, args):
-        if tracker._forwards_this_step == 1:  # the pass tracker's pre-hook ran first
-            clock["step_started"] = time.perf_counter()
-            if "timesteps" in resumed:  # the pipeline has read its (shortened) loop; the solver needs them all
-                pipe.scheduler.timesteps = resumed.pop("timesteps")
-
-    resumed: dict[str, Any] = {}
-
-    def set_timesteps_and_resume(*args, **kwargs):
-        # The pipeline sets the schedule, then loops over `scheduler.timesteps`: the solver gets the
-        # stored state and the loop only the steps from `resume.step` on.
-        original_set_timesteps(*args, **kwargs)
-        for key, value in resume.scheduler.items():
-            setattr(pipe.scheduler, key, _device_copy(value))
-        resumed["timesteps"] = pipe.scheduler.timesteps
-        pipe.scheduler.timesteps = pipe.scheduler.timesteps[start:]
-
-    def on_step_end(pipeline, i: int, t, callback_kwargs: dict) -> dict:
-        i += start  # the pipeline counts from the first step it ran
-        ended = time.perf_counter()
-        estimate = x0_reader.pop()
-        expert = tracker.experts_this_step[-1] if tracker.experts_this_step else "transformer"
-        result.timesteps.append(float(t))
-        result.sigmas.append(estimate.sigma)
-        result.experts.append(expert)
-        result.step_seconds.append(ended - clock["step_started"])
-        if i in capture_at:
-            sink.on_step(
-                StepCapture(
-                    index=i,
-                    timestep=float(t),
-                    sigma=estimate.sigma,
-                    expert=expert,
-                    x0=estimate.x0,
-                    layer_norms=norms.collect(),
-                    started=clock["step_started"],
-                    ended=ended,
-                    x0_cond=estimate.x0_cond,
-                )
-            )
-        latents = callback_kwargs["latents"]
-        if i + 1 in keep_states:
-            result.states[i + 1] = SolverState(
-                step=i + 1,
-                latents=_host_copy(latents),
-                scheduler=scheduler_state(pipeline.scheduler),
-                timesteps=list(result.timesteps),
-                sigmas=list(result.sigmas),
-                experts=list(result.experts),
-            )
-        if perturbations and i + 1 < inputs.steps:
-            latents = perturbations.perturb(i + 1, latents, sigmas[i + 1])
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"cancelled after step {i}")
-        tracker.next_step()
-        norms.active = (i + 1) in capture_at
-        return {"latents": latents}
-
     # σ of every step, from a copy of the scheduler taken before any patch below (resume patches set_timesteps).
     sigmas = step_sigmas(model, inputs.steps) if perturbations else []
+
+    # 1. The probes, and the state the step callbacks keep; nothing is installed yet.
+    tracker = PassTracker(experts, first_step=start)
+    x0_reader = X0Reader(pipe.scheduler)
+    norms = LayerNormProbe(tracker, list(layers), passes)
+    resumer = ResumeFrom(pipe.scheduler, resume) if resume is not None else None
+    callbacks = StepCallbacks(
+        inputs.steps,
+        start=start,
+        capture_at=set(range(inputs.steps) if capture is None else capture),
+        keep_states={k for k in keep_states if start < k < inputs.steps},
+        tracker=tracker,
+        x0_reader=x0_reader,
+        norms=norms,
+        perturbations=perturbations,
+        sigmas=sigmas,
+        sink=sink or StepSink(),
+        should_stop=should_stop,
+        resumer=resumer,
+    )
+    hooks = HookSet()
     try:
-        # Interventions first: forward hooks run in registration order, so the norm probe
-        # records what the block hands to the next block, rewrites included.
+        # 2. The hooks. Forward hooks run in registration order: the block rewrites (interventions) come before
+        #    the norm probe, so it records what a block hands to the next block, rewrites included.
         tracker.install(hooks)
         for module in experts.values():
-            hooks.add_handle(module.register_forward_pre_hook(mark_step_start))
+            hooks.add_handle(module.register_forward_pre_hook(callbacks.on_forward))  # after the tracker's own
         for rewrite_layers, rewrite in rewrites:
             install_block_rewrite(hooks, tracker, experts, rewrite_layers, rewrite)
         if layers:
@@ -296,42 +251,178 @@ def run_trajectory(
             x0_reader.install_conditional(hooks, tracker)
         if perturbations:
             perturbations.install(hooks, pipe.scheduler)
-        if resume is not None:
-            original_set_timesteps = pipe.scheduler.set_timesteps
-            hooks.patch(pipe.scheduler, "set_timesteps", set_timesteps_and_resume)
-            tracker.step = start
-            result.timesteps, result.sigmas = list(resume.timesteps), list(resume.sigmas)
-            result.experts, result.step_seconds = list(resume.experts), [0.0] * start  # steps not run here
-            latents = _device_copy(resume.latents)
-        else:
-            latents = initial_latents(model, inputs)
-        norms.active = start in capture_at
+        if resumer is not None:
+            resumer.install(hooks)
 
-        if perturbations:
-            latents = perturbations.perturb(start, latents, sigmas[start])
-        call_kwargs = dict(
-            prompt=inputs.prompt,
-            negative_prompt=inputs.negative_prompt or None,
-            height=inputs.height,
-            width=inputs.width,
-            num_frames=inputs.frames,
-            num_inference_steps=inputs.steps,
-            max_sequence_length=model.info.text_tokens,
-            guidance_scale=inputs.guidance,
-            num_videos_per_prompt=len(inputs.seeds),
-            latents=latents,
-            output_type="latent",
-            callback_on_step_end=on_step_end,
-            callback_on_step_end_tensor_inputs=["latents"],
-        )
-        if model.info.boundary_ratio is not None:
-            call_kwargs["guidance_scale_2"] = inputs.guidance_2
-        if inputs.image is not None:  # spec.check_against_model ensures i2v models get one, t2v none
-            call_kwargs["image"] = inputs.image
-        output = pipe(**call_kwargs)
-        result.final_latents = output.frames
-        result.perturbations = [applied.to_json() for applied in perturbations.applied]
-        return result
+        # 3. The latent entering the first step: the seeds' noise, or the stored state (perturbed if asked).
+        latents = initial_latents(model, inputs) if resume is None else _device_copy(resume.latents)
+        latents = callbacks.begin(latents)
+
+        # 4. The pipeline's own denoising loop; `callbacks.on_step_end` runs after each of its steps.
+        output = pipe(**pipeline_arguments(model, inputs, latents, callbacks.on_step_end))
+
+        # 5. The trajectory as it ran.
+        return callbacks.finish(output.frames)
     finally:
         hooks.remove()
         pipe._interrupt = False
+
+
+def pipeline_arguments(model: LoadedModel, inputs: TrajectoryInputs, latents: torch.Tensor, on_step_end) -> dict:
+    """The keyword arguments of the pipeline's `__call__` for these inputs, starting from `latents`."""
+    arguments = dict(
+        prompt=inputs.prompt,
+        negative_prompt=inputs.negative_prompt or None,
+        height=inputs.height,
+        width=inputs.width,
+        num_frames=inputs.frames,
+        num_inference_steps=inputs.steps,
+        max_sequence_length=model.info.text_tokens,
+        guidance_scale=inputs.guidance,
+        num_videos_per_prompt=len(inputs.seeds),
+        latents=latents,
+        output_type="latent",
+        callback_on_step_end=on_step_end,
+        callback_on_step_end_tensor_inputs=["latents"],
+    )
+    if model.info.boundary_ratio is not None:
+        arguments["guidance_scale_2"] = inputs.guidance_2
+    if inputs.image is not None:  # spec.check_against_model ensures i2v models get one, t2v none
+        arguments["image"] = inputs.image
+    return arguments
+
+
+class StepCallbacks:
+    """What runs at the edges of each step of the pipeline's loop, and the trajectory it records.
+
+    `on_forward`, a pre-forward hook on every expert, notes when a step's first forward begins.
+    `on_step_end`, the pipeline's `callback_on_step_end` (after `scheduler.step`), records the
+    step, hands a captured one to the sink, keeps the solver state asked for, perturbs the latent
+    entering the next step and checks for cancellation. Steps are counted from 0 of the whole
+    schedule, also when the run resumes at `start`.
+    """
+
+    def __init__(
+        self,
+        steps: int,
+        *,
+        start: int,
+        capture_at: set[int],
+        keep_states: set[int],
+        tracker: PassTracker,
+        x0_reader: X0Reader,
+        norms: LayerNormProbe,
+        perturbations: LatentPerturbations,
+        sigmas: list[float],
+        sink: StepSink,
+        should_stop: Callable[[], bool] | None,
+        resumer: ResumeFrom | None,
+    ):
+        self.steps, self.start = steps, start
+        self.capture_at, self.keep_states = capture_at, keep_states
+        self.tracker, self.x0_reader, self.norms = tracker, x0_reader, norms
+        self.perturbations, self.sigmas = perturbations, sigmas
+        self.sink, self.should_stop, self.resumer = sink, should_stop, resumer
+        self.step_started = 0.0  # perf_counter when the running step's first forward began
+        self.result = TrajectoryResult(None, [], [], [], [])  # type: ignore[arg-type]  # final latents: finish()
+        if resumer is not None:  # the steps before `start` are the stored trajectory's (not run here: 0 s)
+            state = resumer.state
+            self.result.timesteps, self.result.sigmas = list(state.timesteps), list(state.sigmas)
+            self.result.experts, self.result.step_seconds = list(state.experts), [0.0] * start
+
+    def begin(self, latents: torch.Tensor) -> torch.Tensor:
+        """The latent entering the first step run, with that step's perturbations; norms on if it is captured."""
+        self.norms.active = self.start in self.capture_at
+        if self.perturbations:
+            latents = self.perturbations.perturb(self.start, latents, self.sigmas[self.start])
+        return latents
+
+    def on_forward(self, module, args) -> None:
+        if self.tracker.forwards_this_step == 1:  # the step's first forward (the tracker's pre-hook ran first)
+            self.step_started = time.perf_counter()
+            if self.resumer is not None:
+                self.resumer.restore_schedule()
+
+    def on_step_end(self, pipeline, i: int, t, callback_kwargs: dict) -> dict:
+        step = self.start + i  # the pipeline counts from the first step it ran
+        self._record(step, float(t), ended=time.perf_counter())
+        latents = callback_kwargs["latents"]
+        if step + 1 in self.keep_states:
+            self.result.states[step + 1] = self._solver_state(step + 1, latents, pipeline.scheduler)
+        if self.perturbations and step + 1 < self.steps:
+            latents = self.perturbations.perturb(step + 1, latents, self.sigmas[step + 1])
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled(f"cancelled after step {step}")
+        self.tracker.next_step()
+        self.norms.active = step + 1 in self.capture_at
+        return {"latents": latents}
+
+    def finish(self, final_latents: torch.Tensor) -> TrajectoryResult:
+        self.result.final_latents = final_latents
+        self.result.perturbations = [applied.to_json() for applied in self.perturbations.applied]
+        return self.result
+
+    def _record(self, step: int, timestep: float, ended: float) -> None:
+        """The step's timestep, σ, expert and time; and, if it is captured, the step itself to the sink."""
+        estimate = self.x0_reader.pop()
+        expert = self.tracker.experts_this_step[-1] if self.tracker.experts_this_step else "transformer"
+        self.result.timesteps.append(timestep)
+        self.result.sigmas.append(estimate.sigma)
+        self.result.experts.append(expert)
+        self.result.step_seconds.append(ended - self.step_started)
+        if step in self.capture_at:
+            self.sink.on_step(
+                StepCapture(
+                    index=step,
+                    timestep=timestep,
+                    sigma=estimate.sigma,
+                    expert=expert,
+                    x0=estimate.x0,
+                    layer_norms=self.norms.collect(),
+                    started=self.step_started,
+                    ended=ended,
+                    x0_cond=estimate.x0_cond,
+                )
+            )
+
+    def _solver_state(self, step: int, latents: torch.Tensor, scheduler) -> SolverState:
+        """The state entering `step` (before its perturbations), on the host, with the records of the steps before."""
+        return SolverState(
+            step=step,
+            latents=_host_copy(latents),
+            scheduler=scheduler_state(scheduler),
+            timesteps=list(self.result.timesteps),
+            sigmas=list(self.result.sigmas),
+            experts=list(self.result.experts),
+        )
+
+
+class ResumeFrom:
+    """Starts the pipeline's loop at `state.step`, its solver in the state stored there.
+
+    The pipeline sets the schedule, then loops over `scheduler.timesteps`: right after
+    `set_timesteps` the solver gets the stored state and the loop only the steps from
+    `state.step` on. At the first forward the loop has read its list, and the solver gets the
+    whole schedule back (its step indexes into it).
+    """
+
+    def __init__(self, scheduler, state: SolverState):
+        self.scheduler = scheduler
+        self.state = state
+        self._set_timesteps = scheduler.set_timesteps  # the scheduler's own, before it is patched
+        self._full_schedule: torch.Tensor | None = None
+
+    def install(self, hooks: HookSet) -> None:
+        hooks.patch(self.scheduler, "set_timesteps", self._set_timesteps_and_resume)
+
+    def _set_timesteps_and_resume(self, *args, **kwargs) -> None:
+        self._set_timesteps(*args, **kwargs)
+        for key, value in self.state.scheduler.items():
+            setattr(self.scheduler, key, _device_copy(value))
+        self._full_schedule = self.scheduler.timesteps
+        self.scheduler.timesteps = self.scheduler.timesteps[self.state.step :]
+
+    def restore_schedule(self) -> None:
+        """Give the solver the whole schedule back (once; later calls do nothing)."""
+        if self._full_schedule is not None:
+            self.scheduler.timesteps, self._full_schedule = self._full_schedule, None

@@ -104,7 +104,7 @@ def run_reproduce(
     from stepscope.probe import EncoderCache, run_experiment
     from stepscope.probe.interventions import default_ensemble_layers
     from stepscope.run import load_run
-    from stepscope.spec import check_against_model, parse_spec
+    from stepscope.spec import ExperimentSpec, check_spec
     from stepscope.store import Store
 
     started = time.perf_counter()
@@ -136,15 +136,14 @@ def run_reproduce(
             "seconds": {},
         }
         for kind in an.RUN_KINDS:
-            spec = parse_spec(specs[kind])
-            check_against_model(spec, info)
+            checked = check_spec(specs[kind], info)
             name = an.run_id(instance, kind)
             t0 = time.perf_counter()
             run = None
             if name in taken:  # --resume: a finished run of this very spec is read, an unfinished one redone
                 run_dir = store.open(name)
                 stored = load_run(run_dir.path)
-                if stored.manifest["spec"] != spec.model_dump(mode="json"):
+                if stored.manifest["spec"] != checked.spec.model_dump(mode="json"):
                     raise TaskError(
                         "out",
                         f"run {name} in {out / 'runs'} has another spec than these options: resume with the "
@@ -160,7 +159,7 @@ def run_reproduce(
                     redone += 1
             if run is None:
                 run_dir = store.create(name)
-                run_experiment(model, spec, run_dir, encoder_cache=encoder_cache)
+                run_experiment(model, checked, run_dir, encoder_cache=encoder_cache)
                 run = load_run(run_dir.path)
             seconds = time.perf_counter() - t0
             trajectories += len(run.trajectories)
@@ -184,7 +183,7 @@ def run_reproduce(
             )
     families = cfg.families
     ensemble_layers = default_ensemble_layers(info.num_layers)
-    guidance = cfg.guidance if cfg.guidance is not None else parse_spec({}).guidance
+    guidance = cfg.guidance if cfg.guidance is not None else ExperimentSpec.model_fields["guidance"].default
     findings = {
         "format": "stepscope-findings/1",
         "command": command,

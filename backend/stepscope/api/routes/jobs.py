@@ -20,7 +20,7 @@ from stepscope.jobs import TERMINAL, enqueue, live_workers, queue_name, rq_queue
 from stepscope.models import PRESETS, ModelInfo
 from stepscope.run import existing_decode, list_decodes, x0_artifact
 from stepscope.run_format import input_image_path, run_ref
-from stepscope.spec import ExperimentSpec, SpecError, check_against_model, parse_spec
+from stepscope.spec import ExperimentSpec, SpecError, check_spec, parse_spec
 from stepscope.store import NotFound, new_run_id
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -181,11 +181,13 @@ def _json_object(raw: bytes) -> dict:
     return data
 
 
-def _store_images(services: Services, job_id: str, spec: ExperimentSpec, upload: bytes | None) -> ExperimentSpec:
-    """Decode every image (refusing bad ones) and store it with the run; point the spec at it."""
+def _store_images(services: Services, job_id: str, spec: ExperimentSpec, upload: bytes | None) -> dict:
+    """Decode every image (refusing bad ones) and store it with the run; the spec's JSON for the job record, pointing
+    at the stored images (the worker checks that JSON again when it runs the job)."""
     images = dict(spec.images())
+    data = spec.model_dump(mode="json")
     if not images:
-        return spec
+        return data
     decoded = {}
     for field, value in images.items():
         if value == UPLOAD:
@@ -195,12 +197,11 @@ def _store_images(services: Services, job_id: str, spec: ExperimentSpec, upload:
         else:
             raise ImageError(f"{field}: must be a data:image/...;base64 URL, or upload the file as 'image'")
     run = services.store.create(job_id)
-    data = spec.model_dump(mode="json")
     for field, image in decoded.items():
         rel = input_image_path(field)
         run.write_bytes(rel, encode_png(image))
         _set_path(data, field, run_ref(rel))
-    return parse_spec(data)
+    return data
 
 
 def _set_path(data: dict, dotted: str, value: str) -> None:
@@ -222,19 +223,18 @@ def _set_path(data: dict, dotted: str, value: str) -> None:
 async def submit(request: Request, services: ServicesDep) -> dict | JSONResponse:
     """Validate a spec (JSON body, or multipart with `spec` and an `image` file) and queue it."""
     data, upload = await _read_submission(request, services)
-    spec = parse_spec(data)
+    spec = parse_spec(data)  # parsed first: the spec names the model it is checked against
     info, served = model_info_for(services, spec.model)
     if upload is not None:
         if spec.image is not None:
             raise ApiError(422, "image: give the first frame in the spec or as the upload, not both", "image")
         spec = spec.model_copy(update={"image": UPLOAD})
-    check_against_model(spec, info)
+    spec = check_spec(spec, info).spec
     full = queue_full(services, spec.model)
     if full is not None:
         return full
     job_id = new_run_id()
-    spec = _store_images(services, job_id, spec, upload)
-    record = services.jobs.create(job_id, spec.model, spec.model_dump(mode="json"))
+    record = services.jobs.create(job_id, spec.model, _store_images(services, job_id, spec, upload))
     position = enqueue(services.redis, job_id, spec.model, services.settings.job_timeout, services.settings.result_ttl)
     view = job_view(services, record, position)
     if not served:
