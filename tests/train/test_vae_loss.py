@@ -29,3 +29,49 @@ def test_a_single_frame_clip_is_its_frames_mean():
     videos = torch.zeros(3, 3, 1, 4, 4)
     decoded = videos + 0.5
     assert torch.isclose(latent_frame_mse(decoded, videos), torch.tensor(0.25))
+
+
+def _smoke_vae():
+    from stepscope.train.build import build_vae_for
+    from stepscope.train.config import SMOKE
+
+    torch.manual_seed(0)
+    return build_vae_for(SMOKE).eval()
+
+
+def test_the_unclamped_decode_is_the_decode_before_its_clamp():
+    from stepscope.train.vae import decode_unclamped
+
+    vae = _smoke_vae()
+    for frames in (1, 9):  # an image clip and a video (a first frame, then chunks of four)
+        z = 3.0 * torch.randn(
+            2, vae.config.z_dim, (frames - 1) // 4 + 1, 4, 4, generator=torch.Generator().manual_seed(1)
+        )
+        with torch.no_grad():
+            raw = decode_unclamped(vae, z)
+            decoded = vae.decode(z, return_dict=False)[0]
+        assert (
+            raw.shape
+            == decoded.shape
+            == (2, 3, frames, 4 * vae.spatial_compression_ratio, 4 * vae.spatial_compression_ratio)
+        )
+        torch.testing.assert_close(raw.clamp(-1.0, 1.0), decoded, rtol=1e-5, atol=1e-5)
+
+
+def test_an_overshooting_decoder_still_gets_a_gradient():
+    # The reason for the unclamped decode: where the decoder says 1 + ε for a pixel that should be −1, the clamped
+    # output has no gradient, and training cannot move it (the trajectory ball lost in frames 1-3 of each chunk).
+    from stepscope.train.vae import decode_unclamped
+
+    vae = _smoke_vae()
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.fill_(5.0)  # every output pixel far above 1
+    z = torch.randn(1, vae.config.z_dim, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    side = 4 * vae.spatial_compression_ratio
+    target = -torch.ones(1, 3, 9, side, side)
+    clamped = latent_frame_mse(vae.decode(z, return_dict=False)[0], target)
+    (through_clamp,) = torch.autograd.grad(clamped, vae.decoder.conv_out.bias)
+    assert torch.count_nonzero(through_clamp) == 0
+    unclamped = latent_frame_mse(decode_unclamped(vae, z), target)
+    (without_clamp,) = torch.autograd.grad(unclamped, vae.decoder.conv_out.bias)
+    assert torch.all(without_clamp > 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
 from stepscope.train.build import build_vae_for
 from stepscope.train.config import TrainConfig
@@ -27,11 +28,37 @@ def kl_to_standard_normal(posterior) -> torch.Tensor:
 
 
 def reconstruction_loss(vae: AutoencoderKLWan, videos: torch.Tensor, kl_weight: float, generator) -> torch.Tensor:
-    """`latent_frame_mse` between videos in [−1, 1] and the decode of a posterior sample,
+    """`latent_frame_mse` between videos in [−1, 1] and the unclamped decode of a posterior sample,
     plus `kl_weight`·KL(posterior ‖ N(0, 1))."""
     posterior = vae.encode(videos).latent_dist
-    decoded = vae.decode(posterior.sample(generator=generator), return_dict=False)[0]
+    decoded = decode_unclamped(vae, posterior.sample(generator=generator))
     return latent_frame_mse(decoded, videos) + kl_weight * kl_to_standard_normal(posterior)
+
+
+def decode_unclamped(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
+    """`vae.decode(z)` before its final clamp to [−1, 1], for training.
+
+    The clamp passes no gradient where the decoder overshoots: a floor pixel at +1 costs nothing at 1.5, and a
+    ball that should appear on that floor (green channel −0.69) gets no gradient while the decoder says 1.5.
+    Trained through the clamp, the VAE drew each 4-frame chunk's last frame in all four (the trajectory ball
+    lost in frames 1-3, its error frozen at 215/255 for 75 steps on the same 4 videos; docs/training.md).
+    Mirrors diffusers' `AutoencoderKLWan._decode` (untiled; tests/train check it equals `decode` once clamped).
+    """
+    if vae.use_tiling:
+        raise ValueError("decode_unclamped: a tiled VAE (the training VAEs are small and untiled)")
+    vae.clear_cache()
+    x = vae.post_quant_conv(z)
+    frames = []
+    for i in range(z.shape[2]):
+        vae._conv_idx = [0]
+        frames.append(
+            vae.decoder(x[:, :, i : i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=i == 0)
+        )
+    vae.clear_cache()
+    out = torch.cat(frames, 2)
+    if vae.config.patch_size is not None:
+        out = unpatchify(out, patch_size=vae.config.patch_size)
+    return out
 
 
 def latent_frame_mse(decoded: torch.Tensor, videos: torch.Tensor) -> torch.Tensor:
