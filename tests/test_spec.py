@@ -118,6 +118,33 @@ def _sweep(over: str, values: list, iv: dict | None = None) -> dict:
             "sweeps.0.intervention.steps",
             "at least 1",
         ),
+        # An optional list means "all" when omitted; an empty one would act nowhere (or, as a sweep's base, fail
+        # in the worker), so it is refused where it is written.
+        (
+            _variant({"kind": "noise_at_frame", "frames": [0], "steps": [], "strength": 1}),
+            "variants.0.interventions.0.steps",
+            "at least 1",
+        ),
+        (
+            _sweep("frames", [1], {"kind": "noise_at_frame", "frames": [0], "steps": [], "strength": 1}),
+            "sweeps.0.intervention.steps",
+            "at least 1",
+        ),
+        (
+            _variant({"kind": "layer_swap", "layers": [1], "steps": []}),
+            "variants.0.interventions.0.steps",
+            "at least 1",
+        ),
+        (
+            _variant({"kind": "layer_swap", "layers": [1], "frames": []}),
+            "variants.0.interventions.0.frames",
+            "at least 1",
+        ),
+        (
+            _variant({"kind": "seed_ensemble", "seeds": [1, 2], "layers": []}),
+            "variants.0.interventions.0.layers",
+            "at least 1",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field(data, field, words):

@@ -157,7 +157,7 @@ class NoiseAtFrame(_Strict):
     frames: Frames = Field(min_length=1, max_length=MAX_FRAMES, title="frames", examples=[[2]])
     frame_units: FrameUnits = Field("latent", title="frame units", description=FRAME_UNITS_HELP)
     steps: Steps | None = Field(
-        None, title="steps (empty: all)", description="steps to perturb; all steps when omitted"
+        None, min_length=1, title="steps (empty: all)", description="steps to perturb; all steps when omitted"
     )
     strength: float = Field(ge=0.0, le=MAX_STRENGTH, title="strength", examples=[0.5])
     relative: bool = Field(True, title="relative to latent std")
@@ -204,9 +204,11 @@ class LayerSwap(_Strict):
     kind: Literal["layer_swap"] = "layer_swap"
     layers: Layers = Field(min_length=1, max_length=256, title="layers", examples=[[20, 21]])
     steps: Steps | None = Field(
-        None, title="steps (empty: all)", description="steps to swap at; all steps when omitted"
+        None, min_length=1, title="steps (empty: all)", description="steps to swap at; all steps when omitted"
     )
-    frames: Frames | None = Field(None, title="frames (empty: all)", description="swap only the tokens of these frames")
+    frames: Frames | None = Field(
+        None, min_length=1, title="frames (empty: all)", description="swap only the tokens of these frames"
+    )
     frame_units: FrameUnits = Field("latent", title="frame units", description=FRAME_UNITS_HELP)
     passes: Passes = Field(
         "cond",
@@ -230,6 +232,7 @@ class SeedEnsemble(_Strict):
     seeds: list[Seed] = Field(min_length=2, max_length=MAX_ENSEMBLE, title="seeds", examples=[[0, 1, 2]])
     layers: Layers | None = Field(
         None,
+        min_length=1,
         title="layers (empty: the third quarter of the depth)",
         description="layers to average; the third quarter of the depth (depth/2 … 3·depth/4 − 1: 20-29 of 40) when "
         "omitted",

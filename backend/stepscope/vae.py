@@ -30,8 +30,13 @@ def vae_scale_factors(vae) -> tuple[int, int]:
 
 
 def vae_fingerprint(vae) -> str:
-    """A stable id of a VAE's config and weights (a strided sample of every tensor)."""
-    h = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
+    """A stable id of a VAE's config and weights (a strided sample of every tensor).
+
+    The config's private keys are left out: `_name_or_path` says where it was loaded from, and diffusers lists
+    `_use_default_values` from a set, in an order that changes with each process's hash seed (the preview map's
+    cache, keyed on this id, missed in every new process)."""
+    public = {key: value for key, value in dict(vae.config).items() if not key.startswith("_")}
+    h = hashlib.sha256(json.dumps(public, sort_keys=True, default=str).encode())
     for name, tensor in sorted(vae.state_dict().items()):
         flat = tensor.detach().reshape(-1)
         sample = flat[:: max(1, flat.numel() // 1024)][:1024]

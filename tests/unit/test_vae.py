@@ -34,6 +34,23 @@ def test_fingerprint_follows_the_weights(vae):
     assert vae_fingerprint(changed) != vae_fingerprint(vae)
 
 
+def test_fingerprint_ignores_where_and_how_the_config_was_loaded(vae, tmp_path):
+    # A VAE loaded back from disk (another `_name_or_path`; diffusers' `_use_default_values`, listed from a set in
+    # an order that changes with the process's hash seed) is the same VAE.
+    from diffusers import AutoencoderKLWan
+    from diffusers.configuration_utils import FrozenDict
+
+    vae.save_pretrained(tmp_path / "a")
+    loaded = AutoencoderKLWan.from_pretrained(tmp_path / "a")
+    assert loaded.config["_name_or_path"] != vae.config.get("_name_or_path")
+    config = dict(loaded.config)
+    config["_use_default_values"] = ["z", "y", "x"]
+    loaded._internal_dict = FrozenDict(config)
+    reordered = copy.deepcopy(loaded)
+    reordered._internal_dict = FrozenDict({**config, "_use_default_values": ["x", "y", "z"]})
+    assert vae_fingerprint(loaded) == vae_fingerprint(reordered) == vae_fingerprint(vae)
+
+
 def test_decode_denormalizes_then_gives_uint8_frames(vae):
     latents = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(0))
     frames = decode_latents(vae, latents)
