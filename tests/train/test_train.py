@@ -304,3 +304,15 @@ def test_the_vae_trains_on_windows_of_one_plus_four_k_frames():
     for clip in (7, SMOKE.frames + 4):
         with pytest.raises(ValueError, match="vae.clip_frames"):
             train_vae(SMOKE.replace(vae={"clip_frames": clip}), vae, videos, torch.device("cpu"), log=lambda line: None)
+
+
+@pytest.mark.parametrize("cfg", [FULL, SMOKE], ids=["full", "smoke"])
+def test_every_family_prompt_fits_the_text_length(cfg):
+    # The pipeline truncates a prompt to `max_sequence_length` without a word: a family prompt longer than the
+    # model's text length would lose its end in training, sampling and the service alike.
+    from stepscope.models.tiny import build_tokenizer
+    from stepscope.train.run import family_prompts
+
+    tokenizer = build_tokenizer()
+    lengths = {p: len(tokenizer(p, add_special_tokens=True).input_ids) for p in family_prompts(cfg)}
+    assert lengths and max(lengths.values()) <= cfg.transformer.text_tokens, lengths
