@@ -211,6 +211,11 @@ def split_tasks(cfg: TrainConfig, family: str, split: str, per_family: int, trai
     return [make_instance(r, cfg.size, cfg.frames) for r in refs]
 
 
+def frame_max_error(truth: np.ndarray, video: np.ndarray) -> np.ndarray:
+    """The largest absolute difference (0-255) between two uint8 (T, H, W, 3) videos in each frame: (T,) ints."""
+    return np.abs(truth.astype(np.int16) - video.astype(np.int16)).max(axis=(1, 2, 3))
+
+
 def rate_by_difficulty(tasks, passed: np.ndarray) -> dict:
     """Success rate with its 95% Wilson interval for each difficulty among `tasks`."""
     out = {}
@@ -228,17 +233,25 @@ def rate_by_difficulty(tasks, passed: np.ndarray) -> dict:
 
 def vae_ceiling(vae, *, cfg: TrainConfig, per_family: int, split: str, batch: int = 100, workers: int = 0, log=print):
     """Pass rate of the VAE's reconstructions of `per_family` ground-truth videos a family of `split`, with 95%
-    Wilson intervals and per-difficulty rates: the VAE's gate (no model can pass where its VAE cannot)."""
+    Wilson intervals and per-difficulty rates: the VAE's gate (no model can pass where its VAE cannot).
+
+    Each family also reports where the reconstructions are wrong: `frame_error`, the largest absolute error
+    (0-255, any pixel and channel) of each frame, averaged over the videos (`mean`) and at its worst (`max`).
+    A VAE that codes some frames of a chunk and not others shows it there at once."""
     started = time.perf_counter()
     families = []
     for family in cfg.families:
         tasks = split_tasks(cfg, family, split, per_family)
-        passed, scores = [], []
+        passed, scores, frame_errors = [], [], []
         for start in range(0, len(tasks), batch):
             chunk = tasks[start : start + batch]
-            for score, ok in score_all(chunk, reconstructions(vae, chunk), workers):
+            videos = reconstructions(vae, chunk)
+            for score, ok in score_all(chunk, videos, workers):
                 passed.append(ok)
                 scores.append(score)
+            frame_errors += [
+                frame_max_error(task.ground_truth(), video) for task, video in zip(chunk, videos, strict=True)
+            ]
         outcomes = np.array(passed, dtype=np.float64)
         lo, hi = mean_interval(outcomes)
         families.append(
@@ -251,6 +264,10 @@ def vae_ceiling(vae, *, cfg: TrainConfig, per_family: int, split: str, batch: in
                 "ci95": [round(lo, 4), round(hi, 4)],
                 "mean_score": round(float(np.mean(scores)), 4),
                 "by_difficulty": rate_by_difficulty(tasks, outcomes),
+                "frame_error": {
+                    "mean": np.round(np.mean(frame_errors, axis=0), 1).tolist(),
+                    "max": np.max(frame_errors, axis=0).tolist(),
+                },
             }
         )
         count = f"{int(outcomes.sum())}/{len(tasks)}"
