@@ -191,13 +191,15 @@ def score_all(tasks, videos, workers: int = 0) -> list[tuple[float, bool]]:
 
 
 @torch.no_grad()
-def reconstructions(model_or_vae, tasks) -> list[np.ndarray]:
+def reconstructions(model_or_vae, tasks, truths: np.ndarray | None = None) -> list[np.ndarray]:
     """The VAE's decode of each task's encoded ground truth: what the model could show at best.
 
-    Takes a loaded model (its pipeline's VAE) or an AutoencoderKLWan itself."""
+    Takes a loaded model (its pipeline's VAE) or an AutoencoderKLWan itself; `truths`, the tasks' ground truth
+    stacked, when the caller has rendered it already."""
     vae = getattr(getattr(model_or_vae, "pipe", None), "vae", model_or_vae)
     device = next(vae.parameters()).device
-    videos = to_model_range(np.stack([t.ground_truth() for t in tasks]), device)
+    truths = np.stack([t.ground_truth() for t in tasks]) if truths is None else truths
+    videos = to_model_range(truths, device)
     decoded = vae.decode(vae.encode(videos.to(next(vae.parameters()).dtype)).latent_dist.mode(), return_dict=False)[0]
     return [to_uint8(v) for v in decoded]
 
@@ -245,13 +247,12 @@ def vae_ceiling(vae, *, cfg: TrainConfig, per_family: int, split: str, batch: in
         passed, scores, frame_errors = [], [], []
         for start in range(0, len(tasks), batch):
             chunk = tasks[start : start + batch]
-            videos = reconstructions(vae, chunk)
+            truths = np.stack([t.ground_truth() for t in chunk])
+            videos = reconstructions(vae, chunk, truths)
             for score, ok in score_all(chunk, videos, workers):
                 passed.append(ok)
                 scores.append(score)
-            frame_errors += [
-                frame_max_error(task.ground_truth(), video) for task, video in zip(chunk, videos, strict=True)
-            ]
+            frame_errors += [frame_max_error(truth, video) for truth, video in zip(truths, videos, strict=True)]
         outcomes = np.array(passed, dtype=np.float64)
         lo, hi = mean_interval(outcomes)
         families.append(
